@@ -1,0 +1,64 @@
+# tflock-reaper: one task runner for people and CI. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV     := .venv
+SAM_VENV := .venv-sam
+PY       := $(VENV)/bin/python
+# sam build needs the runtime's interpreter (python3.12) on PATH: the project venv provides it.
+SAM      := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: layers/reaper/requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
+	@test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r layers/reaper/requirements.txt \
+		-r requirements-cli.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	@test -x $(SAM_VENV)/bin/python || "$$(scripts/find-python)" -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the pinned runtime and dev dependencies (editable install)
+
+.PHONY: demo
+demo: venv ## Local demo: moto server + real Terraform, a live and a stale lock, sweep dry-run then enforce
+	PYTHONPATH=tests $(PY) scripts/demo.py
+
+.PHONY: lint
+lint: venv ## ruff (format check + lint) and mypy
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+.PHONY: fmt
+fmt: venv ## Format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: unit
+unit: venv ## Unit tests only (pure, no network)
+	$(VENV)/bin/pytest tests/unit
+
+.PHONY: sam-validate
+sam-validate: $(SAM_VENV)/.installed venv ## sam validate --lint
+	$(SAM) validate --lint
+
+.PHONY: sam-build
+sam-build: $(SAM_VENV)/.installed venv ## sam build, then check the layer holds arm64 wheels for the runtime
+	$(SAM) build
+	$(PY) scripts/check_build.py .aws-sam/build
+
+.PHONY: test
+test: venv lint sam-validate sam-build ## The whole suite: lint, SAM validate/build, unit, integration, e2e
+	$(VENV)/bin/pytest
+
+.PHONY: clean
+clean: ## Remove build output and caches (keeps the virtualenvs)
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .demo

@@ -1,0 +1,52 @@
+"""Scheduled sweeper: EventBridge → one sweep of the lock table → one log line per verdict and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from tflock_reaper.app import run_sweep
+from tflock_reaper.service import SweepReport
+from tflock_reaper.settings import get_settings
+
+logger = Logger()
+metrics = Metrics()
+# The engine logs through the standard ``tflock_reaper`` logger: give it the Powertools JSON format.
+copy_config_to_registered_loggers(source_logger=logger, include={"tflock_reaper"})
+
+_METRICS = {
+    "LocksSeen": "locks",
+    "StaleLocks": "stale",
+    "LocksReaped": "reaped",
+    "LocksChanged": "changed",
+    "ReapsBlocked": "blocked",
+    "ItemsSkipped": "skipped",
+    "SweepErrors": "failed",
+}
+
+
+def publish_metrics(report: SweepReport) -> None:
+    summary = report.summary()
+    for name, key in _METRICS.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary[key])
+    metrics.add_metric(name="CircuitBreakerTripped", unit=MetricUnit.Count, value=1 if report.breaker else 0)
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = get_settings()
+    logger.append_keys(lock_table=settings.lock_table_name)
+    try:
+        report = run_sweep(settings)
+    except Exception:
+        metrics.add_metric(name="SweepErrors", unit=MetricUnit.Count, value=1)
+        logger.exception("sweep failed")
+        raise
+    publish_metrics(report)
+    result: dict[str, Any] = {"mode": report.mode, "breaker": report.breaker, "summary": report.summary()}
+    logger.info("sweep complete", extra=result)
+    return result

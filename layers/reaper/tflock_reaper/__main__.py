@@ -1,0 +1,3 @@
+from tflock_reaper.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""boto3 sessions and clients, made lazily (never at import) so that moto and endpoints always apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    connect_timeout=5,
+    read_timeout=20,
+    user_agent_extra="tflock-reaper",
+)
+
+
+@dataclass
+class AwsClients:
+    """One boto3 session per sweep. ``endpoint_url``/``region`` override the standard AWS configuration
+    (profiles, ``AWS_REGION``, ``AWS_ENDPOINT_URL``), which applies otherwise."""
+
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    _session: boto3.Session | None = field(default=None, init=False, repr=False)
+    _clients: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def session(self) -> boto3.Session:
+        if self._session is None:
+            self._session = boto3.Session(profile_name=self.profile, region_name=self.region)
+        return self._session
+
+    def _client(self, service: str) -> Any:
+        if service not in self._clients:
+            kwargs: dict[str, Any] = {"config": _CLIENT_CONFIG}
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+            self._clients[service] = self.session.client(service, **kwargs)
+        return self._clients[service]
+
+    def dynamodb(self) -> DynamoDBClient:
+        client: DynamoDBClient = self._client("dynamodb")
+        return client

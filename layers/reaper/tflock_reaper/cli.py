@@ -1,0 +1,203 @@
+"""``tflock-reaper``: the operator CLI. Runs the same engine as the Lambda from a laptop.
+
+Exit codes: 0 done (a completed sweep, whatever it found); 1 the lock asked about does not exist;
+2 bad usage or configuration (policy file, mode); 3 AWS could not be used (table missing, denied, unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, TextIO
+
+from tflock_reaper import __version__
+from tflock_reaper.aws import AwsClients
+from tflock_reaper.dal.errors import AwsAccessError
+from tflock_reaper.dal.lock_table import LockTable
+from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.lock import DigestRecord, SkippedItem
+from tflock_reaper.policy import Policy, PolicyError, format_duration, load_policy
+from tflock_reaper.service import LockReport, Mode, SweepReport, explain, sweep
+from tflock_reaper.state import MemoryStateStore, StateStore
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_CONFIG, EXIT_AWS = 0, 1, 2, 3
+
+_LOG_RECORD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class _ConfigError(Exception):
+    pass
+
+
+class _StderrFormatter(logging.Formatter):
+    """``tflock-reaper WARNING lock reaped {"lock_path": ..., "deleted_item": ...}``: readable, and complete."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = {k: v for k, v in record.__dict__.items() if k not in _LOG_RECORD_FIELDS}
+        fields = f" {json.dumps(extras, default=str, sort_keys=True)}" if extras else ""
+        return f"tflock-reaper {record.levelname} {record.getMessage()}{fields}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--table", required=True, help="the Terraform lock table (DynamoDB)")
+    common.add_argument("--region", help="AWS region (default: the standard AWS configuration)")
+    common.add_argument("--endpoint-url", help="AWS endpoint, e.g. http://127.0.0.1:5000 (or AWS_ENDPOINT_URL)")
+    common.add_argument("--profile", help="AWS named profile")
+    common.add_argument("--state-table", help="the reaper's state table (first-seen times, reap records)")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("-v", "--verbose", action="store_true", help="log every verdict to stderr")
+
+    parser = argparse.ArgumentParser(
+        prog="tflock-reaper",
+        description="Find, explain and safely reap stale Terraform/OpenTofu state locks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    locks = commands.add_parser("locks", parents=[common], help="list locks with their age and verdict")
+    locks.add_argument("--policy", help="policy file (default: built-in defaults, dry-run)")
+
+    run = commands.add_parser("sweep", parents=[common], help="judge every lock; reap only with --enforce")
+    run.add_argument("--policy", required=True, help="policy file (YAML)")
+    run.add_argument("--enforce", action="store_true", help="really delete (the policy must also say mode: enforce)")
+
+    why = commands.add_parser("explain", parents=[common], help="the verdict for one lock, with every reason")
+    why.add_argument("--policy", required=True, help="policy file (YAML)")
+    why.add_argument("lock_path", metavar="LOCK_PATH", help="the LockID, e.g. tf-state/env:/dev/app.tfstate")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    _configure_logging(verbose=args.verbose)
+    try:
+        policy = load_policy(args.policy) if args.policy else Policy()
+        clients = AwsClients(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
+        lock_table = LockTable(clients.dynamodb(), args.table)
+        state: StateStore = StateTable(clients.dynamodb(), args.state_table) if args.state_table else MemoryStateStore()
+        if args.command == "explain":
+            return _explain(args, lock_table, state, policy, out)
+        report = sweep(lock_table=lock_table, state=state, policy=policy, mode=_mode(args, policy))
+    except PolicyError as err:
+        print(f"tflock-reaper: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except _ConfigError as err:
+        print(f"tflock-reaper: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except AwsAccessError as err:
+        print(f"tflock-reaper: {err}", file=sys.stderr)
+        return EXIT_AWS
+    if args.json:
+        json.dump(report.to_dict(), out, indent=2)
+        out.write("\n")
+    else:
+        _print_report(report, out, show_reasons=args.command == "sweep")
+    return EXIT_OK
+
+
+def _mode(args: argparse.Namespace, policy: Policy) -> Mode:
+    """The CLI is a dry run unless --enforce; --enforce on a dry-run policy is refused, not silently ignored."""
+    if not getattr(args, "enforce", False):
+        return "dry-run"
+    if policy.mode != "enforce":
+        raise _ConfigError(
+            f"--enforce given but {args.policy} says mode: {policy.mode}. Reaping needs both keys: "
+            "set mode: enforce in the policy, then run with --enforce."
+        )
+    return "enforce"
+
+
+def _configure_logging(*, verbose: bool) -> None:
+    log = logging.getLogger("tflock_reaper")
+    log.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_StderrFormatter())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.propagate = False
+
+
+def _explain(args: argparse.Namespace, table: LockTable, state: StateStore, policy: Policy, out: TextIO) -> int:
+    result = explain(args.lock_path, item=table.get(args.lock_path), state=state, policy=policy)
+    if result is None:
+        print(f"tflock-reaper: no item with LockID {args.lock_path!r} in {args.table!r}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if isinstance(result, DigestRecord):
+        payload: dict[str, Any] = {"path": result.lock_path, "kind": "digest", "action": "never touched"}
+        text = f"{result.lock_path}: Terraform's state digest item, not a lock. It is never touched."
+    elif isinstance(result, SkippedItem):
+        payload = {"path": result.lock_id, "kind": "skipped", "reason": result.reason}
+        text = f"{result.lock_id}: skipped, never deleted: {result.reason}"
+    else:
+        payload = {"kind": "lock", **result.to_dict()}
+        text = _explain_text(result)
+    if args.json:
+        json.dump(payload, out, indent=2)
+        out.write("\n")
+    else:
+        out.write(text + "\n")
+    return EXIT_OK
+
+
+def _explain_text(report: LockReport) -> str:
+    info = report.lock.info
+    lines = [
+        f"Lock      {report.lock.lock_path}",
+        f"ID        {info.id}",
+        f"Operation {info.operation}",
+        f"Who       {info.who}",
+        f"Version   {info.version}",
+        f"Created   {info.created.isoformat()}  (workspace {report.lock.workspace})",
+        f"Age       {format_duration(report.verdict.age)} (by {report.verdict.age_basis})",
+        f"Rule      {report.verdict.rule.name}",
+        f"Verdict   {report.verdict.action.value} -> {report.outcome.value}",
+        "Reasons:",
+        *(f"  - {reason}" for reason in report.reasons),
+    ]
+    if report.verdict.action.value != "keep":
+        lines.append(f"By hand:  terraform force-unlock -force {info.id}   (in workspace {report.lock.workspace})")
+    return "\n".join(lines)
+
+
+def _age(seconds: timedelta) -> str:
+    return format_duration(timedelta(seconds=int(seconds.total_seconds())))
+
+
+def _print_report(report: SweepReport, out: TextIO, *, show_reasons: bool) -> None:
+    out.write(f"Lock table {report.table}: mode {report.mode}\n")
+    for note in report.notes:
+        out.write(f"note: {note}\n")
+    rows = [("PATH", "OPERATION", "WHO", "AGE", "ACTION", "OUTCOME")] + [
+        (
+            r.lock.lock_path,
+            r.lock.info.operation,
+            r.lock.info.who,
+            _age(r.verdict.age),
+            r.verdict.action.value,
+            r.outcome.value,
+        )
+        for r in report.locks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
+        if show_reasons and index > 0:
+            for reason in report.locks[index - 1].reasons:
+                out.write(f"    - {reason}\n")
+    if not report.locks:
+        out.write("(no locks held)\n")
+    if report.breaker:
+        out.write(f"{report.breaker}\n")
+    if report.skipped:
+        out.write(f"Skipped {len(report.skipped)} item(s), never deleted:\n")
+        for skipped in report.skipped:
+            out.write(f"  {skipped.lock_id}: {skipped.reason}\n")
+    summary = report.summary()
+    counts = ", ".join(f"{value} {key.replace('_', '-')}" for key, value in summary.items() if value)
+    out.write(f"Summary: {counts or 'nothing found'}\n")

@@ -1,0 +1,142 @@
+"""The reaper's state table (``pk``/``sk``, TTL on ``expires_at``). One item per lock acquisition:
+
+``pk = LOCK#<lock path>``, ``sk = ID#<lock ID>``, with ``first_seen``, ``warned_at``, ``acquired_at``
+(written by the stream function) and, once reaped, ``reap_status`` and the full ``reaped_item``.
+Writes use ``if_not_exists`` so that overlapping sweeps, retries and the stream function never
+overwrite each other's first observations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tflock_reaper.dal.errors import AwsAccessError, describe
+from tflock_reaper.lock import DynamoItem, LockRecord
+from tflock_reaper.state import LockKey, LockState, lock_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+#: Observation records expire this long after they were last refreshed (a lock held longer is refreshed).
+OBSERVATION_TTL = timedelta(days=30)
+#: A record closer than this to expiry is refreshed when its lock is seen again.
+REFRESH_WITHIN = timedelta(days=7)
+#: Reap records (with the deleted item) are kept this long for follow-up.
+REAP_TTL = timedelta(days=90)
+_BATCH_GET_MAX = 100
+_BATCH_GET_ATTEMPTS = 5
+
+
+def _key(lock_path: str, lock_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"LOCK#{lock_path}"}, "sk": {"S": f"ID#{lock_id}"}}
+
+
+def _time(item: dict[str, Any], name: str) -> datetime | None:
+    value = item.get(name, {}).get("S")
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _epoch(when: datetime) -> dict[str, str]:
+    return {"N": str(int(when.timestamp()))}
+
+
+class StateTable:
+    def __init__(self, client: DynamoDBClient, name: str) -> None:
+        self._client = client
+        self.name = name
+
+    # -- reads -----------------------------------------------------------------------------------------
+    def _batch_get(self, keys: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(keys), _BATCH_GET_MAX):
+            pending: dict[str, Any] = {
+                self.name: {"Keys": keys[start : start + _BATCH_GET_MAX], "ConsistentRead": True}
+            }
+            for _ in range(_BATCH_GET_ATTEMPTS):
+                response = self._client.batch_get_item(RequestItems=pending)
+                yield from response.get("Responses", {}).get(self.name, [])
+                pending = dict(response.get("UnprocessedKeys") or {})
+                if not pending:
+                    break
+            if pending:
+                raise AwsAccessError(f"state table {self.name!r} kept keys unprocessed (throttled)")
+
+    def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
+        try:
+            return self._observe(locks, now)
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot use state table {self.name!r}: {describe(err)}") from err
+
+    def _observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
+        found: dict[LockKey, dict[str, Any]] = {}
+        for item in self._batch_get([_key(lock.lock_path, lock.lock_id) for lock in locks]):
+            found[(item["pk"]["S"].removeprefix("LOCK#"), item["sk"]["S"].removeprefix("ID#"))] = item
+        states: dict[LockKey, LockState] = {}
+        for lock in locks:
+            item = found.get(lock_key(lock), {})
+            expires = int(item.get("expires_at", {}).get("N", "0"))
+            if _time(item, "first_seen") is None or expires < (now + REFRESH_WITHIN).timestamp():
+                item = self._record_seen(lock, now)
+            states[lock_key(lock)] = LockState(
+                first_seen=_time(item, "first_seen") or now,
+                acquired_at=_time(item, "acquired_at"),
+                warned_at=_time(item, "warned_at"),
+            )
+        return states
+
+    # -- writes ----------------------------------------------------------------------------------------
+    def _update(self, lock: LockRecord, expression: str, values: dict[str, Any]) -> dict[str, Any]:
+        response = self._client.update_item(
+            TableName=self.name,
+            Key=_key(lock.lock_path, lock.lock_id),
+            UpdateExpression=expression,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+        return dict(response.get("Attributes", {}))
+
+    def _record_seen(self, lock: LockRecord, now: datetime) -> dict[str, Any]:
+        return self._update(
+            lock,
+            "SET first_seen = if_not_exists(first_seen, :now), lock_path = :path, lock_id = :id, expires_at = :ttl",
+            {
+                ":now": {"S": now.isoformat()},
+                ":path": {"S": lock.lock_path},
+                ":id": {"S": lock.lock_id},
+                ":ttl": _epoch(now + OBSERVATION_TTL),
+            },
+        )
+
+    def mark_warned(self, lock: LockRecord, now: datetime) -> None:
+        self._write(lock, "SET warned_at = if_not_exists(warned_at, :now)", {":now": {"S": now.isoformat()}})
+
+    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
+        self._write(
+            lock,
+            "SET reap_status = :pending, reap_started_at = :now, reaped_item = :item, reap_reasons = :reasons, "
+            "expires_at = :ttl",
+            {
+                ":pending": {"S": "pending"},
+                ":now": {"S": now.isoformat()},
+                ":item": {"M": lock.item},
+                ":reasons": {"L": [{"S": r} for r in reasons]},
+                ":ttl": _epoch(now + REAP_TTL),
+            },
+        )
+
+    def end_reap(self, lock: LockRecord, outcome: str, now: datetime, item: DynamoItem | None) -> None:
+        values: dict[str, Any] = {":outcome": {"S": outcome}, ":now": {"S": now.isoformat()}}
+        expression = "SET reap_status = :outcome, reap_finished_at = :now"
+        if item is not None and outcome != "reaped":
+            expression += ", found_item = :found"
+            values[":found"] = {"M": item}
+        self._write(lock, expression, values)
+
+    def _write(self, lock: LockRecord, expression: str, values: dict[str, Any]) -> None:
+        try:
+            self._update(lock, expression, values)
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot write to state table {self.name!r}: {describe(err)}") from err

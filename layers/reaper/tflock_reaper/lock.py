@@ -1,0 +1,184 @@
+"""Lock-table items as Terraform and OpenTofu write them, and the one place that tells them apart.
+
+An S3-backend lock table holds two kinds of item (see shared/TERRAFORM_LOCKING.md):
+
+* a lock: ``LockID = <bucket>/<state path>`` and ``Info`` = the LockInfo JSON, nothing else;
+* a digest: ``LockID = <bucket>/<state path>-md5`` with ``Digest`` (or, after Terragrunt's
+  ``backend migrate``, with no other attribute). Digests are permanent and never touched.
+
+Everything else (bad JSON, wrong attribute types, missing fields, a ``Created`` that cannot be parsed
+or lies in the future, attributes Terraform never writes) is *skipped*: reported with its reason and
+never acted upon. The raw ``Info`` string is kept exactly as observed, because the reaper's delete is
+conditional on it: re-serialising would make the condition compare against something never written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+#: A lock whose ``Created`` lies further in the future than this is judged skewed and skipped.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+DIGEST_SUFFIX = "-md5"
+
+# RFC 3339 as Go's time.RFC3339Nano writes it: 0-9 fractional digits, ``Z`` (or an explicit offset).
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+_WORKSPACE_PREFIX = "env:/"
+
+DynamoItem = dict[str, dict[str, Any]]
+"""A DynamoDB item in the low-level client's shape: ``{"LockID": {"S": "..."}}``."""
+
+
+class LockInfo(BaseModel):
+    """The JSON Terraform stores in ``Info`` (and in ``.tflock`` bodies). Field names as Terraform spells them."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore", populate_by_name=True)
+
+    id: str = Field(alias="ID", min_length=1)
+    operation: str = Field(alias="Operation")
+    info: str = Field(alias="Info")
+    who: str = Field(alias="Who")
+    version: str = Field(alias="Version")
+    created: datetime = Field(alias="Created")
+    path: str = Field(alias="Path")
+
+    @field_validator("created", mode="before")
+    @classmethod
+    def _parse_created(cls, value: object) -> datetime:
+        if not isinstance(value, str):
+            raise ValueError(f"must be an RFC 3339 string, got {type(value).__name__}")  # noqa: TRY004
+        if not _RFC3339.match(value):
+            raise ValueError(f"{value!r} is not an RFC 3339 timestamp")
+        return datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    """A well-formed lock, with the raw ``Info`` exactly as read (the reap's delete condition)."""
+
+    lock_path: str
+    raw_info: str
+    info: LockInfo
+    item: DynamoItem
+
+    @property
+    def lock_id(self) -> str:
+        return self.info.id
+
+    @property
+    def bucket(self) -> str:
+        return self.lock_path.split("/", 1)[0]
+
+    @property
+    def state_key(self) -> str:
+        return self.lock_path.split("/", 1)[1]
+
+    @property
+    def workspace(self) -> str:
+        """The Terraform workspace, read from the default ``env:/<workspace>/`` key prefix."""
+        key = self.state_key
+        if key.startswith(_WORKSPACE_PREFIX):
+            return key[len(_WORKSPACE_PREFIX) :].split("/", 1)[0]
+        return "default"
+
+    @property
+    def digest_path(self) -> str:
+        return self.lock_path + DIGEST_SUFFIX
+
+
+@dataclass(frozen=True)
+class DigestRecord:
+    """Terraform's permanent ``-md5`` item. Recognised so that it is never mistaken for anything else."""
+
+    lock_path: str
+    digest: str | None
+    item: DynamoItem
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    """An item that is neither a well-formed lock nor a digest. Reported; never deleted."""
+
+    lock_id: str
+    reason: str
+    item: DynamoItem
+
+
+Classified = LockRecord | DigestRecord | SkippedItem
+
+
+def classify_item(item: DynamoItem, now: datetime) -> Classified:
+    """Tell a lock-table item apart by its attributes (not only its key suffix) and parse it."""
+    lock_attr = item.get("LockID")
+    if not isinstance(lock_attr, dict) or not isinstance(lock_attr.get("S"), str):
+        return SkippedItem("<missing>", "LockID is missing or not a string", item)
+    lock_path: str = lock_attr["S"]
+    attributes = set(item) - {"LockID"}
+
+    if "Info" in attributes:
+        return _classify_lock(lock_path, item, attributes, now)
+    if lock_path.endswith(DIGEST_SUFFIX) and attributes <= {"Digest"}:
+        digest = item.get("Digest", {}).get("S")
+        if "Digest" in attributes and not isinstance(digest, str):
+            return SkippedItem(lock_path, "digest item whose Digest is not a string", item)
+        return DigestRecord(lock_path, digest, item)
+    if not attributes:
+        return SkippedItem(lock_path, "item has no Info attribute: not a Terraform lock", item)
+    return SkippedItem(
+        lock_path,
+        f"item has no Info attribute and unexpected attributes: {', '.join(sorted(attributes))}",
+        item,
+    )
+
+
+def _classify_lock(lock_path: str, item: DynamoItem, attributes: set[str], now: datetime) -> Classified:
+    extra = attributes - {"Info"}
+    if extra:
+        return SkippedItem(
+            lock_path,
+            f"unexpected attributes beside Info: {', '.join(sorted(extra))} (Terraform writes none)",
+            item,
+        )
+    if "/" not in lock_path.strip("/"):
+        return SkippedItem(lock_path, "LockID is not of the form <bucket>/<state path>", item)
+    info_attr = item["Info"]
+    raw_info = info_attr.get("S")
+    if not isinstance(raw_info, str):
+        kind = next(iter(info_attr), "?")
+        return SkippedItem(lock_path, f"Info is not a string (DynamoDB type {kind})", item)
+    try:
+        data = json.loads(raw_info)
+    except json.JSONDecodeError as err:
+        return SkippedItem(lock_path, f"Info is not valid JSON: {err.msg} at position {err.pos}", item)
+    if not isinstance(data, dict):
+        return SkippedItem(lock_path, f"Info JSON is a {type(data).__name__}, not an object", item)
+    try:
+        info = LockInfo.model_validate(data)
+    except ValidationError as err:
+        return SkippedItem(lock_path, f"Info is not a Terraform LockInfo: {_describe(err)}", item)
+    if info.created.tzinfo is None:  # pragma: no cover - the RFC 3339 pattern requires an offset
+        return SkippedItem(lock_path, "Created has no time zone", item)
+    if info.path != lock_path:
+        return SkippedItem(lock_path, f"Info.Path {info.path!r} differs from LockID", item)
+    if info.created - now > FUTURE_TOLERANCE:
+        ahead = int((info.created - now).total_seconds())
+        return SkippedItem(
+            lock_path,
+            f"Created {info.created.isoformat()} is {ahead}s in the future: holder clock skewed",
+            item,
+        )
+    return LockRecord(lock_path=lock_path, raw_info=raw_info, info=info, item=item)
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors(include_url=False):
+        field = ".".join(str(p) for p in e["loc"]) or "Info"
+        parts.append(f"{field}: {e['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,251 @@
+"""The reaping policy: a YAML file validated by pydantic, refused whole when any part of it is wrong.
+
+Errors name the file, line, column and field (``policy.yaml:7:18: rules[0].reap_after: ...``) so that a
+bad policy never half-applies. Rules are tried in order and the first match wins; a field a rule does
+not set falls back to ``defaults``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from tflock_reaper.lock import LockRecord
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: object) -> timedelta:
+    """``90s``, ``30m``, ``2h``, ``1d`` or combinations such as ``1h30m``."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a duration string like 90s, 30m, 2h or 1d, not {value!r}")  # noqa: TRY004
+    match = _DURATION.match(value.strip())
+    if not value.strip() or not match:
+        raise ValueError(f"{value!r} is not a duration (use 90s, 30m, 2h, 1d or combinations like 1h30m)")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """The inverse of :func:`parse_duration`, for messages: ``1h30m``, ``45s``, ``0s``."""
+    total = int(delta.total_seconds())
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size:
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return sign + ("".join(parts) or "0s")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _compile_regex(value: object) -> re.Pattern[str]:
+    if not isinstance(value, str):
+        raise ValueError("must be a regular expression string")  # noqa: TRY004
+    try:
+        return re.compile(value)
+    except re.error as err:
+        raise ValueError(f"invalid regular expression {value!r}: {err}") from err
+
+
+Regex = Annotated[re.Pattern[str], BeforeValidator(_compile_regex)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HolderSpec(_Strict):
+    """How the holder's liveness is judged. ``unknown`` (the default) never reaps."""
+
+    assume: Literal["gone", "unknown"] = "unknown"
+
+
+class Defaults(_Strict):
+    warn_after: Duration = timedelta(minutes=30)
+    reap_after: Duration = timedelta(hours=2)
+    min_observed: Duration = timedelta(minutes=10)
+    holder: HolderSpec = HolderSpec()
+
+
+class Rule(_Strict):
+    match: str = Field(min_length=1, description="glob on the lock path (LockID); * also matches /")
+    operations: list[str] | None = Field(default=None, min_length=1)
+    who: Regex | None = None
+    warn_after: Duration | None = None
+    reap_after: Duration | None = None
+    min_observed: Duration | None = None
+    holder: HolderSpec | None = None
+
+    def matches(self, lock: LockRecord) -> bool:
+        if not fnmatchcase(lock.lock_path, self.match):
+            return False
+        if self.operations is not None and lock.info.operation not in self.operations:
+            return False
+        return self.who is None or self.who.search(lock.info.who) is not None
+
+
+@dataclass(frozen=True)
+class EffectiveRule:
+    """A rule with its defaults filled in: what a lock is actually judged by."""
+
+    name: str
+    warn_after: timedelta
+    reap_after: timedelta
+    min_observed: timedelta
+    holder: HolderSpec
+
+
+class Policy(_Strict):
+    mode: Literal["dry-run", "enforce"] = "dry-run"
+    max_reaps_per_sweep: int = Field(default=3, ge=0, strict=True)
+    defaults: Defaults = Defaults()
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _reap_not_before_warn(self) -> Policy:
+        for index, effective in enumerate(self._effective_rules()):
+            if effective.reap_after < effective.warn_after:
+                loc = ("defaults", "reap_after") if index == 0 else ("rules", index - 1, "reap_after")
+                # The location travels in ctx so that the file loader can point at the right line.
+                raise PydanticCustomError(
+                    "reap_before_warn",
+                    "reap_after ({reap}) is shorter than warn_after ({warn}): a lock would be reaped unwarned",
+                    {
+                        "reap": format_duration(effective.reap_after),
+                        "warn": format_duration(effective.warn_after),
+                        "loc": loc,
+                    },
+                )
+        return self
+
+    def _effective_rules(self) -> list[EffectiveRule]:
+        return [self._effective(None, "defaults")] + [
+            self._effective(rule, f"rules[{i}] {rule.match}") for i, rule in enumerate(self.rules)
+        ]
+
+    def _effective(self, rule: Rule | None, name: str) -> EffectiveRule:
+        d = self.defaults
+
+        def pick(value: timedelta | None, default: timedelta) -> timedelta:
+            return default if value is None else value
+
+        if rule is None:
+            return EffectiveRule(name, d.warn_after, d.reap_after, d.min_observed, d.holder)
+        return EffectiveRule(
+            name=name,
+            warn_after=pick(rule.warn_after, d.warn_after),
+            reap_after=pick(rule.reap_after, d.reap_after),
+            min_observed=pick(rule.min_observed, d.min_observed),
+            holder=rule.holder or d.holder,
+        )
+
+    def rule_for(self, lock: LockRecord) -> EffectiveRule:
+        """The first rule that matches the lock, completed from defaults; the defaults if none does."""
+        for index, rule in enumerate(self.rules):
+            if rule.matches(lock):
+                return self._effective(rule, f"rules[{index}] {rule.match}")
+        return self._effective(None, "defaults")
+
+
+class PolicyError(Exception):
+    """A policy file that cannot be used. ``problems`` lists each one as ``file:line:col: field: message``."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"invalid policy {source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file. Raises :class:`PolicyError` naming every bad field and its line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise PolicyError(str(path), [f"{path}: cannot read: {err.strerror or err}"]) from err
+    return parse_policy(text, source=str(path))
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise PolicyError(source, [f"{where}: not valid YAML: {err.problem or err}"]) from err
+    except yaml.YAMLError as err:
+        raise PolicyError(source, [f"{source}: not valid YAML: {err}"]) from err
+    if node is None:
+        raise PolicyError(source, [f"{source}: the policy file is empty"])
+    if not isinstance(node, yaml.MappingNode):
+        line = node.start_mark.line + 1
+        kind = "list" if isinstance(node, yaml.SequenceNode) else "single value"
+        raise PolicyError(source, [f"{source}:{line}: the policy must be a mapping of settings, not a {kind}"])
+
+    marks: dict[tuple[str | int, ...], yaml.Mark] = {}
+    duplicates: list[str] = []
+    _index_marks(node, (), marks, duplicates, source)
+    if duplicates:
+        raise PolicyError(source, duplicates)
+    data = yaml.safe_load(text)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as err:
+        raise PolicyError(source, [_locate(e, marks, source) for e in err.errors(include_url=False)]) from err
+
+
+def _index_marks(
+    node: yaml.Node,
+    loc: tuple[str | int, ...],
+    marks: dict[tuple[str | int, ...], yaml.Mark],
+    duplicates: list[str],
+    source: str,
+) -> None:
+    marks[loc] = node.start_mark
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                duplicates.append(f"{source}:{line}: {_dotted((*loc, key))}: duplicate key")
+            seen.add(key)
+            _index_marks(value_node, (*loc, key), marks, duplicates, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_marks(item, (*loc, index), marks, duplicates, source)
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _locate(error: Any, marks: dict[tuple[str | int, ...], yaml.Mark], source: str) -> str:
+    loc = tuple(error.get("ctx", {}).get("loc", ())) or tuple(
+        p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+    )
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check its spelling and indentation)"
+    # A missing field has no node of its own: point at the closest enclosing one.
+    probe = loc
+    while probe not in marks and probe:
+        probe = probe[:-1]
+    mark = marks.get(probe)
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+    return f"{where}: {_dotted(loc)}: {message}"

@@ -1,0 +1,289 @@
+"""The sweep: read every lock, judge it, and reap only what every safety gate allows.
+
+Used unchanged by the scheduled Lambda and the operator CLI. Collaborators (the lock table, the state
+store, holder checks, the clock) are parameters; the handler and the CLI wire the real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Literal, Protocol
+
+from tflock_reaper.dal.errors import AwsAccessError
+from tflock_reaper.decision import Action, Outcome, Verdict, decide, needs_holder_check, plan_sweep
+from tflock_reaper.holder import HolderCheck, HolderState, HolderStatus, build_holder_check
+from tflock_reaper.lock import DigestRecord, DynamoItem, LockRecord, SkippedItem, classify_item
+from tflock_reaper.policy import EffectiveRule, HolderSpec, Policy
+from tflock_reaper.state import LockState, StateStore, lock_key
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["dry-run", "enforce"]
+
+
+class LockSource(Protocol):
+    name: str
+
+    def scan(self) -> Iterator[DynamoItem]: ...
+
+    def delete_if_unchanged(self, lock_path: str, raw_info: str) -> Any: ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def resolve_mode(policy: Policy, requested: Mode) -> tuple[Mode, str | None]:
+    """Two keys: reaping needs both the policy's ``mode: enforce`` and the run's (``--enforce``, ``Mode``).
+
+    Returns the effective mode and, when the keys disagree, a note saying why it is a dry run.
+    """
+    if requested == "enforce" and policy.mode == "enforce":
+        return "enforce", None
+    if requested == "enforce":
+        return "dry-run", "enforce was requested but the policy says mode: dry-run: running as a dry run"
+    return "dry-run", None
+
+
+@dataclass
+class LockReport:
+    lock: LockRecord
+    verdict: Verdict
+    outcome: Outcome
+    state: LockState
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [*self.verdict.reasons, *self.notes]
+
+    def to_dict(self) -> dict[str, Any]:
+        info = self.lock.info
+        holder = self.verdict.holder
+        return {
+            "path": self.lock.lock_path,
+            "id": info.id,
+            "who": info.who,
+            "operation": info.operation,
+            "version": info.version,
+            "created": info.created.isoformat(),
+            "workspace": self.lock.workspace,
+            "age_seconds": int(self.verdict.age.total_seconds()),
+            "age_basis": self.verdict.age_basis,
+            "first_seen": self.state.first_seen.isoformat(),
+            "rule": self.verdict.rule.name,
+            "action": self.verdict.action.value,
+            "outcome": self.outcome.value,
+            "holder": None if holder is None else {"state": holder.state.value, "evidence": holder.evidence},
+            "reasons": self.reasons,
+        }
+
+
+@dataclass
+class SweepReport:
+    table: str
+    mode: Mode
+    started_at: datetime
+    locks: list[LockReport] = field(default_factory=list)
+    skipped: list[SkippedItem] = field(default_factory=list)
+    digests: int = 0
+    breaker: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        outcomes = Counter(r.outcome.value for r in self.locks)
+        return {
+            "locks": len(self.locks),
+            "digests": self.digests,
+            "skipped": len(self.skipped),
+            "stale": sum(1 for r in self.locks if r.verdict.action is not Action.KEEP),
+            **{o.value.replace("-", "_"): outcomes.get(o.value, 0) for o in Outcome},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "mode": self.mode,
+            "started_at": self.started_at.isoformat(),
+            "breaker": self.breaker,
+            "notes": self.notes,
+            "locks": [r.to_dict() for r in self.locks],
+            "skipped": [{"lock_id": s.lock_id, "reason": s.reason} for s in self.skipped],
+            "summary": self.summary(),
+        }
+
+
+class HolderChecks:
+    """Builds each configured check once per sweep and never lets one raise."""
+
+    def __init__(self, factory: Callable[[HolderSpec], HolderCheck] = build_holder_check) -> None:
+        self._factory = factory
+        self._checks: dict[HolderSpec, HolderCheck] = {}
+
+    def status(self, spec: HolderSpec, lock: LockRecord, now: datetime) -> HolderStatus:
+        check = self._checks.get(spec)
+        if check is None:
+            check = self._checks[spec] = self._factory(spec)
+        try:
+            return check.status(lock, now)
+        except Exception as err:  # noqa: BLE001 - any failure of a check means "we do not know"
+            logger.warning("holder check failed", extra={"lock_path": lock.lock_path, "check": check.name})
+            return HolderStatus(HolderState.UNKNOWN, f"the check failed: {type(err).__name__}: {err}", check.name)
+
+
+def judge(
+    lock: LockRecord,
+    state: LockState,
+    policy: Policy,
+    now: datetime,
+    holders: HolderChecks,
+) -> Verdict:
+    """The verdict for one lock, asking its holder check only when the lock is old enough to reap."""
+    rule: EffectiveRule = policy.rule_for(lock)
+    holder = None
+    if needs_holder_check(lock, rule, now, state.acquired_at):
+        holder = holders.status(rule.holder, lock, now)
+    return decide(lock, rule=rule, first_seen=state.first_seen, now=now, holder=holder, acquired_at=state.acquired_at)
+
+
+def sweep(
+    *,
+    lock_table: LockSource,
+    state: StateStore,
+    policy: Policy,
+    mode: Mode,
+    clock: Callable[[], datetime] = utcnow,
+    holders: HolderChecks | None = None,
+) -> SweepReport:
+    """One sweep of one lock table. ``mode`` is the run's request; see :func:`resolve_mode`.
+
+    Raises :class:`AwsAccessError` only when the lock or state table cannot be read: then nothing is deleted.
+    """
+    effective, note = resolve_mode(policy, mode)
+    holders = holders or HolderChecks()
+    now = clock()
+    report = SweepReport(table=lock_table.name, mode=effective, started_at=now, notes=[note] if note else [])
+    if note:
+        logger.warning("mode downgraded", extra={"note": note})
+
+    locks: list[LockRecord] = []
+    for item in lock_table.scan():
+        classified = classify_item(item, now)
+        if isinstance(classified, LockRecord):
+            locks.append(classified)
+        elif isinstance(classified, DigestRecord):
+            report.digests += 1
+        else:
+            report.skipped.append(classified)
+            # INFO: the report lists skipped items; the Lambda logs at INFO, so each is on record there too.
+            logger.info(
+                "item skipped",
+                extra={"lock_id": classified.lock_id, "reason": classified.reason, "item": classified.item},
+            )
+
+    states = state.observe(locks, now)
+    verdicts = [judge(lock, states[lock_key(lock)], policy, now, holders) for lock in locks]
+    plan = plan_sweep(verdicts, enforce=effective == "enforce", max_reaps=policy.max_reaps_per_sweep)
+    report.breaker = plan.breaker
+    if plan.breaker:
+        logger.error("circuit breaker tripped", extra={"reason": plan.breaker})
+
+    for lock, verdict, planned in zip(locks, verdicts, plan.outcomes, strict=True):
+        lock_state = states[lock_key(lock)]
+        entry = LockReport(lock, verdict, planned, lock_state)
+        if verdict.action is Action.REAP and plan.breaker:
+            entry.notes.append(plan.breaker)
+        if planned is Outcome.REAPED:
+            entry.outcome, extra = _reap(lock, verdict, lock_table, state, clock)
+            entry.notes.extend(extra)
+        elif planned in (Outcome.WARNED, Outcome.BLOCKED) and lock_state.warned_at is None:
+            _best_effort(partial(state.mark_warned, lock, now), "cannot record warning", lock)
+        report.locks.append(entry)
+        _log_verdict(entry)
+    return report
+
+
+def _reap(
+    lock: LockRecord,
+    verdict: Verdict,
+    lock_table: LockSource,
+    state: StateStore,
+    clock: Callable[[], datetime],
+) -> tuple[Outcome, list[str]]:
+    try:
+        state.begin_reap(lock, clock(), verdict.reasons)
+    except AwsAccessError as err:
+        logger.error("reap not attempted", extra={"lock_path": lock.lock_path, "error": str(err)})
+        return Outcome.FAILED, [f"could not record the reap before deleting ({err}): nothing deleted"]
+    try:
+        result = lock_table.delete_if_unchanged(lock.lock_path, lock.raw_info)
+    except AwsAccessError as err:
+        logger.error("reap failed", extra={"lock_path": lock.lock_path, "error": str(err)})
+        _best_effort(lambda: state.end_reap(lock, Outcome.FAILED.value, clock(), None), "cannot record", lock)
+        return Outcome.FAILED, [f"delete failed: {err}"]
+
+    if result.deleted:
+        outcome, notes = Outcome.REAPED, ["deleted, conditional on the exact Info judged"]
+        logger.warning(
+            "lock reaped",
+            extra={
+                "lock_path": lock.lock_path,
+                "lock_id": lock.lock_id,
+                "who": lock.info.who,
+                "operation": lock.info.operation,
+                "deleted_item": result.item,
+                "follow_up": "a reaped apply may have left state partly written: run terraform plan and review",
+            },
+        )
+    else:
+        outcome = Outcome.CHANGED
+        notes = ["not deleted: the lock was released or re-acquired after it was read"]
+        logger.info(
+            "lock changed meanwhile",
+            extra={"lock_path": lock.lock_path, "lock_id": lock.lock_id, "current_item": result.item},
+        )
+    _best_effort(lambda: state.end_reap(lock, outcome.value, clock(), result.item), "cannot record reap", lock)
+    return outcome, notes
+
+
+def _best_effort(action: Callable[[], None], message: str, lock: LockRecord) -> None:
+    """State writes after the decision must not stop the sweep; they are logged for follow-up."""
+    try:
+        action()
+    except AwsAccessError as err:
+        logger.error(message, extra={"lock_path": lock.lock_path, "error": str(err)})
+
+
+def _log_verdict(entry: LockReport) -> None:
+    fields = entry.to_dict()
+    fields["lock_path"] = fields.pop("path")
+    fields["lock_id"] = fields.pop("id")
+    logger.info("lock verdict", extra=fields)
+
+
+def explain(
+    lock_path: str,
+    *,
+    item: DynamoItem | None,
+    state: StateStore,
+    policy: Policy,
+    clock: Callable[[], datetime] = utcnow,
+    holders: HolderChecks | None = None,
+) -> LockReport | SkippedItem | DigestRecord | None:
+    """The verdict one sweep would give the lock at ``lock_path``, without acting on it."""
+    if item is None:
+        return None
+    now = clock()
+    classified = classify_item(item, now)
+    if not isinstance(classified, LockRecord):
+        return classified
+    lock_state = state.observe([classified], now)[lock_key(classified)]
+    verdict = judge(classified, lock_state, policy, now, holders or HolderChecks())
+    # explain never acts: a reap verdict shows as would-reap whatever the mode.
+    planned = plan_sweep([verdict], enforce=False, max_reaps=policy.max_reaps_per_sweep)
+    return LockReport(classified, verdict, planned.outcomes[0], lock_state)

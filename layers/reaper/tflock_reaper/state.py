@@ -1,0 +1,66 @@
+"""The reaper's own memory: when it first saw each lock, whom it warned, and every reap it made.
+
+``StateStore`` is the interface the sweep uses; :class:`MemoryStateStore` serves one CLI run (first seen =
+this run), :class:`tflock_reaper.dal.state_table.StateTable` the deployed reaper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
+
+from tflock_reaper.lock import DynamoItem, LockRecord
+
+LockKey = tuple[str, str]
+"""(lock path, lock ID): one acquisition of one state's lock."""
+
+
+def lock_key(lock: LockRecord) -> LockKey:
+    return (lock.lock_path, lock.lock_id)
+
+
+@dataclass(frozen=True)
+class LockState:
+    first_seen: datetime
+    acquired_at: datetime | None = None
+    """Server-side acquisition time (from the lock table's stream), when known."""
+    warned_at: datetime | None = None
+
+
+class StateStore(Protocol):
+    def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
+        """The state of each lock, recording ``now`` as first seen for locks not seen before."""
+        ...
+
+    def mark_warned(self, lock: LockRecord, now: datetime) -> None: ...
+
+    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
+        """Record the intent (with the full item) before deleting: if this fails, nothing is deleted."""
+        ...
+
+    def end_reap(self, lock: LockRecord, outcome: str, now: datetime, item: DynamoItem | None) -> None: ...
+
+
+@dataclass
+class MemoryStateStore:
+    """State for a single run: every lock is first seen now, so only ``min_observed: 0s`` lets one be reaped."""
+
+    states: dict[LockKey, LockState] = field(default_factory=dict)
+    reaps: dict[LockKey, dict[str, object]] = field(default_factory=dict)
+
+    def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
+        for lock in locks:
+            self.states.setdefault(lock_key(lock), LockState(first_seen=now))
+        return {lock_key(lock): self.states[lock_key(lock)] for lock in locks}
+
+    def mark_warned(self, lock: LockRecord, now: datetime) -> None:
+        key = lock_key(lock)
+        self.states[key] = replace(self.states[key], warned_at=self.states[key].warned_at or now)
+
+    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
+        self.reaps[lock_key(lock)] = {"status": "pending", "started_at": now, "item": lock.item}
+
+    def end_reap(self, lock: LockRecord, outcome: str, now: datetime, item: DynamoItem | None) -> None:
+        self.reaps[lock_key(lock)].update(status=outcome, finished_at=now, final_item=item)
