@@ -6,7 +6,7 @@ VENV     := .venv
 SAM_VENV := .venv-sam
 PY       := $(VENV)/bin/python
 # sam build needs the runtime's interpreter (python3.12) on PATH: the project venv provides it.
-SAM      := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
+SAM      := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
 .PHONY: help
 help: ## List the targets

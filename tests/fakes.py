@@ -1,0 +1,34 @@
+"""In-memory stand-ins with the same semantics as the real adapters (fakes over mocks)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tflock_reaper.dal.errors import AwsAccessError
+from tflock_reaper.dal.lock_table import DeleteResult
+
+
+class FakeLockTable:
+    """A lock table: scan returns copies; the delete is conditional on the exact Info, like DynamoDB's."""
+
+    def __init__(self, items: list[dict[str, Any]], name: str = "tf-locks") -> None:
+        self.name = name
+        self.items = {item["LockID"]["S"]: item for item in items}
+        self.deletes: list[str] = []
+        self.before_delete: Callable[[str], None] | None = None
+        self.fail_deletes = False
+
+    def scan(self) -> Iterator[dict[str, Any]]:
+        yield from [dict(item) for item in self.items.values()]
+
+    def delete_if_unchanged(self, lock_path: str, raw_info: str) -> DeleteResult:
+        if self.before_delete:
+            self.before_delete(lock_path)
+        if self.fail_deletes:
+            raise AwsAccessError("cannot delete: InternalServerError")
+        current = self.items.get(lock_path)
+        if current is None or current.get("Info", {}).get("S") != raw_info:
+            return DeleteResult(deleted=False, item=current)
+        self.deletes.append(lock_path)
+        return DeleteResult(deleted=True, item=self.items.pop(lock_path))

@@ -1,0 +1,143 @@
+"""Given policy files good and bad, the policy loads as written or is refused naming the line and field."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from factories import NOW, lock_item
+
+from tflock_reaper.lock import LockRecord, classify_item
+from tflock_reaper.policy import PolicyError, format_duration, load_policy, parse_duration, parse_policy
+
+ISSUE_EXAMPLE = """\
+mode: dry-run              # dry-run (default) | enforce
+max_reaps_per_sweep: 3     # more candidates than this in one sweep: reap none, alert, exit normally
+defaults:
+  warn_after: 30m          # durations: 90s, 30m, 2h, 1d
+  reap_after: 2h
+  min_observed: 10m        # never reap a lock the reaper first saw less than this ago
+rules:                     # first match wins; a field not given falls back to defaults
+  - match: "tf-state/prod/*"          # glob on the lock path (LockID)
+    operations: [OperationTypePlan]   # optional
+    who: "^runner@"                   # optional regex on Who
+    reap_after: 1h
+    holder: {assume: gone}            # gone | unknown; unknown (the default) never reaps
+"""
+
+
+def _lock(path: str, **kwargs: object) -> LockRecord:
+    lock = classify_item(lock_item(path, **kwargs), NOW)
+    assert isinstance(lock, LockRecord)
+    return lock
+
+
+def test_the_documented_example_loads_as_written():
+    policy = parse_policy(ISSUE_EXAMPLE)
+    assert policy.mode == "dry-run"
+    assert policy.max_reaps_per_sweep == 3
+    assert policy.defaults.warn_after == timedelta(minutes=30)
+    rule = policy.rule_for(_lock("tf-state/prod/net.tfstate", operation="OperationTypePlan", who="runner@x"))
+    assert rule.name == "rules[0] tf-state/prod/*"
+    assert (rule.warn_after, rule.reap_after, rule.min_observed) == (
+        timedelta(minutes=30),
+        timedelta(hours=1),
+        timedelta(minutes=10),
+    )
+    assert rule.holder.assume == "gone"
+
+
+def test_the_readme_policy_block_is_the_same_as_the_tested_one():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert ISSUE_EXAMPLE.strip() in readme
+
+
+@pytest.mark.parametrize(
+    ("path", "operation", "who", "expected"),
+    [
+        ("tf-state/prod/net.tfstate", "OperationTypeApply", "runner@x", "defaults"),  # operation differs
+        ("tf-state/prod/net.tfstate", "OperationTypePlan", "alice@laptop", "defaults"),  # who differs
+        ("tf-state/dev/net.tfstate", "OperationTypePlan", "runner@x", "defaults"),  # path differs
+    ],
+)
+def test_a_rule_matches_only_when_every_given_field_matches(path, operation, who, expected):
+    policy = parse_policy(ISSUE_EXAMPLE)
+    rule = policy.rule_for(_lock(path, operation=operation, who=who))
+    assert rule.name == expected
+    assert rule.holder.assume == "unknown"
+
+
+def test_first_matching_rule_wins():
+    policy = parse_policy(
+        "rules:\n  - match: 'tf-state/*'\n    reap_after: 3h\n  - match: 'tf-state/dev/*'\n    reap_after: 4h\n"
+    )
+    assert policy.rule_for(_lock("tf-state/dev/a.tfstate")).reap_after == timedelta(hours=3)
+
+
+def test_an_empty_mapping_gives_safe_defaults():
+    policy = parse_policy("{}")
+    assert policy.mode == "dry-run"
+    assert policy.defaults.holder.assume == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            ISSUE_EXAMPLE.replace("reap_after: 1h", "reap_after: 1 hour"),
+            "policy.yaml:11:17: rules[0].reap_after: '1 hour'",
+        ),
+        (
+            ISSUE_EXAMPLE.replace("reap_after: 1h", "reap_after: 10m"),
+            "policy.yaml:11:17: rules[0].reap_after: reap_after",
+        ),
+        (ISSUE_EXAMPLE.replace("    who:", "    whom:"), "policy.yaml:10:11: rules[0].whom: unknown field"),
+        (ISSUE_EXAMPLE.replace('"^runner@"', '"^(runner"'), "policy.yaml:10:10: rules[0].who: invalid regular"),
+        (ISSUE_EXAMPLE.replace("mode: dry-run ", "mode: enforced"), "policy.yaml:1:7: mode: Input should be"),
+        (ISSUE_EXAMPLE.replace("{assume: gone}", "{assume: maybe}"), "policy.yaml:12:22: rules[0].holder.assume"),
+        (ISSUE_EXAMPLE.replace("max_reaps_per_sweep: 3", "max_reaps_per_sweep: -1"), "policy.yaml:2:22"),
+        ("max_reaps_per_sweep: '3'\n", "policy.yaml:1:22: max_reaps_per_sweep: Input should be a valid integer"),
+        ("defaults:\n  warn_after: 30\n", "policy.yaml:2:15: defaults.warn_after: must be a duration string"),
+        ("rules:\n  - operations: [x]\n", "policy.yaml:2:5: rules[0].match: Field required"),
+        ("mode: enforce\nmode: dry-run\n", "policy.yaml:2: mode: duplicate key"),
+        ("rules: [\n", "policy.yaml:2:1: not valid YAML"),
+        ("- a\n- b\n", "policy.yaml:1: the policy must be a mapping of settings, not a list"),
+        ("", "policy.yaml: the policy file is empty"),
+    ],
+)
+def test_bad_policy_is_refused_naming_file_line_and_field(text, expected):
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(text, source="policy.yaml")
+    assert any(p.startswith(expected) for p in raised.value.problems), raised.value.problems
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(PolicyError) as raised:
+        parse_policy("mode: x\ndefaults:\n  reap_after: soon\n", source="p.yaml")
+    assert len(raised.value.problems) == 2
+
+
+def test_load_policy_reports_a_missing_file(tmp_path):
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("2h", timedelta(hours=2)),
+        ("1d", timedelta(days=1)),
+        ("1h30m", timedelta(minutes=90)),
+        ("0s", timedelta(0)),
+    ],
+)
+def test_durations(text, expected):
+    assert parse_duration(text) == expected
+    assert parse_duration(format_duration(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["", "5", "2 h", "h", "1w", "-5m", "1.5h"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)

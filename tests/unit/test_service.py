@@ -1,0 +1,187 @@
+"""Given a lock table (in memory) and a policy, a sweep judges every lock and reaps only what it may."""
+
+from datetime import timedelta
+
+import pytest
+from factories import NOW, digest_item, lock_item
+from fakes import FakeLockTable
+
+from tflock_reaper.decision import Outcome
+from tflock_reaper.holder import HolderState, HolderStatus
+from tflock_reaper.policy import parse_policy
+from tflock_reaper.service import HolderChecks, explain, resolve_mode, sweep
+from tflock_reaper.state import MemoryStateStore
+
+POLICY = parse_policy(
+    """
+mode: enforce
+max_reaps_per_sweep: 2
+defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s}
+rules:
+  - match: "tf-state/gone/*"
+    holder: {assume: gone}
+"""
+)
+STALE = lock_item("tf-state/gone/a.tfstate", created=NOW - timedelta(hours=5))
+LIVE_UNKNOWN = lock_item("tf-state/other/b.tfstate", created=NOW - timedelta(hours=5))
+FRESH = lock_item("tf-state/gone/c.tfstate", created=NOW - timedelta(minutes=1))
+
+
+def _sweep(table, *, mode="enforce", state=None, policy=POLICY, holders=None):
+    return sweep(
+        lock_table=table,
+        state=state or MemoryStateStore(),
+        policy=policy,
+        mode=mode,
+        clock=lambda: NOW,
+        holders=holders,
+    )
+
+
+def test_enforce_reaps_only_the_lock_whose_holder_is_gone():
+    table = FakeLockTable([STALE, LIVE_UNKNOWN, FRESH, digest_item("tf-state/gone/a.tfstate")])
+    report = _sweep(table)
+    outcomes = {r.lock.lock_path: r.outcome for r in report.locks}
+    assert outcomes == {
+        "tf-state/gone/a.tfstate": Outcome.REAPED,
+        "tf-state/other/b.tfstate": Outcome.BLOCKED,
+        "tf-state/gone/c.tfstate": Outcome.KEPT,
+    }
+    assert table.deletes == ["tf-state/gone/a.tfstate"]
+    assert "tf-state/gone/a.tfstate-md5" in table.items
+    assert report.digests == 1
+
+
+def test_dry_run_deletes_nothing():
+    table = FakeLockTable([STALE])
+    report = _sweep(table, mode="dry-run")
+    assert report.locks[0].outcome is Outcome.WOULD_REAP
+    assert table.deletes == []
+
+
+def test_enforce_needs_both_keys():
+    table = FakeLockTable([STALE])
+    report = _sweep(table, policy=parse_policy("mode: dry-run\ndefaults: {min_observed: 0s}"))
+    assert report.mode == "dry-run"
+    assert "policy says mode: dry-run" in report.notes[0]
+    assert table.deletes == []
+    assert resolve_mode(POLICY, "dry-run") == ("dry-run", None)
+
+
+def test_a_lock_reacquired_between_read_and_delete_is_left_alone():
+    table = FakeLockTable([STALE])
+    replacement = lock_item("tf-state/gone/a.tfstate", created=NOW)
+
+    def reacquire(path):
+        table.items[path] = replacement
+
+    table.before_delete = reacquire
+    report = _sweep(table)
+    assert report.locks[0].outcome is Outcome.CHANGED
+    assert table.items["tf-state/gone/a.tfstate"] is replacement
+
+
+def test_a_lock_released_between_read_and_delete_is_changed_not_an_error():
+    table = FakeLockTable([STALE])
+    table.before_delete = lambda path: table.items.pop(path)
+    report = _sweep(table)
+    assert report.locks[0].outcome is Outcome.CHANGED
+
+
+def test_circuit_breaker_reaps_none_and_finishes_the_sweep():
+    items = [lock_item(f"tf-state/gone/{n}.tfstate", created=NOW - timedelta(hours=5)) for n in range(3)]
+    table = FakeLockTable(items)
+    report = _sweep(table)
+    assert report.breaker is not None
+    assert [r.outcome for r in report.locks] == [Outcome.BLOCKED] * 3
+    assert table.deletes == []
+    assert all(report.breaker in r.reasons for r in report.locks)
+
+
+def test_malformed_items_are_reported_and_never_deleted():
+    bad = {"LockID": {"S": "tf-state/gone/bad.tfstate"}, "Info": {"S": "{oops"}}
+    table = FakeLockTable([bad, STALE])
+    report = _sweep(table)
+    assert [s.lock_id for s in report.skipped] == ["tf-state/gone/bad.tfstate"]
+    assert "tf-state/gone/bad.tfstate" in table.items
+    assert report.summary()["skipped"] == 1
+
+
+def test_a_failing_delete_is_reported_and_the_sweep_goes_on():
+    table = FakeLockTable([STALE, lock_item("tf-state/gone/d.tfstate", created=NOW - timedelta(hours=5))])
+    table.fail_deletes = True
+    report = _sweep(table)
+    assert [r.outcome for r in report.locks] == [Outcome.FAILED, Outcome.FAILED]
+    assert report.summary()["failed"] == 2
+
+
+def test_reap_is_recorded_with_the_full_item_before_and_after():
+    table = FakeLockTable([STALE])
+    state = MemoryStateStore()
+    report = _sweep(table, state=state)
+    (record,) = state.reaps.values()
+    assert record["item"] == STALE
+    assert record["status"] == "reaped"
+    assert report.locks[0].state.first_seen == NOW
+
+
+def test_a_holder_check_that_raises_counts_as_unknown():
+    class Exploding:
+        name = "exploding"
+
+        def status(self, lock, now):
+            raise TimeoutError("CI API timed out")
+
+    table = FakeLockTable([STALE])
+    report = _sweep(table, holders=HolderChecks(lambda spec: Exploding()))
+    entry = report.locks[0]
+    assert entry.outcome is Outcome.BLOCKED
+    assert entry.verdict.holder == HolderStatus(
+        HolderState.UNKNOWN, "the check failed: TimeoutError: CI API timed out", "exploding"
+    )
+    assert table.deletes == []
+
+
+def test_holder_is_asked_only_for_locks_old_enough_to_reap():
+    asked = []
+
+    class Recording:
+        name = "recording"
+
+        def status(self, lock, now):
+            asked.append(lock.lock_path)
+            return HolderStatus(HolderState.RUNNING, "busy", self.name)
+
+    table = FakeLockTable([STALE, FRESH])
+    _sweep(table, holders=HolderChecks(lambda spec: Recording()))
+    assert asked == ["tf-state/gone/a.tfstate"]
+
+
+def test_warnings_are_recorded_once():
+    table = FakeLockTable([lock_item("tf-state/gone/w.tfstate", created=NOW - timedelta(hours=1))])
+    state = MemoryStateStore()
+    _sweep(table, state=state)
+    (first,) = state.states.values()
+    assert first.warned_at == NOW
+
+
+def test_report_json_has_the_documented_fields():
+    report = _sweep(FakeLockTable([STALE]), mode="dry-run").to_dict()
+    lock = report["locks"][0]
+    for key in ("path", "id", "who", "operation", "created", "age_seconds", "action", "outcome", "reasons"):
+        assert key in lock
+    assert lock["action"] == "reap"
+    assert lock["outcome"] == "would-reap"
+    assert lock["age_seconds"] == 5 * 3600
+    assert report["summary"]["would_reap"] == 1
+
+
+@pytest.mark.parametrize(("item", "kind"), [(None, type(None)), (digest_item(), "DigestRecord")])
+def test_explain_handles_missing_and_digest_items(item, kind):
+    result = explain("tf-state/x", item=item, state=MemoryStateStore(), policy=POLICY, clock=lambda: NOW)
+    assert type(result).__name__ == (kind if isinstance(kind, str) else "NoneType")
+
+
+def test_explain_never_acts_and_says_would_reap():
+    result = explain("tf-state/gone/a.tfstate", item=STALE, state=MemoryStateStore(), policy=POLICY, clock=lambda: NOW)
+    assert result.outcome is Outcome.WOULD_REAP
