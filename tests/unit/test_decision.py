@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import pytest
 from factories import NOW, lock_item
-
 from tflock_reaper.decision import Action, Outcome, Verdict, decide, plan_sweep
 from tflock_reaper.holder import AssumeGone, AssumeUnknown, HolderState, HolderStatus
 from tflock_reaper.lock import LockRecord, classify_item

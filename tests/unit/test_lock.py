@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from factories import NOW, digest_item, go_time, lock_info, lock_item
-
 from tflock_reaper.lock import DigestRecord, LockRecord, SkippedItem, classify_item
 
 REAL = (

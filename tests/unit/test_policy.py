@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 from factories import NOW, lock_item
-
 from tflock_reaper.lock import LockRecord, classify_item
 from tflock_reaper.policy import PolicyError, format_duration, load_policy, parse_duration, parse_policy
 

@@ -5,7 +5,6 @@ from datetime import timedelta
 import pytest
 from factories import NOW, digest_item, lock_item
 from fakes import FakeLockTable
-
 from tflock_reaper.decision import Outcome
 from tflock_reaper.holder import HolderState, HolderStatus
 from tflock_reaper.policy import parse_policy
@@ -83,7 +82,7 @@ def test_a_lock_reacquired_between_read_and_delete_is_left_alone():
 
 def test_a_lock_released_between_read_and_delete_is_changed_not_an_error():
     table = FakeLockTable([STALE])
-    table.before_delete = lambda path: table.items.pop(path)
+    table.before_delete = table.items.pop
     report = _sweep(table)
     assert report.locks[0].outcome is Outcome.CHANGED
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 _CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
+    retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=5,
     read_timeout=20,
     user_agent_extra="tflock-reaper",

@@ -260,9 +260,8 @@ def _best_effort(action: Callable[[], None], message: str, lock: LockRecord) -> 
 
 
 def _log_verdict(entry: LockReport) -> None:
-    fields = entry.to_dict()
-    fields["lock_path"] = fields.pop("path")
-    fields["lock_id"] = fields.pop("id")
+    # Prefixed names: ``created`` (and others) are LogRecord attributes that ``extra`` may not overwrite.
+    fields = {("lock_" + k if k in ("path", "id", "created") else k): v for k, v in entry.to_dict().items()}
     logger.info("lock verdict", extra=fields)
 
 

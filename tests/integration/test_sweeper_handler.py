@@ -1,0 +1,123 @@
+"""The scheduled Lambda handler against moto: the same engine, structured logs and EMF metrics."""
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from factories import digest_item, lock_item
+from tables import LOCK_TABLE, STATE_TABLE, put, table_items
+
+EVENT = json.loads((Path(__file__).parents[2] / "events" / "sweeper_schedule.json").read_text())
+STALE_PATH = "tf-state/dev/app.tfstate"
+
+
+class Context:
+    function_name = "tflock-reaper-sweeper"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper-sweeper"
+    aws_request_id = "52fdfc07-2182-454f-963f-5f0f9a621d72"
+
+
+@pytest.fixture
+def logs():
+    """What the function logs (Powertools binds its handler to the stdout of import time: redirect it)."""
+    import sweeper_handler  # noqa: PLC0415
+
+    buffer = io.StringIO()
+    previous = sweeper_handler.logger.registered_handler.setStream(buffer)
+    yield buffer
+    sweeper_handler.logger.registered_handler.setStream(previous)
+
+
+@pytest.fixture
+def handler(dynamodb, monkeypatch, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "mode: enforce\ndefaults: {min_observed: 0s}\nrules:\n  - match: 'tf-state/dev/*'\n    holder: {assume: gone}\n"
+    )
+    monkeypatch.setenv("LOCK_TABLE_NAME", LOCK_TABLE)
+    monkeypatch.setenv("STATE_TABLE_NAME", STATE_TABLE)
+    monkeypatch.setenv("POLICY_PATH", str(policy))
+    monkeypatch.setenv("REAPER_MODE", "enforce")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "tflock-reaper")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "TflockReaper")
+    import sweeper_handler  # noqa: PLC0415 - imported after the environment is set, as Lambda does
+    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+
+    get_settings.cache_clear()
+    yield sweeper_handler.lambda_handler
+    get_settings.cache_clear()
+
+
+def _log_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_handler_reaps_logs_each_verdict_and_emits_metrics(handler, dynamodb, logs, capsys):
+    stale = lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5))
+    put(dynamodb, stale, digest_item(STALE_PATH), {"LockID": {"S": "tf-state/x"}, "Info": {"S": "nope"}})
+    result = handler(EVENT, Context())
+    assert result["mode"] == "enforce"
+    assert result["summary"]["reaped"] == 1
+    assert table_items(dynamodb) == sorted(
+        [digest_item(STALE_PATH), {"LockID": {"S": "tf-state/x"}, "Info": {"S": "nope"}}],
+        key=lambda i: str(i["LockID"]),
+    )
+    lines = _log_lines(logs.getvalue())
+    reaped = next(line for line in lines if line.get("message") == "lock reaped")
+    assert reaped["deleted_item"] == stale
+    assert reaped["lock_path"] == STALE_PATH
+    verdicts = [line for line in lines if line.get("message") == "lock verdict"]
+    assert [(v["lock_path"], v["outcome"]) for v in verdicts] == [(STALE_PATH, "reaped")]
+    assert any(line.get("message") == "item skipped" and line["lock_id"] == "tf-state/x" for line in lines)
+    emf = next(line for line in _log_lines(capsys.readouterr().out) if "LocksReaped" in line)
+    assert emf["LocksReaped"] == [1.0]
+    assert emf["ItemsSkipped"] == [1.0]
+    assert emf["LocksSeen"] == [1.0]
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "TflockReaper"
+
+
+def test_handler_in_dry_run_deployment_never_deletes(handler, dynamodb, monkeypatch):
+    monkeypatch.setenv("REAPER_MODE", "dry-run")
+    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+
+    get_settings.cache_clear()
+    stale = lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5))
+    put(dynamodb, stale)
+    result = handler(EVENT, Context())
+    assert result["summary"]["would_reap"] == 1
+    assert table_items(dynamodb) == [stale]
+
+
+def test_handler_fails_loudly_on_a_bad_policy_and_deletes_nothing(handler, dynamodb, monkeypatch, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mode: sometimes\n")
+    monkeypatch.setenv("POLICY_PATH", str(bad))
+    from tflock_reaper.policy import PolicyError  # noqa: PLC0415
+    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+
+    get_settings.cache_clear()
+    stale = lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5))
+    put(dynamodb, stale)
+    with pytest.raises(PolicyError, match=r"bad\.yaml:1:7: mode"):
+        handler(EVENT, Context())
+    assert table_items(dynamodb) == [stale]
+
+
+def test_policy_from_ssm_parameter(handler, dynamodb, monkeypatch):
+    import boto3  # noqa: PLC0415
+
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name="/tflock-reaper/policy", Type="String", Value="mode: dry-run\ndefaults: {min_observed: 0s}\n"
+    )
+    monkeypatch.setenv("POLICY_PARAMETER", "/tflock-reaper/policy")
+    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+
+    get_settings.cache_clear()
+    put(dynamodb, lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5)))
+    result = handler(EVENT, Context())
+    # The SSM policy (dry-run, holder unknown) wins over the packaged file (enforce, holder gone).
+    assert result["mode"] == "dry-run"
+    assert result["summary"]["blocked"] == 1
