@@ -14,8 +14,6 @@ from tflock_reaper.settings import get_settings
 
 logger = Logger()
 metrics = Metrics()
-# The engine logs through the standard ``tflock_reaper`` logger: give it the Powertools JSON format.
-copy_config_to_registered_loggers(source_logger=logger, include={"tflock_reaper"})
 
 _METRICS = {
     "LocksSeen": "locks",
@@ -38,6 +36,9 @@ def publish_metrics(report: SweepReport) -> None:
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The engine logs through the standard ``tflock_reaper`` logger: give it the Powertools handler and JSON
+    # format. Idempotent, and done per invocation so that nothing configured since import can detach it.
+    copy_config_to_registered_loggers(source_logger=logger, include={"tflock_reaper"})
     settings = get_settings()
     logger.append_keys(lock_table=settings.lock_table_name)
     try:

