@@ -1,0 +1,21 @@
+"""Unit tests are pure: any attempt to open a network connection fails the test."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+
+class NetworkUsedInUnitTestError(RuntimeError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise NetworkUsedInUnitTestError(f"unit tests must not use the network: connect{args[1:]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
