@@ -113,8 +113,12 @@ class SkippedItem:
 Classified = LockRecord | DigestRecord | SkippedItem
 
 
-def classify_item(item: DynamoItem, now: datetime) -> Classified:
-    """Tell a lock-table item apart by its attributes (not only its key suffix) and parse it."""
+def classify_item(item: DynamoItem, now: datetime | None) -> Classified:
+    """Tell a lock-table item apart by its attributes (not only its key suffix) and parse it.
+
+    ``now`` is the reaper's clock, for the check that ``Created`` is not in the future; ``None`` skips it
+    (the stream audit records what happened, skewed clocks included).
+    """
     lock_attr = item.get("LockID")
     if not isinstance(lock_attr, dict) or not isinstance(lock_attr.get("S"), str):
         return SkippedItem("<missing>", "LockID is missing or not a string", item)
@@ -137,7 +141,7 @@ def classify_item(item: DynamoItem, now: datetime) -> Classified:
     )
 
 
-def _classify_lock(lock_path: str, item: DynamoItem, attributes: set[str], now: datetime) -> Classified:
+def _classify_lock(lock_path: str, item: DynamoItem, attributes: set[str], now: datetime | None) -> Classified:
     extra = attributes - {"Info"}
     if extra:
         return SkippedItem(
@@ -166,7 +170,7 @@ def _classify_lock(lock_path: str, item: DynamoItem, attributes: set[str], now: 
         return SkippedItem(lock_path, "Created has no time zone", item)
     if info.path != lock_path:
         return SkippedItem(lock_path, f"Info.Path {info.path!r} differs from LockID", item)
-    if info.created - now > FUTURE_TOLERANCE:
+    if now is not None and info.created - now > FUTURE_TOLERANCE:
         ahead = int((info.created - now).total_seconds())
         return SkippedItem(
             lock_path,

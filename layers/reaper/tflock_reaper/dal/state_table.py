@@ -1,7 +1,8 @@
 """The reaper's state table (``pk``/``sk``, TTL on ``expires_at``). One item per lock acquisition:
 
-``pk = LOCK#<lock path>``, ``sk = ID#<lock ID>``, with ``first_seen``, ``warned_at``, ``acquired_at``
-(written by the stream function) and, once reaped, ``reap_status`` and the full ``reaped_item``.
+``pk = LOCK#<lock path>``, ``sk = ID#<lock ID>``, with ``first_seen``, ``warned_at``, ``acquired_at`` and
+``released_at`` (written by the stream function, server time) and, once reaped, ``reap_status`` and the full
+``reaped_item``. Per state, ``sk = PERSISTED`` holds the last digest write seen on the stream.
 Writes use ``if_not_exists`` so that overlapping sweeps, retries and the stream function never
 overwrite each other's first observations.
 """
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tflock_reaper.audit import ReleaseRecord
 from tflock_reaper.dal.errors import AwsAccessError, describe
 from tflock_reaper.lock import DynamoItem, LockRecord
 from tflock_reaper.state import LockKey, LockState, lock_key
@@ -27,6 +29,8 @@ OBSERVATION_TTL = timedelta(days=30)
 REFRESH_WITHIN = timedelta(days=7)
 #: Reap records (with the deleted item) are kept this long for follow-up.
 REAP_TTL = timedelta(days=90)
+#: Sort key of the per-state item holding the last digest write seen on the stream.
+PERSISTED_SK = "PERSISTED"
 _BATCH_GET_MAX = 100
 _BATCH_GET_ATTEMPTS = 5
 
@@ -134,6 +138,81 @@ class StateTable:
             expression += ", found_item = :found"
             values[":found"] = {"M": item}
         self._write(lock, expression, values)
+
+    # -- the stream function's records ------------------------------------------------------------------
+    def _conditional(self, key: dict[str, Any], expression: str, condition: str, values: dict[str, Any]) -> Any:
+        """An idempotent write: None when the condition says it was already recorded."""
+        try:
+            response = self._client.update_item(
+                TableName=self.name,
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise AwsAccessError(f"cannot write to state table {self.name!r}: {describe(err)}") from err
+        except BotoCoreError as err:
+            raise AwsAccessError(f"cannot write to state table {self.name!r}: {describe(err)}") from err
+        return response.get("Attributes", {})
+
+    def record_acquired(self, lock: LockRecord, server_time: datetime, sequence: str) -> bool:
+        info = lock.info
+        attributes = self._conditional(
+            _key(lock.lock_path, lock.lock_id),
+            "SET acquired_at = :t, acquired_seq = :seq, lock_path = :path, lock_id = :id, who = :who, "
+            "operation = :op, expires_at = if_not_exists(expires_at, :ttl)",
+            "attribute_not_exists(acquired_at)",
+            {
+                ":t": {"S": server_time.isoformat()},
+                ":seq": {"S": sequence},
+                ":path": {"S": lock.lock_path},
+                ":id": {"S": lock.lock_id},
+                ":who": {"S": info.who},
+                ":op": {"S": info.operation},
+                ":ttl": _epoch(server_time + OBSERVATION_TTL),
+            },
+        )
+        return attributes is not None
+
+    def record_released(
+        self, lock_path: str, lock_id: str, server_time: datetime, sequence: str
+    ) -> ReleaseRecord | None:
+        attributes = self._conditional(
+            _key(lock_path, lock_id),
+            "SET released_at = :t, released_seq = :seq, lock_path = :path, lock_id = :id, "
+            "expires_at = if_not_exists(expires_at, :ttl)",
+            "attribute_not_exists(released_at)",
+            {
+                ":t": {"S": server_time.isoformat()},
+                ":seq": {"S": sequence},
+                ":path": {"S": lock_path},
+                ":id": {"S": lock_id},
+                ":ttl": _epoch(server_time + OBSERVATION_TTL),
+            },
+        )
+        if attributes is None:
+            return None
+        status = attributes.get("reap_status", {}).get("S")
+        return ReleaseRecord(acquired_at=_time(attributes, "acquired_at"), reap_status=status)
+
+    def record_persisted(self, state_path: str, server_time: datetime, sequence: str) -> bool:
+        # Out-of-order or redelivered digest writes never move the time back.
+        attributes = self._conditional(
+            {"pk": {"S": f"LOCK#{state_path}"}, "sk": {"S": PERSISTED_SK}},
+            "SET last_persisted_at = :t, persisted_seq = :seq, lock_path = :path, expires_at = :ttl",
+            "attribute_not_exists(last_persisted_at) OR (last_persisted_at <= :t AND persisted_seq <> :seq)",
+            {
+                ":t": {"S": server_time.isoformat()},
+                ":seq": {"S": sequence},
+                ":path": {"S": state_path},
+                ":ttl": _epoch(server_time + OBSERVATION_TTL),
+            },
+        )
+        return attributes is not None
 
     def _write(self, lock: LockRecord, expression: str, values: dict[str, Any]) -> None:
         try:

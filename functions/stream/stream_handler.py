@@ -1,0 +1,89 @@
+"""Lock-table stream → one structured audit log line per acquire, release and state write, plus metrics.
+
+Powertools' BatchProcessor reports partial batch failures: only a record whose state-table write failed
+(throttled, unavailable) is retried. Records that can never be processed are logged and counted, never failed.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from tflock_reaper.audit import AuditEvent, EventKind, UnreadableRecordError, parse_record
+from tflock_reaper.aws import AwsClients
+from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.recorder import AuditStore, record_change
+from tflock_reaper.settings import get_settings
+
+logger = Logger()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+_COUNTERS = {
+    EventKind.LOCK_ACQUIRED: "LocksAcquired",
+    EventKind.LOCK_RELEASED: "LocksReleased",
+    EventKind.STATE_PERSISTED: "StatePersisted",
+    EventKind.ITEM_IGNORED: "RecordsIgnored",
+}
+
+
+@lru_cache(maxsize=1)
+def default_store() -> AuditStore:
+    settings = get_settings()
+    if not settings.state_table_name:
+        raise RuntimeError("STATE_TABLE_NAME is not set: the stream function records into the state table")
+    return StateTable(AwsClients().dynamodb(), settings.state_table_name)
+
+
+def publish(event: AuditEvent) -> None:
+    level = "warning" if event.event is EventKind.ITEM_IGNORED else "info"
+    getattr(logger, level)(event.event.value, extra=event.log_fields())
+    metrics.add_metric(name=_COUNTERS[event.event], unit=MetricUnit.Count, value=1)
+    if event.event is EventKind.LOCK_RELEASED and event.held_seconds is not None:
+        with single_metric(
+            name="LockHoldSeconds",
+            unit=MetricUnit.Seconds,
+            value=event.held_seconds,
+            namespace=metrics.namespace,
+            default_dimensions=metrics.default_dimensions,
+        ) as metric:
+            metric.add_dimension(name="operation", value=event.operation or "unknown")
+
+
+def make_record_handler(store: AuditStore) -> Any:
+    def handle_record(record: DynamoDBRecord) -> None:
+        try:
+            change = parse_record(record.raw_event)
+        except UnreadableRecordError as err:
+            # Malformed: retrying cannot help. Logged and counted; the batch goes on.
+            logger.warning("item_ignored", extra={"event": "item_ignored", "reason": str(err)})
+            metrics.add_metric(name="RecordsIgnored", unit=MetricUnit.Count, value=1)
+            return
+        event = record_change(change, store)  # raises on state-table failure: only this record is retried
+        if event is None:
+            logger.debug("already recorded", extra={"lock_path": change.lock_path, "sequence": change.sequence_number})
+            return
+        publish(event)
+
+    return handle_record
+
+
+def handle_batch(
+    event: dict[str, Any], context: LambdaContext, store: AuditStore | None = None
+) -> PartialItemFailureResponse:
+    copy_config_to_registered_loggers(source_logger=logger, include={"tflock_reaper"})
+    handler = make_record_handler(store or default_store())
+    return process_partial_response(event=event, record_handler=handler, processor=processor, context=context)
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return handle_batch(event, context)
