@@ -32,3 +32,36 @@ class FakeLockTable:
             return DeleteResult(deleted=False, item=current)
         self.deletes.append(lock_path)
         return DeleteResult(deleted=True, item=self.items.pop(lock_path))
+
+
+class MemoryAuditStore:
+    """The stream function's store with the state table's conditional semantics, in memory."""
+
+    def __init__(self) -> None:
+        self.acquired: dict[tuple[str, str], Any] = {}
+        self.released: dict[tuple[str, str], Any] = {}
+        self.persisted: dict[str, tuple[Any, str]] = {}
+        self.reap_status: dict[tuple[str, str], str] = {}
+
+    def record_acquired(self, lock: Any, server_time: Any, sequence: str) -> bool:
+        key = (lock.lock_path, lock.lock_id)
+        if key in self.acquired:
+            return False
+        self.acquired[key] = server_time
+        return True
+
+    def record_released(self, lock_path: str, lock_id: str, server_time: Any, sequence: str) -> Any:
+        from tflock_reaper.audit import ReleaseRecord  # noqa: PLC0415
+
+        key = (lock_path, lock_id)
+        if key in self.released:
+            return None
+        self.released[key] = server_time
+        return ReleaseRecord(acquired_at=self.acquired.get(key), reap_status=self.reap_status.get(key))
+
+    def record_persisted(self, state_path: str, server_time: Any, sequence: str) -> bool:
+        last = self.persisted.get(state_path)
+        if last is not None and (last[0] > server_time or last[1] == sequence):
+            return False
+        self.persisted[state_path] = (server_time, sequence)
+        return True

@@ -140,3 +140,28 @@ def test_unreachable_endpoint_exits_3(aws_env, policy, capsys):
     code, _ = _run("sweep", "--table", "t", "--policy", policy, "--endpoint-url", "http://127.0.0.1:9")
     assert code == EXIT_AWS
     assert "EndpointConnectionError" in capsys.readouterr().err
+
+
+def test_enable_stream_turns_it_on_once_and_prints_the_arn(dynamodb):
+    code, out = _run("enable-stream", "--table", "tf-locks", "--json")
+    first = json.loads(out)
+    assert code == EXIT_OK
+    assert first["changed"] is True
+    assert ":table/tf-locks/stream/" in first["stream_arn"]
+    spec = dynamodb.describe_table(TableName="tf-locks")["Table"]["StreamSpecification"]
+    assert spec == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    code, out = _run("enable-stream", "--table", "tf-locks")
+    assert code == EXIT_OK
+    assert f"LockTableStreamArn={first['stream_arn']}" in out
+    assert "already enabled" in out
+
+
+def test_enable_stream_refuses_to_change_another_view_type(dynamodb, capsys):
+    dynamodb.update_table(
+        TableName="tf-locks", StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
+    )
+    code, _ = _run("enable-stream", "--table", "tf-locks")
+    assert code == EXIT_CONFIG
+    assert "view type KEYS_ONLY" in capsys.readouterr().err
+    spec = dynamodb.describe_table(TableName="tf-locks")["Table"]["StreamSpecification"]
+    assert spec["StreamViewType"] == "KEYS_ONLY"

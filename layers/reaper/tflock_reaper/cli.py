@@ -19,6 +19,7 @@ from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.dal.lock_table import LockTable
 from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.dal.table_admin import StreamConfigError, enable_stream
 from tflock_reaper.lock import DigestRecord, SkippedItem
 from tflock_reaper.policy import Policy, PolicyError, format_duration, load_policy
 from tflock_reaper.service import LockReport, Mode, SweepReport, explain, sweep
@@ -43,14 +44,15 @@ class _StderrFormatter(logging.Formatter):
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--table", required=True, help="the Terraform lock table (DynamoDB)")
-    common.add_argument("--region", help="AWS region (default: the standard AWS configuration)")
-    common.add_argument("--endpoint-url", help="AWS endpoint, e.g. http://127.0.0.1:5000 (or AWS_ENDPOINT_URL)")
-    common.add_argument("--profile", help="AWS named profile")
+    aws = argparse.ArgumentParser(add_help=False)
+    aws.add_argument("--table", required=True, help="the Terraform lock table (DynamoDB)")
+    aws.add_argument("--region", help="AWS region (default: the standard AWS configuration)")
+    aws.add_argument("--endpoint-url", help="AWS endpoint, e.g. http://127.0.0.1:5000 (or AWS_ENDPOINT_URL)")
+    aws.add_argument("--profile", help="AWS named profile")
+    aws.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    aws.add_argument("-v", "--verbose", action="store_true", help="log every verdict to stderr")
+    common = argparse.ArgumentParser(add_help=False, parents=[aws])
     common.add_argument("--state-table", help="the reaper's state table (first-seen times, reap records)")
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("-v", "--verbose", action="store_true", help="log every verdict to stderr")
 
     parser = argparse.ArgumentParser(
         prog="tflock-reaper",
@@ -69,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     why = commands.add_parser("explain", parents=[common], help="the verdict for one lock, with every reason")
     why.add_argument("--policy", required=True, help="policy file (YAML)")
     why.add_argument("lock_path", metavar="LOCK_PATH", help="the LockID, e.g. tf-state/env:/dev/app.tfstate")
+    commands.add_parser(
+        "enable-stream",
+        parents=[aws],
+        help="turn on the lock table's stream (NEW_AND_OLD_IMAGES) for the audit; prints its ARN",
+    )
     return parser
 
 
@@ -77,6 +84,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(verbose=args.verbose)
     try:
+        if args.command == "enable-stream":
+            return _enable_stream(args, out)
         policy = load_policy(args.policy) if args.policy else Policy()
         clients = AwsClients(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
         lock_table = LockTable(clients.dynamodb(), args.table)
@@ -87,7 +96,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except PolicyError as err:
         print(f"tflock-reaper: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    except _ConfigError as err:
+    except (_ConfigError, StreamConfigError) as err:
         print(f"tflock-reaper: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except AwsAccessError as err:
@@ -98,6 +107,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         out.write("\n")
     else:
         _print_report(report, out, show_reasons=args.command == "sweep")
+    return EXIT_OK
+
+
+def _enable_stream(args: argparse.Namespace, out: TextIO) -> int:
+    clients = AwsClients(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
+    status = enable_stream(clients.dynamodb(), args.table)
+    if args.json:
+        json.dump({"table": args.table, "stream_arn": status.arn, "changed": status.changed}, out, indent=2)
+        out.write("\n")
+    else:
+        verb = "enabled" if status.changed else "already enabled"
+        out.write(f"Stream {verb} on {args.table} ({status.view_type}).\nLockTableStreamArn={status.arn}\n")
     return EXIT_OK
 
 

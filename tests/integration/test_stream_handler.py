@@ -1,0 +1,152 @@
+"""The stream function against a moto state table: partial batch failures, poison records, redelivery,
+and the sweeper measuring age from the stream's server time."""
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from botocore.exceptions import ClientError
+from factories import digest_item, go_time, lock_item
+from fakes import FakeLockTable
+from streams import stream_record
+from tables import STATE_TABLE, table_items
+from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.decision import Outcome
+from tflock_reaper.policy import parse_policy
+from tflock_reaper.service import sweep
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+class Context:
+    function_name = "tflock-reaper-stream"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper-stream"
+    aws_request_id = "9f0c1a8e-5d6b-4f3e-8a2d-1b2c3d4e5f60"
+
+
+@pytest.fixture
+def stream(monkeypatch):
+    import stream_handler  # noqa: PLC0415
+
+    monkeypatch.setattr(stream_handler.metrics, "namespace", "TflockReaper")
+    buffer = io.StringIO()
+    previous = stream_handler.logger.registered_handler.setStream(buffer)
+    yield stream_handler, buffer
+    stream_handler.logger.registered_handler.setStream(previous)
+
+
+def _events(buffer: io.StringIO) -> list[dict]:
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in lines if "event" in line]
+
+
+def _batch(*records):
+    return {"Records": list(records)}
+
+
+def throttle_writes_for(client, lock_paths: set[str]) -> None:
+    """DynamoDB refuses UpdateItem for these state paths, as a throttled table does after the SDK's retries."""
+
+    def refuse(params, **kwargs):
+        if params["Key"]["pk"]["S"].removeprefix("LOCK#") in lock_paths:
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "Rate of requests exceeds"}
+            raise ClientError({"Error": error}, "UpdateItem")
+
+    client.meta.events.register("provide-client-params.dynamodb.UpdateItem", refuse)
+
+
+def test_a_batch_is_logged_one_line_per_event(dynamodb, stream):
+    module, logs = stream
+    lock = lock_item("tf-state/a.tfstate", created=NOW)
+    batch = _batch(
+        stream_record("INSERT", new=lock, at=NOW),
+        stream_record("MODIFY", new=digest_item("tf-state/a.tfstate"), at=NOW + timedelta(seconds=20)),
+        stream_record("REMOVE", old=lock, at=NOW + timedelta(seconds=42)),
+    )
+    result = module.handle_batch(batch, Context(), StateTable(dynamodb, STATE_TABLE))
+    assert result == {"batchItemFailures": []}
+    events = _events(logs)
+    assert [e["event"] for e in events] == ["lock_acquired", "state_persisted", "lock_released"]
+    assert events[2]["held_seconds"] == 42
+    assert events[2]["released_by"] == "terraform"
+    assert events[0]["server_time"] == NOW.isoformat()
+
+
+def test_throttled_state_table_fails_exactly_the_affected_records(dynamodb, stream):
+    module, logs = stream
+    throttle_writes_for(dynamodb, {"tf-state/throttled.tfstate"})
+    records = [
+        stream_record("INSERT", new=lock_item("tf-state/ok.tfstate"), at=NOW),
+        stream_record("INSERT", new=lock_item("tf-state/throttled.tfstate"), at=NOW),
+        stream_record("MODIFY", new=digest_item("tf-state/throttled.tfstate"), at=NOW),
+        stream_record("MODIFY", new=digest_item("tf-state/ok.tfstate"), at=NOW),
+    ]
+    result = module.handle_batch(_batch(*records), Context(), StateTable(dynamodb, STATE_TABLE))
+    failed = [f["itemIdentifier"] for f in result["batchItemFailures"]]
+    assert failed == [records[1]["dynamodb"]["SequenceNumber"], records[2]["dynamodb"]["SequenceNumber"]]
+    assert [(e["event"], e["lock_path"]) for e in _events(logs)] == [
+        ("lock_acquired", "tf-state/ok.tfstate"),
+        ("state_persisted", "tf-state/ok.tfstate"),
+    ]
+
+
+def test_poison_records_are_logged_and_never_fail_the_batch(dynamodb, stream):
+    module, logs = stream
+    poison = {"eventName": "INSERT", "eventSource": "aws:dynamodb", "dynamodb": {"SequenceNumber": "7"}}
+    foreign = stream_record("INSERT", new={"LockID": {"S": "tf-state/x"}, "Info": {"S": "{"}}, at=NOW)
+    good = stream_record("INSERT", new=lock_item("tf-state/good.tfstate"), at=NOW)
+    result = module.handle_batch(_batch(poison, foreign, good), Context(), StateTable(dynamodb, STATE_TABLE))
+    assert result == {"batchItemFailures": []}
+    events = _events(logs)
+    assert [e["event"] for e in events] == ["item_ignored", "item_ignored", "lock_acquired"]
+    assert "not a DynamoDB stream record" in events[0]["reason"]
+    assert "not valid JSON" in events[1]["reason"]
+
+
+def test_redelivered_batch_records_and_logs_nothing_twice(dynamodb, stream):
+    module, logs = stream
+    lock = lock_item("tf-state/a.tfstate")
+    batch = _batch(
+        stream_record("INSERT", new=lock, at=NOW),
+        stream_record("MODIFY", new=digest_item("tf-state/a.tfstate"), at=NOW),
+        stream_record("REMOVE", old=lock, at=NOW + timedelta(seconds=5)),
+    )
+    store = StateTable(dynamodb, STATE_TABLE)
+    module.handle_batch(batch, Context(), store)
+    state_after_first = table_items(dynamodb, STATE_TABLE)
+    logged_first = len(_events(logs))
+    module.handle_batch(batch, Context(), store)
+    assert table_items(dynamodb, STATE_TABLE) == state_after_first
+    assert len(_events(logs)) == logged_first == 3
+
+
+def _sweep_after_stream(dynamodb, lock, acquired_at):
+    store = StateTable(dynamodb, STATE_TABLE)
+    import stream_handler  # noqa: PLC0415
+
+    stream_handler.handle_batch(_batch(stream_record("INSERT", new=lock, at=acquired_at)), Context(), store)
+    policy = parse_policy(
+        "mode: enforce\ndefaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, holder: {assume: gone}}"
+    )
+    return sweep(lock_table=FakeLockTable([lock]), state=store, policy=policy, mode="enforce").locks[0]
+
+
+def test_sweeper_measures_age_from_the_stream_time(dynamodb, stream):
+    # Created was stamped 3 minutes before the acquisition (Terraform stamps it before -lock-timeout retries);
+    # the server saw the acquisition 1h ago: age is measured from the server's time.
+    created = NOW - timedelta(hours=1, minutes=3)
+    lock = lock_item("tf-state/a.tfstate", created=go_time(created))
+    entry = _sweep_after_stream(dynamodb, lock, NOW - timedelta(hours=1))
+    assert entry.verdict.age_basis == "server time"
+    assert 3590 <= entry.verdict.age.total_seconds() <= 3700
+    assert entry.outcome is Outcome.WARNED
+
+
+def test_sweeper_flags_a_created_skewed_from_the_stream_time(dynamodb, stream):
+    # Created says 9h old; the server saw the acquisition 3h ago: the holder's clock is off by 6h.
+    lock = lock_item("tf-state/a.tfstate", created=NOW - timedelta(hours=9))
+    entry = _sweep_after_stream(dynamodb, lock, NOW - timedelta(hours=3))
+    assert entry.outcome is Outcome.BLOCKED
+    assert any("clock skew" in r and "server's acquisition time" in r for r in entry.reasons)
