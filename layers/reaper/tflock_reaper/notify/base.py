@@ -1,0 +1,48 @@
+"""The notifier interface every channel implements, and the one error a channel raises."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from tflock_reaper.notify.events import Notification
+from tflock_reaper.notify.text import redact
+
+HTTP_TOO_MANY_REQUESTS = 429
+HTTP_SERVER_ERRORS = range(500, 600)
+
+
+def retryable_status(status: int) -> bool:
+    """HTTP statuses a later attempt may get past: throttling and server errors."""
+    return status == HTTP_TOO_MANY_REQUESTS or status in HTTP_SERVER_ERRORS
+
+
+class NotifyError(Exception):
+    """A channel failed to deliver a notification.
+
+    ``retryable``: a later attempt may succeed (throttling, 5xx, timeouts, an unreachable endpoint); ``False``
+    means the configuration or the payload is wrong (bad webhook, unknown topic, denied) and will stay wrong.
+    The message never holds a secret: adapters redact webhook URLs and routing keys, and as a safety net
+    any URL's path and query are removed here too.
+    """
+
+    def __init__(self, channel: str, message: str, *, retryable: bool) -> None:
+        self.channel = channel
+        self.message = redact(message)
+        self.retryable = retryable
+        super().__init__(f"{channel}: {self.message}")
+
+
+class Notifier(Protocol):
+    """A channel. ``name`` identifies the destination in the ledger and the logs (never a secret): two
+    notifiers that deliver to different places must have different names."""
+
+    @property
+    def name(self) -> str: ...
+
+    def render(self, notification: Notification) -> dict[str, Any]:
+        """What :meth:`send` would deliver, without any secret: for dry runs (``--show-notifications``)."""
+        ...
+
+    def send(self, notification: Notification) -> None:
+        """Deliver, or raise :class:`NotifyError`. Retries (bounded) happen inside."""
+        ...

@@ -1,0 +1,177 @@
+"""Deliver one notification to each of its channels, exactly once per (channel, event), as far as it can be.
+
+Each channel is claimed in a :class:`NotificationLedger` before sending: a claim that already exists means
+another sweep, a Lambda retry or a redelivered stream batch sent (or is sending) this event, so it is
+reported ``duplicate`` and not sent. A successful send completes the claim; a failed one releases it so that a
+later sweep retries. Channels are independent: one failing (or raising anything at all) never stops another.
+
+What "as far as it can be" leaves open: a process that dies between a channel's acceptance and
+:meth:`NotificationLedger.complete` leaves a claim that the Dynamo ledger lets a later sweep take over once its
+lease has passed (so that event is sent again: at least once, rather than lost); a channel that accepted a
+request whose answer never arrived (a timeout) is retried and may show the event twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from tflock_reaper.notify.base import Notifier, NotifyError
+from tflock_reaper.notify.events import DedupKey, Notification
+from tflock_reaper.notify.text import redact
+
+logger = logging.getLogger(__name__)
+
+
+class NotificationLedger(Protocol):
+    """Exactly-once bookkeeping per (channel, event)."""
+
+    def claim(self, channel: str, key: DedupKey) -> bool:
+        """Take the right to send this event on this channel. ``False``: already sent or being sent."""
+        ...
+
+    def complete(self, channel: str, key: DedupKey) -> None:
+        """The send succeeded: the claim becomes permanent (until the record expires)."""
+        ...
+
+    def release(self, channel: str, key: DedupKey) -> None:
+        """The send failed: drop this process's claim so that a later attempt can send."""
+        ...
+
+
+@dataclass
+class MemoryLedger:
+    """A ledger for one process (the CLI, tests): nothing survives the run."""
+
+    entries: dict[tuple[str, str], str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def claim(self, channel: str, key: DedupKey) -> bool:
+        with self._lock:
+            if (channel, str(key)) in self.entries:
+                return False
+            self.entries[(channel, str(key))] = "sending"
+            return True
+
+    def complete(self, channel: str, key: DedupKey) -> None:
+        with self._lock:
+            self.entries[(channel, str(key))] = "sent"
+
+    def release(self, channel: str, key: DedupKey) -> None:
+        with self._lock:
+            if self.entries.get((channel, str(key))) == "sending":
+                del self.entries[(channel, str(key))]
+
+    def sent(self) -> list[tuple[str, str]]:
+        """(channel, dedup key) of every completed send, in order."""
+        return [k for k, status in self.entries.items() if status == "sent"]
+
+
+class SendStatus(StrEnum):
+    SENT = "sent"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ChannelResult:
+    channel: str
+    status: SendStatus
+    error: str | None = None
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    dedup_key: str
+    results: tuple[ChannelResult, ...]
+
+    def _channels(self, status: SendStatus) -> tuple[str, ...]:
+        return tuple(r.channel for r in self.results if r.status is status)
+
+    @property
+    def sent(self) -> tuple[str, ...]:
+        return self._channels(SendStatus.SENT)
+
+    @property
+    def duplicates(self) -> tuple[str, ...]:
+        return self._channels(SendStatus.DUPLICATE)
+
+    @property
+    def failed(self) -> tuple[ChannelResult, ...]:
+        return tuple(r for r in self.results if r.status is SendStatus.FAILED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dedup_key": self.dedup_key,
+            "channels": [
+                {"channel": r.channel, "status": str(r.status), "error": r.error, "retryable": r.retryable}
+                for r in self.results
+            ],
+        }
+
+
+def dispatch(notification: Notification, notifiers: Sequence[Notifier], ledger: NotificationLedger) -> DispatchResult:
+    """Send ``notification`` on every channel that has not sent it yet; never raises."""
+    results = tuple(_deliver(notification, notifier, ledger) for notifier in notifiers)
+    return DispatchResult(notification.dedup_key, results)
+
+
+def _deliver(notification: Notification, notifier: Notifier, ledger: NotificationLedger) -> ChannelResult:
+    channel = notifier.name
+    key = notification.ledger_key
+    fields: dict[str, Any] = {
+        "channel": channel,
+        "dedup_key": notification.dedup_key,
+        "event": str(notification.kind),
+        "lock_path": notification.lock_path,
+        "lock_id": notification.lock_id,
+    }
+    try:
+        claimed = ledger.claim(channel, key)
+    except Exception as err:  # noqa: BLE001 - without a claim nothing is sent; a later sweep tries again
+        error = redact(f"notification ledger unavailable: {type(err).__name__}: {err}")
+        logger.error("notification not sent", extra={**fields, "error": error})
+        return ChannelResult(channel, SendStatus.FAILED, error, retryable=True)
+    if not claimed:
+        logger.info("notification already sent", extra=fields)
+        return ChannelResult(channel, SendStatus.DUPLICATE)
+
+    try:
+        notifier.send(notification)
+    except NotifyError as err:
+        error, retryable = err.message, err.retryable
+    except Exception as err:  # noqa: BLE001 - a broken channel must never block the others nor the sweep
+        error, retryable = redact(f"{type(err).__name__}: {err}"), True
+    else:
+        _complete(ledger, channel, key, fields)
+        logger.info("notification sent", extra=fields)
+        return ChannelResult(channel, SendStatus.SENT)
+
+    _release(ledger, channel, key, fields)
+    logger.warning("notification failed", extra={**fields, "error": error, "retryable": retryable})
+    return ChannelResult(channel, SendStatus.FAILED, error, retryable=retryable)
+
+
+def _complete(ledger: NotificationLedger, channel: str, key: DedupKey, fields: dict[str, Any]) -> None:
+    try:
+        ledger.complete(channel, key)
+    except Exception as err:  # noqa: BLE001 - the event was delivered; the claim stays until its lease passes
+        logger.error(
+            "notification sent but not recorded",
+            extra={**fields, "error": redact(f"{type(err).__name__}: {err}")},
+        )
+
+
+def _release(ledger: NotificationLedger, channel: str, key: DedupKey, fields: dict[str, Any]) -> None:
+    try:
+        ledger.release(channel, key)
+    except Exception as err:  # noqa: BLE001 - the claim then stays until its lease passes
+        logger.error(
+            "notification claim not released",
+            extra={**fields, "error": redact(f"{type(err).__name__}: {err}")},
+        )

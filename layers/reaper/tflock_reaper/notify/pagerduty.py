@@ -1,0 +1,201 @@
+"""PagerDuty Events API v2: ``trigger`` while a lock is stale, ``resolve`` when it is released or reaped.
+
+The ``dedup_key`` is per lock acquisition (``tflock-reaper/<lock path>/<lock ID>``), not per event: ``stale``,
+``still_stale`` and ``reap_blocked`` update one incident, and ``resolved``/``reaped`` close it. PagerDuty limits
+the key to 255 characters; a longer one is replaced by a SHA-256 of it (still one key per acquisition).
+
+HTTP through urllib3 (already in the Lambda runtime with botocore): bounded retries on 429 and 5xx that honour
+``Retry-After`` (capped) and otherwise back off exponentially, and on connection errors and timeouts.
+Retrying a POST is safe here: PagerDuty folds events with one ``dedup_key`` into one alert. The routing key
+travels only in the request body: it is never logged nor put in an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
+
+from tflock_reaper.notify.base import HTTP_SERVER_ERRORS, HTTP_TOO_MANY_REQUESTS, NotifyError, retryable_status
+from tflock_reaper.notify.events import Notification, NotificationKind
+from tflock_reaper.notify.text import fit, one_line, redact
+
+EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+SUMMARY_MAX = 1024
+DEDUP_KEY_MAX = 255
+CUSTOM_VALUE_MAX = 2000
+HTTP_SUCCESS = range(200, 300)
+TRIGGER_KINDS = frozenset({NotificationKind.STALE, NotificationKind.STILL_STALE, NotificationKind.REAP_BLOCKED})
+RESOLVE_KINDS = frozenset({NotificationKind.RESOLVED, NotificationKind.REAPED})
+
+
+def pagerduty_dedup_key(n: Notification) -> str:
+    """One key per lock acquisition, so that later events update (or resolve) the same incident."""
+    key = f"tflock-reaper/{n.lock_path}/{n.lock_id}"
+    if len(key) <= DEDUP_KEY_MAX:
+        return key
+    return "tflock-reaper/sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _summary(n: Notification) -> str:
+    operation = one_line(n.operation) or "no operation"
+    who = one_line(n.who) or "unknown holder"
+    return fit(f"{n.title}: {one_line(n.lock_path)} ({operation} by {who}, held {n.age})", SUMMARY_MAX)
+
+
+def render_event(n: Notification) -> dict[str, Any]:
+    """The Events API v2 body without the routing key (which :class:`PagerDutyNotifier` adds when sending):
+    safe to show in a dry run and to test."""
+    action = "resolve" if n.kind in RESOLVE_KINDS else "trigger"
+    event: dict[str, Any] = {"event_action": action, "dedup_key": pagerduty_dedup_key(n)}
+    if action == "resolve":
+        return event  # PagerDuty ignores a payload on resolve
+    details: dict[str, Any] = {
+        "event": str(n.kind),
+        "state_path": n.lock_path,
+        "lock_id": n.lock_id,
+        "who": n.who,
+        "operation": n.operation,
+        "terraform_version": n.version,
+        "age": n.age,
+        "age_seconds": n.age_seconds,
+        "created": n.created.isoformat(),
+        "workspace": n.workspace,
+        "verdict": n.verdict,
+        "outcome": n.outcome,
+        "rule": n.rule,
+        "reasons": [fit(r, CUSTOM_VALUE_MAX) for r in n.reasons],
+        "command": n.force_unlock_command,
+    }
+    event["payload"] = {
+        "summary": _summary(n),
+        "source": fit(f"dynamodb/{n.table}", 255),
+        "severity": str(n.severity),
+        "component": fit(n.lock_path, 255),
+        "group": fit(n.table, 255),
+        "class": fit(n.operation, 255) or "unknown",
+        "custom_details": {k: fit(v, CUSTOM_VALUE_MAX) if isinstance(v, str) else v for k, v in details.items()},
+    }
+    event["client"] = "tflock-reaper"
+    return event
+
+
+class _Retry(Retry):
+    """urllib3's Retry with ``Retry-After`` capped (urllib3 1.26 has no ``retry_after_max``; 2.x allows 6 h by
+    default) and an unreadable ``Retry-After`` treated as absent instead of failing the request."""
+
+    max_retry_after: float = 30.0
+
+    def new(self, **kw: Any) -> _Retry:
+        retry = super().new(**kw)
+        retry.max_retry_after = self.max_retry_after
+        return retry
+
+    def get_retry_after(self, response: Any) -> float | None:
+        try:
+            seconds = super().get_retry_after(response)
+        except InvalidHeader:
+            return None
+        return None if seconds is None else min(max(seconds, 0.0), self.max_retry_after)
+
+
+class PagerDutyNotifier:
+    """Sends :func:`render_event` plus the routing key to the Events API v2.
+
+    ``routing_key_provider`` is called on every send (a cached Powertools Parameters lookup in the Lambda).
+    ``timeout`` bounds each attempt's connect and read; at most ``max_attempts`` attempts are made.
+    """
+
+    def __init__(
+        self,
+        routing_key_provider: Callable[[], str],
+        *,
+        url: str = EVENTS_URL,
+        name: str = "pagerduty",
+        timeout: float = 5.0,
+        max_attempts: int = 3,
+        backoff: float = 0.5,
+        max_retry_after: float = 30.0,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._routing_key_provider = routing_key_provider
+        self.url = url
+        self._name = name
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_retry_after = max_retry_after
+        self._pool: urllib3.PoolManager | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def render(self, notification: Notification) -> dict[str, Any]:
+        return render_event(notification)
+
+    def _retry(self) -> Retry:
+        retry = _Retry(
+            total=self.max_attempts - 1,
+            connect=self.max_attempts - 1,
+            read=self.max_attempts - 1,
+            status=self.max_attempts - 1,
+            redirect=False,
+            status_forcelist=frozenset({HTTP_TOO_MANY_REQUESTS, *HTTP_SERVER_ERRORS}),
+            allowed_methods=frozenset({"POST"}),
+            backoff_factor=self.backoff,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        retry.max_retry_after = self.max_retry_after
+        return retry
+
+    def _routing_key(self) -> str:
+        try:
+            key = self._routing_key_provider().strip()
+        except Exception as err:  # noqa: BLE001 - any failure to fetch the secret is a failed send
+            raise NotifyError(
+                self.name, f"cannot read the PagerDuty routing key: {type(err).__name__}", retryable=True
+            ) from None
+        if not key:
+            raise NotifyError(self.name, "the PagerDuty routing key is empty", retryable=False)
+        return key
+
+    def send(self, notification: Notification) -> None:
+        key = self._routing_key()
+        body = {"routing_key": key, **render_event(notification)}
+        if self._pool is None:
+            self._pool = urllib3.PoolManager(headers={"User-Agent": "tflock-reaper"})
+        try:
+            response = self._pool.request(
+                "POST",
+                self.url,
+                body=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+                retries=self._retry(),
+                redirect=False,
+            )
+        except Urllib3Error as err:
+            reason = getattr(err, "reason", None) or err
+            detail = redact(f"{type(reason).__name__}: {reason}", key)
+            raise NotifyError(
+                self.name,
+                f"PagerDuty Events API unreachable (after up to {self.max_attempts} attempts): {detail}",
+                retryable=True,
+            ) from None
+        if response.status in HTTP_SUCCESS:  # 202 Accepted is the documented answer
+            return
+        text = redact(response.data[:300].decode("utf-8", "replace"), key)
+        raise NotifyError(
+            self.name,
+            f"PagerDuty Events API answered HTTP {response.status}: {one_line(text) or '(empty body)'}",
+            retryable=retryable_status(response.status),
+        )

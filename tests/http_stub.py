@@ -1,0 +1,94 @@
+"""A real HTTP server on 127.0.0.1 that answers from a script and records every request (fault injection).
+
+Each scripted answer is a :class:`Reply`; once the script is used up, the last answer repeats. ``hang`` makes
+the server read the request and then say nothing for that long (or until the test ends), so that the client's
+timeout has to fire.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: str = "ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: float = 0.0
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class StubServer:
+    def __init__(self) -> None:
+        self.script: list[Reply] = [Reply()]
+        self.requests: list[Request] = []
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with stub._lock:
+                    stub.requests.append(Request(self.path, dict(self.headers), body, time.monotonic()))
+                    index = len(stub.requests) - 1
+                    reply = stub.script[min(index, len(stub.script) - 1)]
+                if reply.hang:
+                    stub._released.wait(reply.hang)
+                    self.close_connection = True
+                    return
+                payload = reply.body.encode()
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that timed out and hung up is expected here
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def reply(self, *replies: Reply) -> None:
+        self.script = list(replies)
+
+    def start(self) -> StubServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._released.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

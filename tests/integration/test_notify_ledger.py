@@ -1,0 +1,125 @@
+"""DynamoLedger on the reaper's state table (moto): exactly once across overlapping sweeps, retry after failure."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from factories import NOW
+from notify_factories import lock_record, notification
+from tables import STATE_TABLE, table_items
+from tflock_reaper.dal.notification_ledger import DynamoLedger
+from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.notify import DedupKey, Notification, NotifyError, dispatch
+from tflock_reaper.state import lock_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self):
+        return self.now
+
+
+class FakeNotifier:
+    def __init__(self, name: str, *, failures: int = 0) -> None:
+        self.name = name
+        self.failures = failures
+        self.delivered: list[str] = []
+
+    def render(self, n: Notification) -> dict:
+        return n.to_dict()
+
+    def send(self, n: Notification) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise NotifyError(self.name, "HTTP 503", retryable=True)
+        self.delivered.append(n.dedup_key)
+
+
+def ledger_items(client) -> list[dict]:
+    return [i for i in table_items(client, STATE_TABLE) if i["sk"]["S"].startswith("NOTIFY#")]
+
+
+KEY = DedupKey("tf-state/dev/network/terraform.tfstate", "lock-1", "stale")
+
+
+def test_a_claim_is_a_conditional_put_with_keys_and_ttl(dynamodb):
+    ledger = DynamoLedger(dynamodb, STATE_TABLE, clock=Clock())
+    assert ledger.claim("slack", KEY) is True
+    assert DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()).claim("slack", KEY) is False
+    (item,) = ledger_items(dynamodb)
+    assert item["pk"] == {"S": "LOCK#tf-state/dev/network/terraform.tfstate"}
+    assert item["sk"] == {"S": "NOTIFY#lock-1#stale#slack"}
+    assert item["notify_status"] == {"S": "sending"}
+    assert int(item["expires_at"]["N"]) == int((NOW + timedelta(days=30)).timestamp())
+    assert ledger.claim("sns", KEY) is True  # another channel is another claim
+
+
+def test_complete_makes_the_claim_permanent_even_after_the_lease(dynamodb):
+    clock = Clock()
+    ledger = DynamoLedger(dynamodb, STATE_TABLE, clock=clock)
+    assert ledger.claim("slack", KEY)
+    ledger.complete("slack", KEY)
+    clock.now = NOW + timedelta(days=2)
+    assert DynamoLedger(dynamodb, STATE_TABLE, clock=clock).claim("slack", KEY) is False
+    (item,) = ledger_items(dynamodb)
+    assert item["notify_status"] == {"S": "sent"}
+
+
+def test_release_lets_a_later_attempt_claim_again(dynamodb):
+    ledger = DynamoLedger(dynamodb, STATE_TABLE, clock=Clock())
+    assert ledger.claim("slack", KEY)
+    ledger.release("slack", KEY)
+    assert ledger_items(dynamodb) == []
+    assert ledger.claim("slack", KEY)
+
+
+def test_a_claim_abandoned_mid_send_is_taken_over_after_the_lease(dynamodb):
+    clock = Clock()
+    crashed = DynamoLedger(dynamodb, STATE_TABLE, clock=clock)
+    assert crashed.claim("slack", KEY)  # ... and the process dies (a Lambda timeout): no complete, no release
+    later = DynamoLedger(dynamodb, STATE_TABLE, clock=clock)
+    clock.now = NOW + timedelta(minutes=5)
+    assert later.claim("slack", KEY) is False  # maybe still sending
+    clock.now = NOW + timedelta(minutes=25)
+    assert later.claim("slack", KEY) is True
+    crashed.release("slack", KEY)  # a late release of the old claim must not drop the new one
+    (item,) = ledger_items(dynamodb)
+    assert item["notify_status"] == {"S": "sending"}
+    later.complete("slack", KEY)
+    assert ledger_items(dynamodb)[0]["notify_status"] == {"S": "sent"}
+
+
+def test_overlapping_sweeps_send_each_event_once_per_channel(dynamodb):
+    slack, sns = FakeNotifier("slack"), FakeNotifier("sns")
+    first_sweep = DynamoLedger(dynamodb, STATE_TABLE, clock=Clock())
+    second_sweep = DynamoLedger(dynamodb, STATE_TABLE, clock=Clock())
+    n = notification("stale")
+    assert dispatch(n, [slack, sns], first_sweep).sent == ("slack", "sns")
+    assert dispatch(n, [slack, sns], second_sweep).duplicates == ("slack", "sns")
+    assert dispatch(notification("still_stale", sequence=1), [slack], second_sweep).sent == ("slack",)
+    assert slack.delivered == [n.dedup_key, notification("still_stale", sequence=1).dedup_key]
+    assert sns.delivered == [n.dedup_key]
+
+
+def test_a_failed_channel_is_released_and_sent_once_by_a_later_sweep(dynamodb):
+    slack, sns = FakeNotifier("slack", failures=1), FakeNotifier("sns")
+    n = notification("reap_blocked")
+    first = dispatch(n, [slack, sns], DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()))
+    assert first.sent == ("sns",)
+    assert [r.channel for r in first.failed] == ["slack"]
+    assert [i["sk"]["S"].rsplit("#", 1)[1] for i in ledger_items(dynamodb)] == ["sns"]
+    for _ in range(3):
+        dispatch(n, [slack, sns], DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()))
+    assert slack.delivered == sns.delivered == [n.dedup_key]
+
+
+def test_ledger_items_live_beside_observations_without_disturbing_them(dynamodb):
+    lock = lock_record()
+    state = StateTable(dynamodb, STATE_TABLE)
+    state.observe([lock], NOW)
+    dispatch(notification("stale"), [FakeNotifier("slack")], DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()))
+    later = state.observe([lock], NOW + timedelta(hours=1))
+    assert later[lock_key(lock)].first_seen == NOW
+    assert len(table_items(dynamodb, STATE_TABLE)) == 2
