@@ -31,6 +31,10 @@ venv: $(VENV)/.installed ## Create .venv with the pinned runtime and dev depende
 demo: venv ## Local demo: moto server + real Terraform, a live and a stale lock, sweep dry-run then enforce
 	PYTHONPATH=tests $(PY) scripts/demo.py
 
+.PHONY: bench
+bench: venv ## Benchmarks (figures as ratios to baselines measured in the same run; not part of make test)
+	PYTHONPATH=tests $(PY) scripts/bench_stream.py --server
+
 .PHONY: lint
 lint: venv ## ruff (format check + lint) and mypy
 	$(VENV)/bin/ruff format --check .

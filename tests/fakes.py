@@ -41,7 +41,7 @@ class MemoryAuditStore:
         self.acquired: dict[tuple[str, str], Any] = {}
         self.released: dict[tuple[str, str], Any] = {}
         self.persisted: dict[str, tuple[Any, str]] = {}
-        self.reap_status: dict[tuple[str, str], str] = {}
+        self.reap_status: dict[tuple[str, str], tuple[str, Any]] = {}
 
     def record_acquired(self, lock: Any, server_time: Any, sequence: str) -> bool:
         key = (lock.lock_path, lock.lock_id)
@@ -57,7 +57,8 @@ class MemoryAuditStore:
         if key in self.released:
             return None
         self.released[key] = server_time
-        return ReleaseRecord(acquired_at=self.acquired.get(key), reap_status=self.reap_status.get(key))
+        status, started = self.reap_status.get(key, (None, None))
+        return ReleaseRecord(acquired_at=self.acquired.get(key), reap_status=status, reap_started_at=started)
 
     def record_persisted(self, state_path: str, server_time: Any, sequence: str) -> bool:
         last = self.persisted.get(state_path)

@@ -45,6 +45,13 @@ def default_store() -> AuditStore:
 def publish(event: AuditEvent) -> None:
     level = "warning" if event.event is EventKind.ITEM_IGNORED else "info"
     getattr(logger, level)(event.event.value, extra=event.log_fields())
+    try:
+        _count(event)
+    except Exception:
+        logger.exception("metrics not published", extra={"event": event.event.value, "lock_path": event.lock_path})
+
+
+def _count(event: AuditEvent) -> None:
     metrics.add_metric(name=_COUNTERS[event.event], unit=MetricUnit.Count, value=1)
     if event.event is EventKind.LOCK_RELEASED and event.held_seconds is not None:
         with single_metric(

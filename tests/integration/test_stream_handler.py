@@ -122,6 +122,19 @@ def test_redelivered_batch_records_and_logs_nothing_twice(dynamodb, stream):
     assert len(_events(logs)) == logged_first == 3
 
 
+def test_digest_writes_in_the_same_second_are_each_recorded_once(dynamodb, stream):
+    module, logs = stream
+    digest = digest_item("tf-state/a.tfstate")
+    first = stream_record("MODIFY", new=digest, at=NOW, sequence="500000000000000000001")
+    second = stream_record("MODIFY", new=digest, at=NOW, sequence="500000000000000000002")
+    store = StateTable(dynamodb, STATE_TABLE)
+    module.handle_batch(_batch(first, second), Context(), store)
+    module.handle_batch(_batch(first, second), Context(), store)
+    assert [e["event"] for e in _events(logs)] == ["state_persisted", "state_persisted"]
+    (persisted,) = [i for i in table_items(dynamodb, STATE_TABLE) if i["sk"]["S"] == "PERSISTED"]
+    assert persisted["persisted_seq"]["S"].lstrip("0") == "500000000000000000002"
+
+
 def _sweep_after_stream(dynamodb, lock, acquired_at):
     store = StateTable(dynamodb, STATE_TABLE)
     import stream_handler  # noqa: PLC0415

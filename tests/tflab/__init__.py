@@ -23,15 +23,18 @@ from tflab.backend import (
 )
 from tflab.reaper import CliResult, policy_yaml, reaper_argv, reaper_env, run_reaper, wait_until_older_than
 from tflab.server import MotoServer, clean_env
+from tflab.stream import CapturedRecord, StreamReader, enable_stream, to_lambda_event
 from tflab.terraform import ApplyHandle, TerraformFailedError, TerraformWorkspace, TfResult
 
 __all__ = [
     "ApplyHandle",
     "Backend",
+    "CapturedRecord",
     "CliResult",
     "HeldLock",
     "Item",
     "MotoServer",
+    "StreamReader",
     "TerraformFailedError",
     "TerraformWorkspace",
     "TfResult",
@@ -40,11 +43,13 @@ __all__ = [
     "create_backend",
     "delete_backend",
     "digest_item",
+    "enable_stream",
     "lock_item",
     "policy_yaml",
     "reaper_argv",
     "reaper_env",
     "release_like_terraform",
     "run_reaper",
+    "to_lambda_event",
     "wait_until_older_than",
 ]

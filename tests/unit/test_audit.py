@@ -39,13 +39,24 @@ def test_release_without_a_recorded_acquisition_falls_back_to_created():
     assert released.held_seconds == 600
 
 
-def test_release_by_the_reaper_is_known_from_its_reap_record():
+@pytest.mark.parametrize(
+    ("status", "started", "expected"),
+    [
+        ("reaped", NOW + timedelta(hours=3), "tflock-reaper"),
+        # The REMOVE can reach the stream function before the sweeper writes "reaped".
+        ("pending", NOW + timedelta(hours=3), "tflock-reaper"),
+        # An intent left "pending" by a crash long before does not claim a later ordinary release.
+        ("pending", NOW + timedelta(minutes=20), "terraform"),
+        ("changed", NOW + timedelta(hours=3), "terraform"),
+    ],
+)
+def test_release_by_the_reaper_is_known_from_its_reap_record(status, started, expected):
     store = MemoryAuditStore()
     lock = lock_item(PATH)
     _record(stream_record("INSERT", new=lock, at=NOW), store)
-    store.reap_status[(PATH, json.loads(lock["Info"]["S"])["ID"])] = "pending"  # the sweeper's intent record
+    store.reap_status[(PATH, json.loads(lock["Info"]["S"])["ID"])] = (status, started)  # the sweeper's record
     released = _record(stream_record("REMOVE", old=lock, at=NOW + timedelta(hours=3)), store)
-    assert released.released_by == "tflock-reaper"
+    assert released.released_by == expected
 
 
 def test_release_by_dynamodb_ttl_is_known_from_the_user_identity():

@@ -13,7 +13,7 @@ has been updated.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -157,10 +157,29 @@ class ReleaseRecord:
 
     acquired_at: datetime | None
     reap_status: str | None
+    reap_started_at: datetime | None = None
+
+
+#: A ``pending`` reap record (the delete's outcome not yet written) explains a removal this close to it.
+REAP_ATTRIBUTION_WINDOW = timedelta(minutes=5)
+
+
+def _reaped_by_us(change: StreamChange, record: ReleaseRecord | None) -> bool:
+    if record is None:
+        return False
+    if record.reap_status == "reaped":
+        return True
+    # The stream can deliver the REMOVE before the sweeper writes "reaped"; but a reap that never got that far
+    # (a crash between intent and delete) must not claim a later ordinary release.
+    return (
+        record.reap_status == "pending"
+        and record.reap_started_at is not None
+        and abs(change.server_time - record.reap_started_at) <= REAP_ATTRIBUTION_WINDOW
+    )
 
 
 def released_by(change: StreamChange, lock: LockRecord | None, record: ReleaseRecord | None) -> ReleasedBy:
-    if record is not None and record.reap_status in ("pending", "reaped"):
+    if _reaped_by_us(change, record):
         return "tflock-reaper"
     if change.principal == TTL_PRINCIPAL:
         return "ttl"

@@ -31,6 +31,8 @@ REFRESH_WITHIN = timedelta(days=7)
 REAP_TTL = timedelta(days=90)
 #: Sort key of the per-state item holding the last digest write seen on the stream.
 PERSISTED_SK = "PERSISTED"
+#: DynamoDB stream sequence numbers have 21 to 40 digits.
+SEQUENCE_WIDTH = 40
 _BATCH_GET_MAX = 100
 _BATCH_GET_ATTEMPTS = 5
 
@@ -196,18 +198,22 @@ class StateTable:
         )
         if attributes is None:
             return None
-        status = attributes.get("reap_status", {}).get("S")
-        return ReleaseRecord(acquired_at=_time(attributes, "acquired_at"), reap_status=status)
+        return ReleaseRecord(
+            acquired_at=_time(attributes, "acquired_at"),
+            reap_status=attributes.get("reap_status", {}).get("S"),
+            reap_started_at=_time(attributes, "reap_started_at"),
+        )
 
     def record_persisted(self, state_path: str, server_time: datetime, sequence: str) -> bool:
-        # Out-of-order or redelivered digest writes never move the time back.
+        # Stream sequence numbers grow with time for an item; two digest writes may share a second, so the
+        # order (and idempotency) comes from the sequence number, zero-padded to compare as a string.
         attributes = self._conditional(
             {"pk": {"S": f"LOCK#{state_path}"}, "sk": {"S": PERSISTED_SK}},
             "SET last_persisted_at = :t, persisted_seq = :seq, lock_path = :path, expires_at = :ttl",
-            "attribute_not_exists(last_persisted_at) OR (last_persisted_at <= :t AND persisted_seq <> :seq)",
+            "attribute_not_exists(persisted_seq) OR persisted_seq < :seq",
             {
                 ":t": {"S": server_time.isoformat()},
-                ":seq": {"S": sequence},
+                ":seq": {"S": sequence.zfill(SEQUENCE_WIDTH)},
                 ":path": {"S": state_path},
                 ":ttl": _epoch(server_time + OBSERVATION_TTL),
             },
