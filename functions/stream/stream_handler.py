@@ -6,6 +6,7 @@ Powertools' BatchProcessor reports partial batch failures: only a record whose s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -16,10 +17,13 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from tflock_reaper.app import send_resolved
 from tflock_reaper.audit import AuditEvent, EventKind, UnreadableRecordError, parse_record
 from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.state_table import StateTable
-from tflock_reaper.recorder import AuditStore, record_change
+from tflock_reaper.notify.dispatch import DispatchResult
+from tflock_reaper.notify.events import Notification
+from tflock_reaper.recorder import AuditStore, Recorded, record_change
 from tflock_reaper.settings import get_settings
 
 logger = Logger()
@@ -39,7 +43,7 @@ def default_store() -> AuditStore:
     settings = get_settings()
     if not settings.state_table_name:
         raise RuntimeError("STATE_TABLE_NAME is not set: the stream function records into the state table")
-    return StateTable(AwsClients().dynamodb(), settings.state_table_name)
+    return StateTable(_clients().dynamodb(), settings.state_table_name)
 
 
 def publish(event: AuditEvent) -> None:
@@ -64,7 +68,34 @@ def _count(event: AuditEvent) -> None:
             metric.add_dimension(name="operation", value=event.operation or "unknown")
 
 
-def make_record_handler(store: AuditStore) -> Any:
+Announce = Callable[[Notification, str], DispatchResult]
+
+
+def default_announce(notification: Notification, channels_json: str) -> DispatchResult:
+    return send_resolved(notification, channels_json, settings=get_settings(), clients=_clients())
+
+
+@lru_cache(maxsize=1)
+def _clients() -> AwsClients:
+    return AwsClients()
+
+
+def announce_resolved(recorded: Recorded, announce: Announce) -> None:
+    """A failed announcement never fails the record: the release itself is recorded and logged."""
+    if recorded.resolved is None or recorded.channels is None:
+        return
+    try:
+        result = announce(recorded.resolved, recorded.channels)
+    except Exception:
+        logger.exception("resolved notification failed", extra={"lock_path": recorded.event.lock_path})
+        metrics.add_metric(name="NotificationFailures", unit=MetricUnit.Count, value=1)
+        return
+    metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=len(result.sent))
+    if result.failed:
+        metrics.add_metric(name="NotificationFailures", unit=MetricUnit.Count, value=len(result.failed))
+
+
+def make_record_handler(store: AuditStore, announce: Announce) -> Any:
     def handle_record(record: DynamoDBRecord) -> None:
         try:
             change = parse_record(record.raw_event)
@@ -73,20 +104,25 @@ def make_record_handler(store: AuditStore) -> Any:
             logger.warning("item_ignored", extra={"event": "item_ignored", "reason": str(err)})
             metrics.add_metric(name="RecordsIgnored", unit=MetricUnit.Count, value=1)
             return
-        event = record_change(change, store)  # raises on state-table failure: only this record is retried
-        if event is None:
+        # Raises on a state-table failure: only this record is retried.
+        recorded = record_change(change, store)
+        if recorded is None:
             logger.debug("already recorded", extra={"lock_path": change.lock_path, "sequence": change.sequence_number})
             return
-        publish(event)
+        publish(recorded.event)
+        announce_resolved(recorded, announce)
 
     return handle_record
 
 
 def handle_batch(
-    event: dict[str, Any], context: LambdaContext, store: AuditStore | None = None
+    event: dict[str, Any],
+    context: LambdaContext,
+    store: AuditStore | None = None,
+    announce: Announce | None = None,
 ) -> PartialItemFailureResponse:
     copy_config_to_registered_loggers(source_logger=logger, include={"tflock_reaper"})
-    handler = make_record_handler(store or default_store())
+    handler = make_record_handler(store or default_store(), announce or default_announce)
     return process_partial_response(event=event, record_handler=handler, processor=processor, context=context)
 
 

@@ -31,6 +31,12 @@ def publish_metrics(report: SweepReport) -> None:
     for name, key in _METRICS.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary[key])
     metrics.add_metric(name="CircuitBreakerTripped", unit=MetricUnit.Count, value=1 if report.breaker else 0)
+    statuses = [
+        status for entry in report.locks for sent in entry.notifications for status in sent.get("channels", {}).values()
+    ]
+    failures = statuses.count("failed") + sum(1 for e in report.locks for n in e.notifications if "error" in n)
+    metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=statuses.count("sent"))
+    metrics.add_metric(name="NotificationFailures", unit=MetricUnit.Count, value=failures)
 
 
 @logger.inject_lambda_context(log_event=False)

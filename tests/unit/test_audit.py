@@ -14,7 +14,8 @@ PATH = "tf-state/dev/network/terraform.tfstate"
 
 
 def _record(record, store):
-    return record_change(parse_record(record), store)
+    recorded = record_change(parse_record(record), store)
+    return None if recorded is None else recorded.event
 
 
 def test_acquire_then_release_gives_hold_time_from_server_time():

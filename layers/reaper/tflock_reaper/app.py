@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import TypeAdapter
+
+from tflock_reaper.alerting import Alerter
 from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.lock_table import LockTable
+from tflock_reaper.dal.notification_ledger import DynamoLedger
 from tflock_reaper.dal.state_table import StateTable
-from tflock_reaper.policy import Policy, load_policy, parse_policy
+from tflock_reaper.notify.channels import make_channel_factory
+from tflock_reaper.notify.dispatch import DispatchResult, MemoryLedger, NotificationLedger, dispatch
+from tflock_reaper.notify.events import Notification
+from tflock_reaper.policy import Channel, Policy, load_policy, parse_policy
 from tflock_reaper.service import SweepReport, sweep
 from tflock_reaper.settings import Settings
 from tflock_reaper.state import MemoryStateStore, StateStore
+
+_CHANNELS: TypeAdapter[dict[str, Channel]] = TypeAdapter(dict[str, Channel])
 
 #: How long a policy read from SSM is cached between invocations of a warm function.
 POLICY_CACHE_SECONDS = 300
@@ -29,6 +38,22 @@ def load_deployed_policy(settings: Settings) -> Policy:
     return load_policy(path)
 
 
+def make_alerter(
+    policy: Policy,
+    *,
+    table: str,
+    clients: AwsClients,
+    state: StateStore,
+    state_table: str | None,
+    default_topic_arn: str | None,
+    send: bool = True,
+) -> Alerter:
+    """Alerts through the policy's channels; exactly once per event through the state table when there is one."""
+    ledger: NotificationLedger = DynamoLedger(clients.dynamodb(), state_table) if state_table else MemoryLedger()
+    factory = make_channel_factory(clients, default_topic_arn=default_topic_arn)
+    return Alerter(policy, table=table, factory=factory, ledger=ledger, state=state, send=send)
+
+
 def run_sweep(settings: Settings, clients: AwsClients | None = None) -> SweepReport:
     clients = clients or AwsClients()
     policy = load_deployed_policy(settings)
@@ -36,9 +61,30 @@ def run_sweep(settings: Settings, clients: AwsClients | None = None) -> SweepRep
     state: StateStore = (
         StateTable(dynamodb, settings.state_table_name) if settings.state_table_name else MemoryStateStore()
     )
+    alerts = make_alerter(
+        policy,
+        table=settings.lock_table_name,
+        clients=clients,
+        state=state,
+        state_table=settings.state_table_name,
+        default_topic_arn=settings.alert_topic_arn,
+    )
     return sweep(
         lock_table=LockTable(dynamodb, settings.lock_table_name),
         state=state,
         policy=policy,
         mode=settings.reaper_mode,
+        alerts=alerts,
     )
+
+
+def send_resolved(
+    notification: Notification, channels_json: str, *, settings: Settings, clients: AwsClients
+) -> DispatchResult:
+    """Announce a release on the channels that were alerted about the lock (recorded by the sweeper)."""
+    channels = _CHANNELS.validate_json(channels_json)
+    factory = make_channel_factory(clients, default_topic_arn=settings.alert_topic_arn)
+    ledger: NotificationLedger = (
+        DynamoLedger(clients.dynamodb(), settings.state_table_name) if settings.state_table_name else MemoryLedger()
+    )
+    return dispatch(notification, [factory(name, channel) for name, channel in channels.items()], ledger)

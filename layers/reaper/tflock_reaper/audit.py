@@ -55,6 +55,7 @@ class _LambdaStreamRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     eventID: str = ""  # noqa: N815
+    eventSourceARN: str = ""  # noqa: N815
     eventName: Literal["INSERT", "MODIFY", "REMOVE"]  # noqa: N815
     dynamodb: _StreamRecordBody
     userIdentity: _UserIdentity | None = None  # noqa: N815
@@ -72,6 +73,13 @@ class StreamChange:
     sequence_number: str
     principal: str | None
     event_id: str = ""
+    source_arn: str = ""
+
+    @property
+    def table(self) -> str:
+        """The lock table's name, from the stream ARN (``...:table/<name>/stream/<label>``)."""
+        _, _, rest = self.source_arn.partition(":table/")
+        return rest.split("/", 1)[0]
 
     @property
     def lock_path(self) -> str:
@@ -99,6 +107,7 @@ def parse_record(record: dict[str, Any]) -> StreamChange:
         sequence_number=body.sequence_number,
         principal=parsed.userIdentity.principalId if parsed.userIdentity else None,
         event_id=parsed.eventID,
+        source_arn=parsed.eventSourceARN,
     )
 
 
@@ -158,6 +167,8 @@ class ReleaseRecord:
     acquired_at: datetime | None
     reap_status: str | None
     reap_started_at: datetime | None = None
+    alert_channels: str | None = None
+    """JSON of the channels alerted about this lock (see ``alerting.channel_snapshot``), if any."""
 
 
 #: A ``pending`` reap record (the delete's outcome not yet written) explains a removal this close to it.

@@ -37,7 +37,8 @@ class AwsClients:
             self._session = boto3.Session(profile_name=self.profile, region_name=self.region)
         return self._session
 
-    def _client(self, service: str) -> Any:
+    def client(self, service: str) -> Any:
+        """A client of any service, from this session and endpoint (for Powertools providers, ...)."""
         if service not in self._clients:
             kwargs: dict[str, Any] = {"config": _CLIENT_CONFIG}
             if self.endpoint_url:
@@ -46,9 +47,9 @@ class AwsClients:
         return self._clients[service]
 
     def dynamodb(self) -> DynamoDBClient:
-        client: DynamoDBClient = self._client("dynamodb")
+        client: DynamoDBClient = self.client("dynamodb")
         return client
 
     def sns(self) -> SNSClient:
-        client: SNSClient = self._client("sns")
+        client: SNSClient = self.client("sns")
         return client

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, TextIO
 
 from tflock_reaper import __version__
+from tflock_reaper.app import make_alerter
 from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.dal.lock_table import LockTable
@@ -92,7 +93,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         state: StateStore = StateTable(clients.dynamodb(), args.state_table) if args.state_table else MemoryStateStore()
         if args.command == "explain":
             return _explain(args, lock_table, state, policy, out)
-        report = sweep(lock_table=lock_table, state=state, policy=policy, mode=_mode(args, policy))
+        alerts = None
+        if getattr(args, "show_notifications", False) or getattr(args, "notify", False):
+            alerts = make_alerter(
+                policy,
+                table=args.table,
+                clients=clients,
+                state=state,
+                state_table=args.state_table,
+                default_topic_arn=args.alert_topic_arn,
+                send=args.notify,
+            )
+        report = sweep(lock_table=lock_table, state=state, policy=policy, mode=_mode(args, policy), alerts=alerts)
     except PolicyError as err:
         print(f"tflock-reaper: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -186,6 +198,14 @@ def _explain_text(report: LockReport) -> str:
     return "\n".join(lines)
 
 
+def _describe_notification(sent: dict[str, Any]) -> str:
+    if "error" in sent:
+        return f"alerting failed: {sent['error']}"
+    event = sent["event"] + (f" #{sent['sequence']}" if sent.get("sequence") else "")
+    channels = ", ".join(f"{name} ({status})" for name, status in sent["channels"].items()) or "no channels"
+    return f"{event} -> {channels}"
+
+
 def _age(seconds: timedelta) -> str:
     return format_duration(timedelta(seconds=int(seconds.total_seconds())))
 
@@ -211,6 +231,8 @@ def _print_report(report: SweepReport, out: TextIO, *, show_reasons: bool) -> No
         if show_reasons and index > 0:
             for reason in report.locks[index - 1].reasons:
                 out.write(f"    - {reason}\n")
+            for sent in report.locks[index - 1].notifications:
+                out.write(f"    > {_describe_notification(sent)}\n")
     if not report.locks:
         out.write("(no locks held)\n")
     if report.breaker:

@@ -25,6 +25,8 @@ _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 def parse_duration(value: object) -> timedelta:
     """``90s``, ``30m``, ``2h``, ``1d`` or combinations such as ``1h30m``."""
+    if isinstance(value, timedelta):  # defaults built in code; YAML never yields one
+        return value
     if not isinstance(value, str):
         raise ValueError(f"must be a duration string like 90s, 30m, 2h or 1d, not {value!r}")  # noqa: TRY004
     match = _DURATION.match(value.strip())
@@ -66,6 +68,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class SecretRef(_Strict):
+    """Where a secret lives, never its value: a Secrets Manager secret or an SSM SecureString parameter."""
+
+    secret: str | None = Field(default=None, min_length=1, description="Secrets Manager secret id or ARN")
+    parameter: str | None = Field(default=None, min_length=1, description="SSM SecureString parameter name")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.secret is None) == (self.parameter is None):
+            raise ValueError("give exactly one of secret (Secrets Manager) or parameter (SSM SecureString)")
+        return self
+
+
+class SlackChannel(_Strict):
+    type: Literal["slack"]
+    webhook: SecretRef
+
+
+class SnsChannel(_Strict):
+    type: Literal["sns"]
+    topic_arn: str | None = Field(
+        default=None, pattern=r"^arn:[a-z-]+:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$", description="default: the stack's"
+    )
+
+
+class PagerDutyChannel(_Strict):
+    type: Literal["pagerduty"]
+    routing_key: SecretRef
+    url: str = Field(default="https://events.pagerduty.com/v2/enqueue", pattern=r"^https?://")
+
+
+Channel = Annotated[SlackChannel | SnsChannel | PagerDutyChannel, Field(discriminator="type")]
+
+
+class NotifySpec(_Strict):
+    """Where a rule's alerts go, and how often a lock that stays stale is re-announced (0s: never)."""
+
+    channels: list[str] | None = None
+    renotify_every: Duration | None = None
+
+
 class HolderSpec(_Strict):
     """How the holder's liveness is judged. ``unknown`` (the default) never reaps."""
 
@@ -77,6 +120,7 @@ class Defaults(_Strict):
     reap_after: Duration = timedelta(hours=2)
     min_observed: Duration = timedelta(minutes=10)
     holder: HolderSpec = HolderSpec()
+    notify: NotifySpec = NotifySpec(channels=[], renotify_every=timedelta(hours=1))
 
 
 class Rule(_Strict):
@@ -87,6 +131,7 @@ class Rule(_Strict):
     reap_after: Duration | None = None
     min_observed: Duration | None = None
     holder: HolderSpec | None = None
+    notify: NotifySpec | None = None
 
     def matches(self, lock: LockRecord) -> bool:
         if not fnmatchcase(lock.lock_path, self.match):
@@ -105,13 +150,31 @@ class EffectiveRule:
     reap_after: timedelta
     min_observed: timedelta
     holder: HolderSpec
+    channels: tuple[str, ...] = ()
+    renotify_every: timedelta = timedelta(hours=1)
 
 
 class Policy(_Strict):
     mode: Literal["dry-run", "enforce"] = "dry-run"
     max_reaps_per_sweep: int = Field(default=3, ge=0, strict=True)
+    channels: dict[str, Channel] = Field(default_factory=dict)
     defaults: Defaults = Defaults()
     rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _channels_exist(self) -> Policy:
+        routes: list[tuple[tuple[str | int, ...], NotifySpec | None]] = [(("defaults",), self.defaults.notify)]
+        routes += [(("rules", i), rule.notify) for i, rule in enumerate(self.rules)]
+        for where, spec in routes:
+            for index, name in enumerate((spec.channels or []) if spec else []):
+                if name not in self.channels:
+                    known = ", ".join(sorted(self.channels)) or "none are defined"
+                    raise PydanticCustomError(
+                        "unknown_channel",
+                        "channel {channel!r} is not defined under channels ({known})",
+                        {"channel": name, "known": known, "loc": (*where, "notify", "channels", index)},
+                    )
+        return self
 
     @model_validator(mode="after")
     def _reap_not_before_warn(self) -> Policy:
@@ -141,14 +204,21 @@ class Policy(_Strict):
         def pick(value: timedelta | None, default: timedelta) -> timedelta:
             return default if value is None else value
 
+        default_channels = tuple(d.notify.channels or ())
+        default_renotify = pick(d.notify.renotify_every, timedelta(hours=1))
         if rule is None:
-            return EffectiveRule(name, d.warn_after, d.reap_after, d.min_observed, d.holder)
+            return EffectiveRule(
+                name, d.warn_after, d.reap_after, d.min_observed, d.holder, default_channels, default_renotify
+            )
+        notify = rule.notify or NotifySpec()
         return EffectiveRule(
             name=name,
             warn_after=pick(rule.warn_after, d.warn_after),
             reap_after=pick(rule.reap_after, d.reap_after),
             min_observed=pick(rule.min_observed, d.min_observed),
             holder=rule.holder or d.holder,
+            channels=default_channels if notify.channels is None else tuple(notify.channels),
+            renotify_every=pick(notify.renotify_every, default_renotify),
         )
 
     def rule_for(self, lock: LockRecord) -> EffectiveRule:

@@ -7,7 +7,8 @@ retried; a record that can never be processed is an ``item_ignored`` event, neve
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from tflock_reaper.audit import (
@@ -23,6 +24,8 @@ from tflock_reaper.audit import (
     release_event,
 )
 from tflock_reaper.lock import LockRecord
+from tflock_reaper.notify.events import Notification, NotificationKind
+from tflock_reaper.policy import format_duration
 
 
 class AuditStore(Protocol):
@@ -41,7 +44,23 @@ class AuditStore(Protocol):
         ...
 
 
-def record_change(change: StreamChange, store: AuditStore) -> AuditEvent | None:
+@dataclass(frozen=True)
+class Recorded:
+    event: AuditEvent
+    resolved: Notification | None = None
+    """A ``resolved`` notification for the channels that were alerted about this lock, if any were."""
+    channels: str | None = None
+
+
+def record_change(change: StreamChange, store: AuditStore) -> Recorded | None:
+    """Record one change; None when it was already recorded (nothing to log, count or send)."""
+    event = _record(change, store)
+    if event is None or isinstance(event, Recorded):
+        return event
+    return Recorded(event)
+
+
+def _record(change: StreamChange, store: AuditStore) -> AuditEvent | Recorded | None:
     meaning = interpret(change)
     if isinstance(meaning, Ignored):
         return AuditEvent(EventKind.ITEM_IGNORED, meaning.lock_path, change.server_time, reason=meaning.reason)
@@ -53,11 +72,27 @@ def record_change(change: StreamChange, store: AuditStore) -> AuditEvent | None:
         if not store.record_persisted(meaning.state_path, change.server_time, change.sequence_number):
             return None
         return AuditEvent(EventKind.STATE_PERSISTED, meaning.state_path, change.server_time)
-    record = None
-    if meaning.lock is not None:
-        record = store.record_released(
-            meaning.lock_path, meaning.lock.lock_id, change.server_time, change.sequence_number
-        )
-        if record is None:
-            return None
-    return release_event(change, meaning, record)
+    if meaning.lock is None:
+        return release_event(change, meaning, None)
+    record = store.record_released(meaning.lock_path, meaning.lock.lock_id, change.server_time, change.sequence_number)
+    if record is None:
+        return None
+    event = release_event(change, meaning, record)
+    return Recorded(event, _resolved(event, meaning.lock, record, change.table), record.alert_channels)
+
+
+def _resolved(event: AuditEvent, lock: LockRecord, record: ReleaseRecord, table: str) -> Notification | None:
+    """Alerted locks get a ``resolved`` when released; a reap was announced (and resolved) by the sweeper."""
+    if not record.alert_channels or event.released_by == "tflock-reaper":
+        return None
+    held = int(event.held_seconds or 0)
+    return Notification.for_lock(
+        NotificationKind.RESOLVED,
+        lock,
+        table=table,
+        age_seconds=held,
+        verdict="keep",
+        outcome="released",
+        reasons=(f"released by {event.released_by} after {format_duration(timedelta(seconds=held))}",),
+        rule="",
+    )

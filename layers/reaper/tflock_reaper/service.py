@@ -26,6 +26,12 @@ logger = logging.getLogger(__name__)
 Mode = Literal["dry-run", "enforce"]
 
 
+class AlertSink(Protocol):
+    """Receives every judged lock; returns what it sent (or would send) about it."""
+
+    def on_entry(self, entry: LockReport, now: datetime) -> list[dict[str, Any]]: ...
+
+
 class LockSource(Protocol):
     name: str
 
@@ -57,6 +63,8 @@ class LockReport:
     outcome: Outcome
     state: LockState
     notes: list[str] = field(default_factory=list)
+    deleted_item: DynamoItem | None = None
+    notifications: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def reasons(self) -> list[str]:
@@ -81,6 +89,7 @@ class LockReport:
             "outcome": self.outcome.value,
             "holder": None if holder is None else {"state": holder.state.value, "evidence": holder.evidence},
             "reasons": self.reasons,
+            "notifications": self.notifications,
         }
 
 
@@ -151,26 +160,8 @@ def judge(
     return decide(lock, rule=rule, first_seen=state.first_seen, now=now, holder=holder, acquired_at=state.acquired_at)
 
 
-def sweep(
-    *,
-    lock_table: LockSource,
-    state: StateStore,
-    policy: Policy,
-    mode: Mode,
-    clock: Callable[[], datetime] = utcnow,
-    holders: HolderChecks | None = None,
-) -> SweepReport:
-    """One sweep of one lock table. ``mode`` is the run's request; see :func:`resolve_mode`.
-
-    Raises :class:`AwsAccessError` only when the lock or state table cannot be read: then nothing is deleted.
-    """
-    effective, note = resolve_mode(policy, mode)
-    holders = holders or HolderChecks()
-    now = clock()
-    report = SweepReport(table=lock_table.name, mode=effective, started_at=now, notes=[note] if note else [])
-    if note:
-        logger.warning("mode downgraded", extra={"note": note})
-
+def _read_locks(lock_table: LockSource, now: datetime, report: SweepReport) -> list[LockRecord]:
+    """Every well-formed lock; digests are counted, everything else is reported as skipped."""
     locks: list[LockRecord] = []
     for item in lock_table.scan():
         classified = classify_item(item, now)
@@ -185,7 +176,31 @@ def sweep(
                 "item skipped",
                 extra={"lock_id": classified.lock_id, "reason": classified.reason, "item": classified.item},
             )
+    return locks
 
+
+def sweep(
+    *,
+    lock_table: LockSource,
+    state: StateStore,
+    policy: Policy,
+    mode: Mode,
+    clock: Callable[[], datetime] = utcnow,
+    holders: HolderChecks | None = None,
+    alerts: AlertSink | None = None,
+) -> SweepReport:
+    """One sweep of one lock table. ``mode`` is the run's request; see :func:`resolve_mode`.
+
+    Raises :class:`AwsAccessError` only when the lock or state table cannot be read: then nothing is deleted.
+    """
+    effective, note = resolve_mode(policy, mode)
+    holders = holders or HolderChecks()
+    now = clock()
+    report = SweepReport(table=lock_table.name, mode=effective, started_at=now, notes=[note] if note else [])
+    if note:
+        logger.warning("mode downgraded", extra={"note": note})
+
+    locks = _read_locks(lock_table, now, report)
     states = state.observe(locks, now)
     verdicts = [judge(lock, states[lock_key(lock)], policy, now, holders) for lock in locks]
     plan = plan_sweep(verdicts, enforce=effective == "enforce", max_reaps=policy.max_reaps_per_sweep)
@@ -199,13 +214,28 @@ def sweep(
         if verdict.action is Action.REAP and plan.breaker:
             entry.notes.append(plan.breaker)
         if planned is Outcome.REAPED:
-            entry.outcome, extra = _reap(lock, verdict, lock_table, state, clock)
+            entry.outcome, extra, entry.deleted_item = _reap(lock, verdict, lock_table, state, clock)
             entry.notes.extend(extra)
-        elif planned in (Outcome.WARNED, Outcome.BLOCKED) and lock_state.warned_at is None:
+        if alerts is not None:
+            entry.notifications = _alert(alerts, entry, now)
+        if entry.outcome in _STALE and lock_state.warned_at is None:
             _best_effort(partial(state.mark_warned, lock, now), "cannot record warning", lock)
         report.locks.append(entry)
         _log_verdict(entry)
     return report
+
+
+#: Outcomes that mean "this lock is stale and still held": the first one is remembered as ``warned_at``.
+_STALE = (Outcome.WARNED, Outcome.WOULD_REAP, Outcome.BLOCKED, Outcome.FAILED)
+
+
+def _alert(alerts: AlertSink, entry: LockReport, now: datetime) -> list[dict[str, Any]]:
+    """A failing alert path never stops the sweep."""
+    try:
+        return alerts.on_entry(entry, now)
+    except Exception as err:
+        logger.exception("alerting failed", extra={"lock_path": entry.lock.lock_path})
+        return [{"error": f"{type(err).__name__}: {err}"}]
 
 
 def _reap(
@@ -214,18 +244,18 @@ def _reap(
     lock_table: LockSource,
     state: StateStore,
     clock: Callable[[], datetime],
-) -> tuple[Outcome, list[str]]:
+) -> tuple[Outcome, list[str], DynamoItem | None]:
     try:
         state.begin_reap(lock, clock(), verdict.reasons)
     except AwsAccessError as err:
         logger.error("reap not attempted", extra={"lock_path": lock.lock_path, "error": str(err)})
-        return Outcome.FAILED, [f"could not record the reap before deleting ({err}): nothing deleted"]
+        return Outcome.FAILED, [f"could not record the reap before deleting ({err}): nothing deleted"], None
     try:
         result = lock_table.delete_if_unchanged(lock.lock_path, lock.raw_info)
     except AwsAccessError as err:
         logger.error("reap failed", extra={"lock_path": lock.lock_path, "error": str(err)})
         _best_effort(lambda: state.end_reap(lock, Outcome.FAILED.value, clock(), None), "cannot record", lock)
-        return Outcome.FAILED, [f"delete failed: {err}"]
+        return Outcome.FAILED, [f"delete failed: {err}"], None
 
     if result.deleted:
         outcome, notes = Outcome.REAPED, ["deleted, conditional on the exact Info judged"]
@@ -248,7 +278,7 @@ def _reap(
             extra={"lock_path": lock.lock_path, "lock_id": lock.lock_id, "current_item": result.item},
         )
     _best_effort(lambda: state.end_reap(lock, outcome.value, clock(), result.item), "cannot record reap", lock)
-    return outcome, notes
+    return outcome, notes, result.item if result.deleted else None
 
 
 def _best_effort(action: Callable[[], None], message: str, lock: LockRecord) -> None:

@@ -20,8 +20,10 @@ class Settings(BaseModel):
     policy_parameter: str | None = Field(default=None, alias="POLICY_PARAMETER")
     """Name of an SSM String parameter holding the policy YAML; when set it wins over ``policy_path``."""
     task_root: str = Field(default=".", alias="LAMBDA_TASK_ROOT")
+    alert_topic_arn: str | None = Field(default=None, alias="ALERT_TOPIC_ARN")
+    """The stack's SNS topic: where ``type: sns`` channels without a ``topic_arn`` publish."""
 
-    @field_validator("state_table_name", "policy_parameter", mode="before")
+    @field_validator("state_table_name", "policy_parameter", "alert_topic_arn", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value

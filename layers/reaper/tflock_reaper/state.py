@@ -36,6 +36,10 @@ class StateStore(Protocol):
 
     def mark_warned(self, lock: LockRecord, now: datetime) -> None: ...
 
+    def mark_alerted(self, lock: LockRecord, channels: str) -> None:
+        """Remember (once) the channels alerted about this lock, as JSON, so its release can be announced."""
+        ...
+
     def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
         """Record the intent (with the full item) before deleting: if this fails, nothing is deleted."""
         ...
@@ -49,6 +53,7 @@ class MemoryStateStore:
 
     states: dict[LockKey, LockState] = field(default_factory=dict)
     reaps: dict[LockKey, dict[str, object]] = field(default_factory=dict)
+    alerted: dict[LockKey, str] = field(default_factory=dict)
 
     def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
         for lock in locks:
@@ -58,6 +63,9 @@ class MemoryStateStore:
     def mark_warned(self, lock: LockRecord, now: datetime) -> None:
         key = lock_key(lock)
         self.states[key] = replace(self.states[key], warned_at=self.states[key].warned_at or now)
+
+    def mark_alerted(self, lock: LockRecord, channels: str) -> None:
+        self.alerted.setdefault(lock_key(lock), channels)
 
     def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
         self.reaps[lock_key(lock)] = {"status": "pending", "started_at": now, "item": lock.item}

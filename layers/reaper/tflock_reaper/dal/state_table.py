@@ -119,6 +119,9 @@ class StateTable:
     def mark_warned(self, lock: LockRecord, now: datetime) -> None:
         self._write(lock, "SET warned_at = if_not_exists(warned_at, :now)", {":now": {"S": now.isoformat()}})
 
+    def mark_alerted(self, lock: LockRecord, channels: str) -> None:
+        self._write(lock, "SET alert_channels = if_not_exists(alert_channels, :c)", {":c": {"S": channels}})
+
     def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
         self._write(
             lock,
@@ -202,6 +205,7 @@ class StateTable:
             acquired_at=_time(attributes, "acquired_at"),
             reap_status=attributes.get("reap_status", {}).get("S"),
             reap_started_at=_time(attributes, "reap_started_at"),
+            alert_channels=attributes.get("alert_channels", {}).get("S"),
         )
 
     def record_persisted(self, state_path: str, server_time: datetime, sequence: str) -> bool:

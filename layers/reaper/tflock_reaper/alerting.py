@@ -1,0 +1,122 @@
+"""Alerts from a sweep: which notifications each verdict calls for, sent through its rule's channels.
+
+``stale`` the first time a lock is reported (``reap_blocked`` instead, when it is already past ``reap_after``
+and a gate keeps it), ``still_stale`` once per ``renotify_every`` after that, ``reap_blocked`` the first time
+a gate keeps it past ``reap_after``, and ``reaped`` with the deleted item. Every notification is keyed by
+(lock path, lock ID, event[, repetition]) in the ledger, so overlapping sweeps and retries send it once.
+The stream function sends ``resolved`` when a lock that was alerted about is released.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from tflock_reaper.decision import Outcome
+from tflock_reaper.notify.base import Notifier
+from tflock_reaper.notify.dispatch import NotificationLedger, dispatch
+from tflock_reaper.notify.events import Notification, NotificationKind
+from tflock_reaper.policy import Channel, Policy
+from tflock_reaper.service import LockReport
+from tflock_reaper.state import StateStore
+
+logger = logging.getLogger(__name__)
+
+_STALE_OUTCOMES = (Outcome.WARNED, Outcome.WOULD_REAP, Outcome.BLOCKED, Outcome.FAILED)
+
+
+def notifications_for(entry: LockReport, *, table: str, now: datetime) -> list[Notification]:
+    """The notifications one sweep's verdict calls for. Pure: the ledger decides whether each was sent."""
+    kinds: list[tuple[NotificationKind, int]] = []
+    if entry.outcome is Outcome.REAPED:
+        kinds.append((NotificationKind.REAPED, 0))
+    elif entry.outcome in (Outcome.BLOCKED, Outcome.FAILED):
+        kinds.append((NotificationKind.REAP_BLOCKED, 0))
+    if entry.outcome in _STALE_OUTCOMES:
+        warned_at = entry.state.warned_at
+        renotify = entry.verdict.rule.renotify_every
+        if warned_at is None and not kinds:
+            kinds.append((NotificationKind.STALE, 0))
+        elif warned_at is not None and renotify > timedelta(0):
+            repetition = int((now - warned_at) / renotify)
+            if repetition >= 1:
+                kinds.append((NotificationKind.STILL_STALE, repetition))
+    return [
+        Notification.for_lock(
+            kind,
+            entry.lock,
+            table=table,
+            age_seconds=int(entry.verdict.age.total_seconds()),
+            verdict=entry.verdict.action.value,
+            outcome=entry.outcome.value,
+            reasons=entry.reasons,
+            rule=entry.verdict.rule.name,
+            deleted_item=entry.deleted_item if kind is NotificationKind.REAPED else None,
+            sequence=repetition,
+        )
+        for kind, repetition in kinds
+    ]
+
+
+ChannelFactory = Callable[[str, Channel], Notifier]
+
+
+def channel_snapshot(policy: Policy, names: list[str] | tuple[str, ...]) -> str:
+    """The channels' definitions (names and references, never secret values), kept with the lock's state so
+    that ``resolved`` goes where its alerts went."""
+    return json.dumps({name: policy.channels[name].model_dump(mode="json") for name in names}, sort_keys=True)
+
+
+class Alerter:
+    """Sends (or, with ``send=False``, only renders) the notifications of each sweep entry."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        table: str,
+        factory: ChannelFactory,
+        ledger: NotificationLedger,
+        state: StateStore,
+        send: bool = True,
+    ) -> None:
+        self._policy = policy
+        self._table = table
+        self._factory = factory
+        self._ledger = ledger
+        self._state = state
+        self._send = send
+        self._notifiers: dict[str, Notifier] = {}
+
+    def _notifier(self, name: str) -> Notifier:
+        if name not in self._notifiers:
+            self._notifiers[name] = self._factory(name, self._policy.channels[name])
+        return self._notifiers[name]
+
+    def on_entry(self, entry: LockReport, now: datetime) -> list[dict[str, Any]]:
+        channels = entry.verdict.rule.channels
+        results: list[dict[str, Any]] = []
+        for notification in notifications_for(entry, table=self._table, now=now):
+            notifiers = [self._notifier(name) for name in channels]
+            record: dict[str, Any] = {"event": notification.kind.value, "sequence": notification.sequence}
+            if not self._send:
+                record["channels"] = {n.name: "would-send" for n in notifiers}
+                record["rendered"] = {n.name: n.render(notification) for n in notifiers}
+            else:
+                result = dispatch(notification, notifiers, self._ledger)
+                record["channels"] = {r.channel: r.status.value for r in result.results}
+                if result.failed:
+                    record["errors"] = {r.channel: r.error for r in result.failed}
+                if result.sent:
+                    self._remember_channels(entry, list(channels))
+            results.append(record)
+        return results
+
+    def _remember_channels(self, entry: LockReport, names: list[str]) -> None:
+        try:
+            self._state.mark_alerted(entry.lock, channel_snapshot(self._policy, names))
+        except Exception as err:  # noqa: BLE001 - the alert went out; only the resolve routing is lost
+            logger.warning("cannot record alert channels", extra={"lock_path": entry.lock.lock_path, "error": str(err)})

@@ -1,0 +1,83 @@
+"""Build notifiers from the policy's ``channels``. Secrets are resolved lazily at send time through Powertools
+Parameters (cached), from Secrets Manager or SSM SecureString: only their names are in the policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tflock_reaper.aws import AwsClients
+from tflock_reaper.notify.base import Notifier, NotifyError
+from tflock_reaper.notify.pagerduty import PagerDutyNotifier
+from tflock_reaper.notify.slack import SlackNotifier
+from tflock_reaper.notify.sns import SnsNotifier
+from tflock_reaper.policy import Channel, PagerDutyChannel, SecretRef, SlackChannel
+
+if TYPE_CHECKING:
+    from tflock_reaper.notify.events import Notification
+
+#: Secrets are re-read at most this often by a warm function (rotation is picked up within this time).
+SECRET_CACHE_SECONDS = 300
+
+
+class SecretResolver:
+    """Resolves a :class:`SecretRef` with Powertools Parameters providers bound to our boto3 session."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self._clients = clients
+        self._providers: dict[str, Any] = {}
+
+    def _provider(self, kind: str) -> Any:
+        if kind not in self._providers:
+            from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - cold start
+
+            if kind == "secret":
+                self._providers[kind] = parameters.SecretsProvider(boto3_client=self._clients.client("secretsmanager"))
+            else:
+                self._providers[kind] = parameters.SSMProvider(boto3_client=self._clients.client("ssm"))
+        return self._providers[kind]
+
+    def __call__(self, ref: SecretRef) -> str:
+        if ref.secret is not None:
+            value = self._provider("secret").get(ref.secret, max_age=SECRET_CACHE_SECONDS)
+        else:
+            value = self._provider("parameter").get(ref.parameter, decrypt=True, max_age=SECRET_CACHE_SECONDS)
+        return str(value)
+
+
+class _Unconfigured:
+    """A channel that cannot be built (an SNS channel with no topic): every send fails, visibly."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self._name = name
+        self._why = why
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def render(self, notification: Notification) -> dict[str, Any]:
+        return {"error": self._why}
+
+    def send(self, notification: Notification) -> None:
+        raise NotifyError(self._name, self._why, retryable=False)
+
+
+def make_channel_factory(
+    clients: AwsClients, *, default_topic_arn: str | None, resolve: Callable[[SecretRef], str] | None = None
+) -> Callable[[str, Channel], Notifier]:
+    secret = resolve or SecretResolver(clients)
+
+    def build(name: str, channel: Channel) -> Notifier:
+        if isinstance(channel, SlackChannel):
+            ref = channel.webhook
+            return SlackNotifier(lambda: secret(ref), name=name)
+        if isinstance(channel, PagerDutyChannel):
+            key = channel.routing_key
+            return PagerDutyNotifier(lambda: secret(key), url=channel.url, name=name)
+        topic = channel.topic_arn or default_topic_arn
+        if not topic:
+            return _Unconfigured(name, "no topic_arn in the policy and no ALERT_TOPIC_ARN in the deployment")
+        return SnsNotifier(clients.sns, topic, name=name)
+
+    return build
