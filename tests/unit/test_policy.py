@@ -140,3 +140,56 @@ def test_durations(text, expected):
 def test_bad_durations_are_refused(text):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+ROUTED = """\
+channels:
+  team-slack: {type: slack, webhook: {secret: tflock-reaper/slack-webhook}}
+  oncall: {type: sns, topic_arn: "arn:aws:sns:us-east-1:123456789012:tflock-reaper-paging"}
+  pd: {type: pagerduty, routing_key: {parameter: /tflock-reaper/pagerduty}}
+defaults:
+  notify: {channels: [team-slack], renotify_every: 2h}
+rules:
+  - match: "tf-state/prod/*"
+    notify: {channels: [oncall, team-slack, pd]}
+  - match: "tf-state/quiet/*"
+    notify: {renotify_every: 0s}
+"""
+
+
+def test_channels_route_per_rule_with_defaults():
+    policy = parse_policy(ROUTED)
+    prod = policy.rule_for(_lock("tf-state/prod/a.tfstate"))
+    dev = policy.rule_for(_lock("tf-state/dev/a.tfstate"))
+    quiet = policy.rule_for(_lock("tf-state/quiet/a.tfstate"))
+    assert (prod.channels, prod.renotify_every) == (("oncall", "team-slack", "pd"), timedelta(hours=2))
+    assert (dev.channels, dev.renotify_every) == (("team-slack",), timedelta(hours=2))
+    assert (quiet.channels, quiet.renotify_every) == (("team-slack",), timedelta(0))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            ROUTED.replace("[oncall, team-slack, pd]", "[oncall, teams]"),
+            "policy.yaml:9:33: rules[0].notify.channels[1]: channel 'teams' is not defined",
+        ),
+        (
+            ROUTED.replace("{secret: tflock-reaper/slack-webhook}", "{}"),
+            "policy.yaml:2:38: channels.team-slack.webhook: give exactly one",
+        ),
+        (ROUTED.replace("type: sns, ", "type: email, "), "policy.yaml:3:11: channels.oncall"),
+        (ROUTED.replace('"arn:aws:sns:us-east-1:123456789012:tflock-reaper-paging"', "paging"), "policy.yaml:3:"),
+    ],
+)
+def test_bad_channels_are_refused_with_their_line(text, expected):
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(text, source="policy.yaml")
+    assert any(p.startswith(expected) for p in raised.value.problems), raised.value.problems
+
+
+def test_the_packaged_policy_is_valid_and_safe():
+    policy = load_policy(Path(__file__).parents[2] / "functions" / "sweeper" / "policy.yaml")
+    assert policy.mode == "dry-run"
+    assert policy.defaults.holder.assume == "unknown"
+    assert policy.defaults.notify.channels == ["alerts"]

@@ -100,6 +100,7 @@ class PagerDutyChannel(_Strict):
 
 
 Channel = Annotated[SlackChannel | SnsChannel | PagerDutyChannel, Field(discriminator="type")]
+_CHANNEL_TYPES = ("slack", "sns", "pagerduty")
 
 
 class NotifySpec(_Strict):
@@ -171,7 +172,7 @@ class Policy(_Strict):
                     known = ", ".join(sorted(self.channels)) or "none are defined"
                     raise PydanticCustomError(
                         "unknown_channel",
-                        "channel {channel!r} is not defined under channels ({known})",
+                        "channel '{channel}' is not defined under channels ({known})",
                         {"channel": name, "known": known, "loc": (*where, "notify", "channels", index)},
                     )
         return self
@@ -309,6 +310,8 @@ def _locate(error: Any, marks: dict[tuple[str | int, ...], yaml.Mark], source: s
     loc = tuple(error.get("ctx", {}).get("loc", ())) or tuple(
         p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
     )
+    if loc[:1] == ("channels",) and loc[2:3] and loc[2] in _CHANNEL_TYPES:
+        loc = loc[:2] + loc[3:]  # pydantic names the union member it tried: the type is already in the file
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field (check its spelling and indentation)"
