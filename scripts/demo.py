@@ -112,12 +112,22 @@ def leave_stale_lock(workspace: TerraformWorkspace) -> HeldLock:
     return lock
 
 
+DEMO_CHANNELS = (
+    "channels:\n"
+    "  team-slack: {type: slack, webhook: {secret: tflock-reaper/slack-webhook}}\n"
+    '  alerts: {type: sns, topic_arn: "arn:aws:sns:us-east-1:123456789012:tflock-reaper-alerts"}\n'
+)
+
+
 def write_policy(live: TerraformWorkspace, stale: TerraformWorkspace) -> Path:
     text = (
         "# Demo policy: very short durations so the demo does not wait.\n"
         f"# {stale.lock_path}: the policy vouches its holders are gone once past reap_after.\n"
         f"# {live.lock_path}: no rule, so holder: unknown (the default), never reaped.\n"
-        + policy_yaml((f"{BUCKET}/dev/*", "gone"), warn_after="1s", reap_after=f"{REAP_AFTER_S}s")
+        "# Alerts go to Slack (webhook URL read from Secrets Manager) and an SNS topic; the demo only shows them.\n"
+        + policy_yaml((f"{BUCKET}/dev/*", "gone"), warn_after="1s", reap_after=f"{REAP_AFTER_S}s").replace(
+            "defaults: {", DEMO_CHANNELS + "defaults: {notify: {channels: [team-slack, alerts]}, ", 1
+        )
     )
     path = DEMO_DIR / "policy.yaml"
     path.write_text(text)
@@ -159,13 +169,13 @@ def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
     with section("tflock-reaper locks: what is held, how old, and the verdict"):
         reaper(server, "locks", "--policy", str(policy))
 
-    with section("tflock-reaper sweep: a dry run (no --enforce), nothing is deleted"):
-        reaper(server, "sweep", "--policy", str(policy))
+    with section("tflock-reaper sweep --show-notifications: a dry run, with the alerts it would send"):
+        reaper(server, "sweep", "--policy", str(policy), "--show-notifications")
         if stale.lock_item() is None:
             raise DemoError("the dry run deleted a lock")
 
     with section("tflock-reaper sweep --enforce: policy says enforce AND --enforce: the stale lock is reaped"):
-        reaper(server, "sweep", "--policy", str(policy), "--enforce")
+        reaper(server, "sweep", "--policy", str(policy), "--enforce", "--show-notifications")
         if stale.lock_item() is not None:
             raise DemoError("the stale lock is still there after sweep --enforce")
         if live.lock_item() is None or not live_apply.alive():

@@ -27,6 +27,7 @@ from tflock_reaper.service import LockReport, Mode, SweepReport, explain, sweep
 from tflock_reaper.state import MemoryStateStore, StateStore
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_CONFIG, EXIT_AWS = 0, 1, 2, 3
+_PREVIEW_MAX = 140
 
 _LOG_RECORD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -68,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("sweep", parents=[common], help="judge every lock; reap only with --enforce")
     run.add_argument("--policy", required=True, help="policy file (YAML)")
     run.add_argument("--enforce", action="store_true", help="really delete (the policy must also say mode: enforce)")
+    alerts = run.add_mutually_exclusive_group()
+    alerts.add_argument(
+        "--show-notifications",
+        action="store_true",
+        help="show the alerts the policy's channels would get (rendered; nothing is sent)",
+    )
+    alerts.add_argument("--notify", action="store_true", help="send the alerts through the policy's channels")
+    run.add_argument("--alert-topic-arn", help="SNS topic for sns channels without topic_arn (the stack's topic)")
 
     why = commands.add_parser("explain", parents=[common], help="the verdict for one lock, with every reason")
     why.add_argument("--policy", required=True, help="policy file (YAML)")
@@ -203,7 +212,16 @@ def _describe_notification(sent: dict[str, Any]) -> str:
         return f"alerting failed: {sent['error']}"
     event = sent["event"] + (f" #{sent['sequence']}" if sent.get("sequence") else "")
     channels = ", ".join(f"{name} ({status})" for name, status in sent["channels"].items()) or "no channels"
-    return f"{event} -> {channels}"
+    previews = [f"\n        {name}: {_preview(body)}" for name, body in sent.get("rendered", {}).items()]
+    return f"{event} -> {channels}" + "".join(previews)
+
+
+def _preview(rendered: dict[str, Any]) -> str:
+    """One line of what a channel would receive: Slack's fallback text, the SNS subject, PagerDuty's summary."""
+    text = rendered.get("text") or rendered.get("Subject") or rendered.get("payload", {}).get("summary")
+    text = text or rendered.get("error") or json.dumps(rendered, default=str)
+    line = str(text).splitlines()[0] if str(text) else ""
+    return line if len(line) <= _PREVIEW_MAX else line[: _PREVIEW_MAX - 1] + "…"
 
 
 def _age(seconds: timedelta) -> str:
