@@ -2,7 +2,7 @@
 
 Each scripted answer is a :class:`Reply`; once the script is used up, the last answer repeats. ``hang`` makes
 the server read the request and then say nothing for that long (or until the test ends), so that the client's
-timeout has to fire.
+timeout has to fire; ``delay`` makes it answer after that long (a slow but working endpoint).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class Reply:
     body: str = "ok"
     headers: dict[str, str] = field(default_factory=dict)
     hang: float = 0.0
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class StubServer:
                     stub._released.wait(reply.hang)
                     self.close_connection = True
                     return
+                if reply.delay:
+                    stub._released.wait(reply.delay)
                 payload = reply.body.encode()
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():

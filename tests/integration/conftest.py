@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
+from alert_stack import AlertStack, start_alert_stack
 from moto import mock_aws
 from tables import create_lock_table, create_state_table
 
@@ -26,3 +28,13 @@ def dynamodb(aws_env: None) -> Iterator[object]:
         create_lock_table(client)
         create_state_table(client)
         yield client
+
+
+@pytest.fixture
+def alerts(dynamodb: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[AlertStack]:
+    """The alert channels (loopback Slack and PagerDuty, SNS to SQS, secrets) and a policy routing to all three."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    stack = start_alert_stack(tmp_path)
+    yield stack
+    stack.stop()

@@ -26,6 +26,9 @@ from tflock_reaper.state import StateStore
 logger = logging.getLogger(__name__)
 
 _STALE_OUTCOMES = (Outcome.WARNED, Outcome.WOULD_REAP, Outcome.BLOCKED, Outcome.FAILED)
+#: How long after ``warned_at`` a ``stale`` not yet sent is still offered (with ``renotify_every: 0s``; otherwise
+#: ``still_stale`` takes over after one interval). Well within the ledger's 30 days, so never sent twice.
+STALE_RETRY = timedelta(days=1)
 
 
 def notifications_for(entry: LockReport, *, table: str, now: datetime) -> list[Notification]:
@@ -38,12 +41,13 @@ def notifications_for(entry: LockReport, *, table: str, now: datetime) -> list[N
     if entry.outcome in _STALE_OUTCOMES:
         warned_at = entry.state.warned_at
         renotify = entry.verdict.rule.renotify_every
-        if warned_at is None and not kinds:
+        repetition = int((now - warned_at) / renotify) if warned_at and renotify > timedelta(0) else 0
+        if repetition >= 1:
+            kinds.append((NotificationKind.STILL_STALE, repetition))
+        elif not kinds and (warned_at is None or now - warned_at < STALE_RETRY):
+            # Offered again after ``warned_at`` is set (the ledger refuses a repeat): a first alert that failed,
+            # or that a sweep which sends nothing (``--show-notifications``) marked as warned, is still sent.
             kinds.append((NotificationKind.STALE, 0))
-        elif warned_at is not None and renotify > timedelta(0):
-            repetition = int((now - warned_at) / renotify)
-            if repetition >= 1:
-                kinds.append((NotificationKind.STILL_STALE, repetition))
     return [
         Notification.for_lock(
             kind,
