@@ -110,10 +110,92 @@ class NotifySpec(_Strict):
     renotify_every: Duration | None = None
 
 
+class CodeBuildCheck(_Strict):
+    """Running if a build of ``project`` is in progress and started no later than the lock's acquisition."""
+
+    project: str = Field(min_length=1, max_length=255)
+
+
+class CodePipelineCheck(_Strict):
+    """Running if an execution of ``pipeline`` is in progress."""
+
+    pipeline: str = Field(min_length=1, max_length=100)
+
+
+class GitHubCheck(_Strict):
+    """Running if a run of ``repo`` (``owner/name``; optionally of one ``workflow`` file) is not finished."""
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    workflow: str | None = Field(default=None, min_length=1, description="workflow file name, e.g. terraform.yml")
+    api_url: str = Field(
+        default="https://api.github.com", pattern=r"^https?://", description="GitHub Enterprise: .../api/v3"
+    )
+    token: SecretRef
+
+
+class GitLabCheck(_Strict):
+    """Running if a pipeline of ``project`` (numeric id or ``group/name`` path) is not finished."""
+
+    project: str = Field(min_length=1)
+    url: str = Field(default="https://gitlab.com", pattern=r"^https?://", description="self-managed base URL")
+    token: SecretRef
+
+
+class HttpHeader(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9-]+$")
+    value: SecretRef
+
+
+class HttpCheck(_Strict):
+    """An in-house endpoint answering ``{"running": true|false}`` (Jenkins, Buildkite, ...). ``url`` may use
+    ``{lock_path}``, ``{lock_id}`` and ``{who}``, URL-encoded when filled in."""
+
+    url: str = Field(pattern=r"^https?://")
+    header: HttpHeader | None = None
+
+
+class StateProgressCheck(_Strict):
+    """Running if the lock's state was written (its ``-md5`` digest, seen on the stream) after the lock was
+    taken and within ``within`` of now. Its absence proves nothing: alone it never says ``not_running``."""
+
+    within: Duration = timedelta(minutes=10)
+
+
 class HolderSpec(_Strict):
-    """How the holder's liveness is judged. ``unknown`` (the default) never reaps."""
+    """How the holder's liveness is judged: ``assume`` (a declaration) or checks that ask the CI system.
+
+    With checks, any ``running`` answer wins and ``not_running`` needs every check to say so; an error, a
+    timeout, a missing credential or an ambiguous answer is ``unknown``. Nothing configured: ``unknown``,
+    which never reaps.
+    """
 
     assume: Literal["gone", "unknown"] = "unknown"
+    codebuild: CodeBuildCheck | None = None
+    codepipeline: CodePipelineCheck | None = None
+    github: GitHubCheck | None = None
+    gitlab: GitLabCheck | None = None
+    http: HttpCheck | None = None
+    state_progress: StateProgressCheck | None = None
+
+    @property
+    def checks(self) -> tuple[tuple[str, BaseModel], ...]:
+        """The configured checks, by kind, in a stable order."""
+        names = ("codebuild", "codepipeline", "github", "gitlab", "http", "state_progress")
+        return tuple((name, value) for name in names if (value := getattr(self, name)) is not None)
+
+    @model_validator(mode="after")
+    def _assume_or_checks(self) -> HolderSpec:
+        if "assume" in self.model_fields_set and self.checks:
+            raise ValueError(
+                "give either assume or checks (codebuild, codepipeline, github, gitlab, http, state_progress), "
+                "not both: a declared answer would hide what the checks say"
+            )
+        if [kind for kind, _ in self.checks] == ["state_progress"]:
+            raise ValueError(
+                "state_progress alone cannot show that a holder is gone (a quiet apply writes no state): "
+                "combine it with a CI check (codebuild, codepipeline, github, gitlab or http)"
+            )
+        return self
 
 
 class Defaults(_Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -16,7 +16,14 @@ from typing import Any, Literal, Protocol
 
 from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.decision import Action, Outcome, Verdict, decide, needs_holder_check, plan_sweep
-from tflock_reaper.holder import HolderCheck, HolderState, HolderStatus, build_holder_check
+from tflock_reaper.holder import (
+    HolderCheck,
+    HolderState,
+    HolderStatus,
+    ProviderBuilder,
+    build_holder_check,
+    safe_status,
+)
 from tflock_reaper.lock import DigestRecord, DynamoItem, LockRecord, SkippedItem, classify_item
 from tflock_reaper.policy import EffectiveRule, HolderSpec, Policy
 from tflock_reaper.state import LockState, StateStore, lock_key
@@ -128,21 +135,26 @@ class SweepReport:
 
 
 class HolderChecks:
-    """Builds each configured check once per sweep and never lets one raise."""
+    """Builds each configured check once per sweep (so that checks can cache their queries for the sweep)
+    and never lets one raise."""
 
-    def __init__(self, factory: Callable[[HolderSpec], HolderCheck] = build_holder_check) -> None:
-        self._factory = factory
+    def __init__(
+        self,
+        factory: Callable[[HolderSpec], HolderCheck] | None = None,
+        *,
+        providers: Mapping[str, ProviderBuilder] | None = None,
+    ) -> None:
+        self._factory = factory or partial(build_holder_check, providers=providers)
         self._checks: dict[HolderSpec, HolderCheck] = {}
 
     def status(self, spec: HolderSpec, lock: LockRecord, now: datetime) -> HolderStatus:
         check = self._checks.get(spec)
         if check is None:
             check = self._checks[spec] = self._factory(spec)
-        try:
-            return check.status(lock, now)
-        except Exception as err:  # noqa: BLE001 - any failure of a check means "we do not know"
+        status = safe_status(check, lock, now)
+        if status.state is HolderState.UNKNOWN and status.evidence.startswith("the check failed"):
             logger.warning("holder check failed", extra={"lock_path": lock.lock_path, "check": check.name})
-            return HolderStatus(HolderState.UNKNOWN, f"the check failed: {type(err).__name__}: {err}", check.name)
+        return status
 
 
 def judge(

@@ -46,6 +46,10 @@ class StateStore(Protocol):
 
     def end_reap(self, lock: LockRecord, outcome: str, now: datetime, item: DynamoItem | None) -> None: ...
 
+    def last_persisted(self, state_path: str) -> datetime | None:
+        """The server time of the last digest write of this state seen on the stream, if any."""
+        ...
+
 
 @dataclass
 class MemoryStateStore:
@@ -54,6 +58,7 @@ class MemoryStateStore:
     states: dict[LockKey, LockState] = field(default_factory=dict)
     reaps: dict[LockKey, dict[str, object]] = field(default_factory=dict)
     alerted: dict[LockKey, str] = field(default_factory=dict)
+    persisted: dict[str, datetime] = field(default_factory=dict)
 
     def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
         for lock in locks:
@@ -69,6 +74,9 @@ class MemoryStateStore:
 
     def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
         self.reaps[lock_key(lock)] = {"status": "pending", "started_at": now, "item": lock.item}
+
+    def last_persisted(self, state_path: str) -> datetime | None:
+        return self.persisted.get(state_path)
 
     def end_reap(self, lock: LockRecord, outcome: str, now: datetime, item: DynamoItem | None) -> None:
         self.reaps[lock_key(lock)].update(status=outcome, finished_at=now, final_item=item)

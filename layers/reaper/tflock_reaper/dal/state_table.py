@@ -93,6 +93,17 @@ class StateTable:
             )
         return states
 
+    def last_persisted(self, state_path: str) -> datetime | None:
+        try:
+            response = self._client.get_item(
+                TableName=self.name,
+                Key={"pk": {"S": f"LOCK#{state_path}"}, "sk": {"S": PERSISTED_SK}},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
+        return _time(dict(response.get("Item", {})), "last_persisted_at")
+
     # -- writes ----------------------------------------------------------------------------------------
     def _update(self, lock: LockRecord, expression: str, values: dict[str, Any]) -> dict[str, Any]:
         response = self._client.update_item(
