@@ -17,9 +17,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from tflock_reaper.app import send_resolved
+from tflock_reaper.app import default_clients, send_resolved
 from tflock_reaper.audit import AuditEvent, EventKind, UnreadableRecordError, parse_record
-from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.state_table import StateTable
 from tflock_reaper.notify.dispatch import DispatchResult
 from tflock_reaper.notify.events import Notification
@@ -43,7 +42,7 @@ def default_store() -> AuditStore:
     settings = get_settings()
     if not settings.state_table_name:
         raise RuntimeError("STATE_TABLE_NAME is not set: the stream function records into the state table")
-    return StateTable(_clients().dynamodb(), settings.state_table_name)
+    return StateTable(default_clients().dynamodb(), settings.state_table_name)
 
 
 def publish(event: AuditEvent) -> None:
@@ -72,12 +71,7 @@ Announce = Callable[[Notification, str], DispatchResult]
 
 
 def default_announce(notification: Notification, channels_json: str) -> DispatchResult:
-    return send_resolved(notification, channels_json, settings=get_settings(), clients=_clients())
-
-
-@lru_cache(maxsize=1)
-def _clients() -> AwsClients:
-    return AwsClients()
+    return send_resolved(notification, channels_json, settings=get_settings(), clients=default_clients())
 
 
 def announce_resolved(recorded: Recorded, announce: Announce) -> None:

@@ -122,12 +122,13 @@ def deployment(dynamodb, alerts, monkeypatch) -> Iterator[Deployment]:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "TflockReaper")
     import stream_handler  # noqa: PLC0415
     import sweeper_handler  # noqa: PLC0415
+    from tflock_reaper.app import default_clients  # noqa: PLC0415
     from tflock_reaper.settings import get_settings  # noqa: PLC0415
 
     # Metrics read their namespace at first import, which another test module may have done before us.
     monkeypatch.setattr(sweeper_handler.metrics, "namespace", "TflockReaper")
     monkeypatch.setattr(stream_handler.metrics, "namespace", "TflockReaper")
-    caches: list[Any] = [get_settings, stream_handler.default_store, stream_handler._clients]
+    caches: list[Any] = [get_settings, stream_handler.default_store, default_clients]
     for cache in caches:
         cache.cache_clear()
     logs = io.StringIO()

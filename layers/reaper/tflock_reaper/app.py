@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import TypeAdapter
@@ -11,11 +12,12 @@ from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.lock_table import LockTable
 from tflock_reaper.dal.notification_ledger import DynamoLedger
 from tflock_reaper.dal.state_table import StateTable
-from tflock_reaper.notify.channels import make_channel_factory
+from tflock_reaper.holders import make_providers
+from tflock_reaper.notify.channels import make_channel_factory, secret_resolver
 from tflock_reaper.notify.dispatch import DispatchResult, MemoryLedger, NotificationLedger, dispatch
 from tflock_reaper.notify.events import Notification
 from tflock_reaper.policy import Channel, Policy, load_policy, parse_policy
-from tflock_reaper.service import SweepReport, sweep
+from tflock_reaper.service import HolderChecks, SweepReport, sweep
 from tflock_reaper.settings import Settings
 from tflock_reaper.state import MemoryStateStore, StateStore
 
@@ -54,8 +56,19 @@ def make_alerter(
     return Alerter(policy, table=table, factory=factory, ledger=ledger, state=state, send=send)
 
 
+@lru_cache(maxsize=1)
+def default_clients() -> AwsClients:
+    """One boto3 session per process: a warm Lambda reuses its clients (and its cached secrets)."""
+    return AwsClients()
+
+
+def holder_checks(clients: AwsClients, state: StateStore) -> HolderChecks:
+    """The sweep's holder checks, wired to AWS, the CI systems' APIs and the state table."""
+    return HolderChecks(providers=make_providers(clients=clients, secrets=secret_resolver(clients), state=state))
+
+
 def run_sweep(settings: Settings, clients: AwsClients | None = None) -> SweepReport:
-    clients = clients or AwsClients()
+    clients = clients or default_clients()
     policy = load_deployed_policy(settings)
     dynamodb = clients.dynamodb()
     state: StateStore = (
@@ -75,6 +88,7 @@ def run_sweep(settings: Settings, clients: AwsClients | None = None) -> SweepRep
         policy=policy,
         mode=settings.reaper_mode,
         alerts=alerts,
+        holders=holder_checks(clients, state),
     )
 
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, TextIO
 
 from tflock_reaper import __version__
-from tflock_reaper.app import make_alerter
+from tflock_reaper.app import holder_checks, make_alerter
 from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.dal.lock_table import LockTable
@@ -23,7 +23,7 @@ from tflock_reaper.dal.state_table import StateTable
 from tflock_reaper.dal.table_admin import StreamConfigError, enable_stream
 from tflock_reaper.lock import DigestRecord, SkippedItem
 from tflock_reaper.policy import Policy, PolicyError, format_duration, load_policy
-from tflock_reaper.service import LockReport, Mode, SweepReport, explain, sweep
+from tflock_reaper.service import HolderChecks, LockReport, Mode, SweepReport, explain, sweep
 from tflock_reaper.state import MemoryStateStore, StateStore
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_CONFIG, EXIT_AWS = 0, 1, 2, 3
@@ -101,7 +101,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         lock_table = LockTable(clients.dynamodb(), args.table)
         state: StateStore = StateTable(clients.dynamodb(), args.state_table) if args.state_table else MemoryStateStore()
         if args.command == "explain":
-            return _explain(args, lock_table, state, policy, out)
+            holders = holder_checks(clients, state)
+            return _explain(args, table=lock_table, state=state, policy=policy, out=out, holders=holders)
         alerts = None
         if getattr(args, "show_notifications", False) or getattr(args, "notify", False):
             alerts = make_alerter(
@@ -113,7 +114,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 default_topic_arn=args.alert_topic_arn,
                 send=args.notify,
             )
-        report = sweep(lock_table=lock_table, state=state, policy=policy, mode=_mode(args, policy), alerts=alerts)
+        report = sweep(
+            lock_table=lock_table,
+            state=state,
+            policy=policy,
+            mode=_mode(args, policy),
+            alerts=alerts,
+            holders=holder_checks(clients, state),
+        )
     except PolicyError as err:
         print(f"tflock-reaper: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -165,8 +173,16 @@ def _configure_logging(*, verbose: bool) -> None:
     log.propagate = False
 
 
-def _explain(args: argparse.Namespace, table: LockTable, state: StateStore, policy: Policy, out: TextIO) -> int:
-    result = explain(args.lock_path, item=table.get(args.lock_path), state=state, policy=policy)
+def _explain(
+    args: argparse.Namespace,
+    *,
+    table: LockTable,
+    state: StateStore,
+    policy: Policy,
+    out: TextIO,
+    holders: HolderChecks,
+) -> int:
+    result = explain(args.lock_path, item=table.get(args.lock_path), state=state, policy=policy, holders=holders)
     if result is None:
         print(f"tflock-reaper: no item with LockID {args.lock_path!r} in {args.table!r}", file=sys.stderr)
         return EXIT_NOT_FOUND

@@ -24,7 +24,7 @@ class SecretResolver:
     """Resolves a :class:`SecretRef` with Powertools Parameters providers bound to our boto3 session."""
 
     def __init__(self, clients: AwsClients) -> None:
-        self._clients = clients
+        self.clients = clients
         self._providers: dict[str, Any] = {}
 
     def _provider(self, kind: str) -> Any:
@@ -32,9 +32,9 @@ class SecretResolver:
             from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - cold start
 
             if kind == "secret":
-                self._providers[kind] = parameters.SecretsProvider(boto3_client=self._clients.client("secretsmanager"))
+                self._providers[kind] = parameters.SecretsProvider(boto3_client=self.clients.client("secretsmanager"))
             else:
-                self._providers[kind] = parameters.SSMProvider(boto3_client=self._clients.client("ssm"))
+                self._providers[kind] = parameters.SSMProvider(boto3_client=self.clients.client("ssm"))
         return self._providers[kind]
 
     def __call__(self, ref: SecretRef) -> str:
@@ -43,6 +43,17 @@ class SecretResolver:
         else:
             value = self._provider("parameter").get(ref.parameter, decrypt=True, max_age=SECRET_CACHE_SECONDS)
         return str(value)
+
+
+_RESOLVERS: dict[int, SecretResolver] = {}
+
+
+def secret_resolver(clients: AwsClients) -> SecretResolver:
+    """One resolver per clients object, so that Powertools' cache lives as long as the (warm) process's clients."""
+    resolver = _RESOLVERS.get(id(clients))
+    if resolver is None or resolver.clients is not clients:
+        resolver = _RESOLVERS[id(clients)] = SecretResolver(clients)
+    return resolver
 
 
 class _Unconfigured:
@@ -66,7 +77,7 @@ class _Unconfigured:
 def make_channel_factory(
     clients: AwsClients, *, default_topic_arn: str | None, resolve: Callable[[SecretRef], str] | None = None
 ) -> Callable[[str, Channel], Notifier]:
-    secret = resolve or SecretResolver(clients)
+    secret = resolve or secret_resolver(clients)
 
     def build(name: str, channel: Channel) -> Notifier:
         if isinstance(channel, SlackChannel):
