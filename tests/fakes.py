@@ -54,11 +54,12 @@ class MemoryAuditStore:
         from tflock_reaper.audit import ReleaseRecord  # noqa: PLC0415
 
         key = (lock_path, lock_id)
-        if key in self.released:
-            return None
-        self.released[key] = server_time
+        first = key not in self.released
+        self.released.setdefault(key, server_time)
         status, started = self.reap_status.get(key, (None, None))
-        return ReleaseRecord(acquired_at=self.acquired.get(key), reap_status=status, reap_started_at=started)
+        return ReleaseRecord(
+            acquired_at=self.acquired.get(key), reap_status=status, reap_started_at=started, first=first
+        )
 
     def record_persisted(self, state_path: str, server_time: Any, sequence: str) -> bool:
         last = self.persisted.get(state_path)

@@ -74,19 +74,28 @@ def default_announce(notification: Notification, channels_json: str) -> Dispatch
     return send_resolved(notification, channels_json, settings=get_settings(), clients=default_clients())
 
 
+class ResolvedNotSentError(RuntimeError):
+    """A channel failed in a way a retry can fix: fail this record so the batch retries it (the release is
+    recorded already, so the retry only sends what was not sent)."""
+
+
 def announce_resolved(recorded: Recorded, announce: Announce) -> None:
-    """A failed announcement never fails the record: the release itself is recorded and logged."""
     if recorded.resolved is None or recorded.channels is None:
         return
+    lock_path = recorded.resolved.lock_path
     try:
         result = announce(recorded.resolved, recorded.channels)
     except Exception:
-        logger.exception("resolved notification failed", extra={"lock_path": recorded.event.lock_path})
+        # Not a channel's answer (e.g. unreadable channel settings): a retry would fail the same way.
+        logger.exception("resolved notification failed", extra={"lock_path": lock_path})
         metrics.add_metric(name="NotificationFailures", unit=MetricUnit.Count, value=1)
         return
     metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=len(result.sent))
     if result.failed:
         metrics.add_metric(name="NotificationFailures", unit=MetricUnit.Count, value=len(result.failed))
+        retryable = [r.channel for r in result.failed if r.retryable]
+        if retryable:
+            raise ResolvedNotSentError(f"resolved for {lock_path} not sent on {', '.join(retryable)}: will retry")
 
 
 def make_record_handler(store: AuditStore, announce: Announce) -> Any:
@@ -103,7 +112,8 @@ def make_record_handler(store: AuditStore, announce: Announce) -> Any:
         if recorded is None:
             logger.debug("already recorded", extra={"lock_path": change.lock_path, "sequence": change.sequence_number})
             return
-        publish(recorded.event)
+        if recorded.event is not None:
+            publish(recorded.event)
         announce_resolved(recorded, announce)
 
     return handle_record

@@ -163,3 +163,55 @@ def test_sweeper_flags_a_created_skewed_from_the_stream_time(dynamodb, stream):
     entry = _sweep_after_stream(dynamodb, lock, NOW - timedelta(hours=3))
     assert entry.outcome is Outcome.BLOCKED
     assert any("clock skew" in r and "server's acquisition time" in r for r in entry.reasons)
+
+
+class FlakyChannel:
+    """A channel whose first send fails as a timeout would (retryable), then works."""
+
+    name = "team-slack"
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.delivered: list[str] = []
+
+    def render(self, notification):
+        return {}
+
+    def send(self, notification):
+        from tflock_reaper.notify.base import NotifyError  # noqa: PLC0415
+
+        self.attempts += 1
+        if self.attempts == 1:
+            raise NotifyError(self.name, "timed out", retryable=True)
+        self.delivered.append(notification.dedup_key)
+
+
+def test_a_resolved_that_failed_is_retried_with_its_record_and_sent_once(dynamodb, stream):
+    from tflock_reaper.lock import LockRecord, classify_item  # noqa: PLC0415
+    from tflock_reaper.notify.dispatch import MemoryLedger, dispatch  # noqa: PLC0415
+
+    module, logs = stream
+    lock = lock_item("tf-state/a.tfstate", created=NOW)
+    store = StateTable(dynamodb, STATE_TABLE)
+    parsed = classify_item(lock, None)
+    assert isinstance(parsed, LockRecord)
+    store.mark_alerted(parsed, json.dumps({"team-slack": {"type": "slack", "webhook": {"secret": "x"}}}))
+    channel, ledger = FlakyChannel(), MemoryLedger()
+
+    def announce(notification, channels_json):
+        return dispatch(notification, [channel], ledger)
+
+    # With another record in the batch: when every record fails, Powertools fails the whole invocation instead.
+    other = stream_record("INSERT", new=lock_item("tf-state/b.tfstate"), at=NOW)
+    batch = _batch(stream_record("REMOVE", old=lock, at=NOW + timedelta(minutes=5)), other)
+    first = module.handle_batch(batch, Context(), store, announce)
+    second = module.handle_batch(batch, Context(), store, announce)
+    third = module.handle_batch(batch, Context(), store, announce)
+    sequence = batch["Records"][0]["dynamodb"]["SequenceNumber"]
+    assert first == {"batchItemFailures": [{"itemIdentifier": sequence}]}
+    assert second == third == {"batchItemFailures": []}
+    assert channel.attempts == 2
+    assert len(channel.delivered) == 1
+    assert channel.delivered[0].endswith("#resolved")
+    audit = [e["event"] for e in _events(logs) if e["message"] == e["event"]]
+    assert audit == ["lock_released", "lock_acquired"]

@@ -169,6 +169,8 @@ class ReleaseRecord:
     reap_started_at: datetime | None = None
     alert_channels: str | None = None
     """JSON of the channels alerted about this lock (see ``alerting.channel_snapshot``), if any."""
+    first: bool = True
+    """False when the release had been recorded already (a redelivered record)."""
 
 
 #: A ``pending`` reap record (the delete's outcome not yet written) explains a removal this close to it.

@@ -33,10 +33,8 @@ class AuditStore(Protocol):
         """False when this acquisition was already recorded."""
         ...
 
-    def record_released(
-        self, lock_path: str, lock_id: str, server_time: datetime, sequence: str
-    ) -> ReleaseRecord | None:
-        """The acquisition's record, or None when this release was already recorded."""
+    def record_released(self, lock_path: str, lock_id: str, server_time: datetime, sequence: str) -> ReleaseRecord:
+        """The acquisition's record; ``first`` is False when this release was already recorded."""
         ...
 
     def record_persisted(self, state_path: str, server_time: datetime, sequence: str) -> bool:
@@ -46,7 +44,8 @@ class AuditStore(Protocol):
 
 @dataclass(frozen=True)
 class Recorded:
-    event: AuditEvent
+    event: AuditEvent | None
+    """What to log and count; None for a release recorded before (a redelivery): only ``resolved`` is retried."""
     resolved: Notification | None = None
     """A ``resolved`` notification for the channels that were alerted about this lock, if any were."""
     channels: str | None = None
@@ -75,10 +74,13 @@ def _record(change: StreamChange, store: AuditStore) -> AuditEvent | Recorded | 
     if meaning.lock is None:
         return release_event(change, meaning, None)
     record = store.record_released(meaning.lock_path, meaning.lock.lock_id, change.server_time, change.sequence_number)
-    if record is None:
-        return None
     event = release_event(change, meaning, record)
-    return Recorded(event, _resolved(event, meaning.lock, record, change.table), record.alert_channels)
+    resolved = _resolved(event, meaning.lock, record, change.table)
+    if not record.first and resolved is None:
+        return None
+    # A redelivered release logs nothing again, but its ``resolved`` is offered again: the ledger sends it once,
+    # and a send that failed (so that the record was retried) gets its second chance.
+    return Recorded(event if record.first else None, resolved, record.alert_channels)
 
 
 def _resolved(event: AuditEvent, lock: LockRecord, record: ReleaseRecord, table: str) -> Notification | None:
@@ -91,8 +93,8 @@ def _resolved(event: AuditEvent, lock: LockRecord, record: ReleaseRecord, table:
         lock,
         table=table,
         age_seconds=held,
-        verdict="keep",
+        verdict="released",
         outcome="released",
         reasons=(f"released by {event.released_by} after {format_duration(timedelta(seconds=held))}",),
-        rule="",
+        rule="(released: no rule applies)",
     )

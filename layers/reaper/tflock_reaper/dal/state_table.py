@@ -194,11 +194,10 @@ class StateTable:
         )
         return attributes is not None
 
-    def record_released(
-        self, lock_path: str, lock_id: str, server_time: datetime, sequence: str
-    ) -> ReleaseRecord | None:
+    def record_released(self, lock_path: str, lock_id: str, server_time: datetime, sequence: str) -> ReleaseRecord:
+        key = _key(lock_path, lock_id)
         attributes = self._conditional(
-            _key(lock_path, lock_id),
+            key,
             "SET released_at = :t, released_seq = :seq, lock_path = :path, lock_id = :id, "
             "expires_at = if_not_exists(expires_at, :ttl)",
             "attribute_not_exists(released_at)",
@@ -210,13 +209,18 @@ class StateTable:
                 ":ttl": _epoch(server_time + OBSERVATION_TTL),
             },
         )
-        if attributes is None:
-            return None
+        first = attributes is not None
+        if not first:  # recorded before: read what the first delivery saw (only redeliveries pay this read)
+            try:
+                attributes = self._client.get_item(TableName=self.name, Key=key, ConsistentRead=True).get("Item", {})
+            except (ClientError, BotoCoreError) as err:
+                raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
         return ReleaseRecord(
             acquired_at=_time(attributes, "acquired_at"),
             reap_status=attributes.get("reap_status", {}).get("S"),
             reap_started_at=_time(attributes, "reap_started_at"),
             alert_channels=attributes.get("alert_channels", {}).get("S"),
+            first=first,
         )
 
     def record_persisted(self, state_path: str, server_time: datetime, sequence: str) -> bool:
