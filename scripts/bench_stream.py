@@ -227,15 +227,9 @@ def _quiet(handler_module: Any) -> Iterator[io.StringIO]:
 
 
 def _create_state_table(client: Any, name: str) -> None:
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    from tables import create_state_table  # noqa: PLC0415 - tests/ is on PYTHONPATH (make bench), as for tflab
+
+    create_state_table(client, name)
     client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 
 

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from tables import create_state_table
 from tflab import Backend, TerraformWorkspace, policy_yaml, wait_until_older_than
 from tflab.reaper import REPO_ROOT
 from tflab.server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
@@ -44,15 +45,7 @@ def state_table(backend: Backend) -> Iterator[str]:
     """The reaper's own table, as template.yaml declares it: pk/sk strings, TTL on expires_at."""
     name = f"reaper-state-{uuid.uuid4().hex[:10]}"
     dynamodb = backend.server.client("dynamodb")
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_state_table(dynamodb, name)
     dynamodb.update_time_to_live(
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
     )

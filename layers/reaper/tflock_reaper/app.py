@@ -67,13 +67,16 @@ def holder_checks(clients: AwsClients, state: StateStore) -> HolderChecks:
     return HolderChecks(providers=make_providers(clients=clients, secrets=secret_resolver(clients), state=state))
 
 
+def state_store(clients: AwsClients, state_table: str | None) -> StateStore:
+    """The reaper's state table, or (without one) a memory of this run only: first seen = now."""
+    return StateTable(clients.dynamodb(), state_table) if state_table else MemoryStateStore()
+
+
 def run_sweep(settings: Settings, clients: AwsClients | None = None) -> SweepReport:
     clients = clients or default_clients()
     policy = load_deployed_policy(settings)
     dynamodb = clients.dynamodb()
-    state: StateStore = (
-        StateTable(dynamodb, settings.state_table_name) if settings.state_table_name else MemoryStateStore()
-    )
+    state = state_store(clients, settings.state_table_name)
     alerts = make_alerter(
         policy,
         table=settings.lock_table_name,

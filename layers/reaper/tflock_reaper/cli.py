@@ -15,16 +15,15 @@ from datetime import timedelta
 from typing import Any, TextIO
 
 from tflock_reaper import __version__
-from tflock_reaper.app import holder_checks, make_alerter
+from tflock_reaper.app import holder_checks, make_alerter, state_store
 from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.dal.lock_table import LockTable
-from tflock_reaper.dal.state_table import StateTable
 from tflock_reaper.dal.table_admin import StreamConfigError, enable_stream
 from tflock_reaper.lock import DigestRecord, SkippedItem
 from tflock_reaper.policy import Policy, PolicyError, format_duration, load_policy
 from tflock_reaper.service import HolderChecks, LockReport, Mode, SweepReport, explain, sweep
-from tflock_reaper.state import MemoryStateStore, StateStore
+from tflock_reaper.state import StateStore
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_CONFIG, EXIT_AWS = 0, 1, 2, 3
 _PREVIEW_MAX = 140
@@ -99,7 +98,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         policy = load_policy(args.policy) if args.policy else Policy()
         clients = AwsClients(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
         lock_table = LockTable(clients.dynamodb(), args.table)
-        state: StateStore = StateTable(clients.dynamodb(), args.state_table) if args.state_table else MemoryStateStore()
+        state = state_store(clients, args.state_table)
         if args.command == "explain":
             holders = holder_checks(clients, state)
             return _explain(args, table=lock_table, state=state, policy=policy, out=out, holders=holders)
