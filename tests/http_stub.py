@@ -1,6 +1,8 @@
 """A real HTTP server on 127.0.0.1 that answers from a script and records every request (fault injection).
 
-Each scripted answer is a :class:`Reply`; once the script is used up, the last answer repeats. ``hang`` makes
+Each scripted answer is a :class:`Reply`; once the script is used up, the last answer repeats. ``route`` gives a
+path (without its query string) a script of its own, so that one server can play an API with several endpoints
+(GET and POST alike); other paths follow the server-wide script. ``hang`` makes
 the server read the request and then say nothing for that long (or until the test ends), so that the client's
 timeout has to fire; ``delay`` makes it answer after that long (a slow but working endpoint).
 """
@@ -13,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,16 @@ class Request:
     headers: dict[str, str]
     body: bytes
     at: float
+    method: str = "POST"
+
+    @property
+    def route(self) -> str:
+        """The path without its query string."""
+        return urlsplit(self.path).path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.path).query, keep_blank_values=True)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -38,6 +51,7 @@ class Request:
 class StubServer:
     def __init__(self) -> None:
         self.script: list[Reply] = [Reply()]
+        self.routes: dict[str, list[Reply]] = {}
         self.requests: list[Request] = []
         self._released = threading.Event()
         self._lock = threading.Lock()
@@ -45,11 +59,22 @@ class StubServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                self._answer("POST")
+
+            def do_GET(self) -> None:
+                self._answer("GET")
+
+            def _answer(self, method: str) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with stub._lock:
-                    stub.requests.append(Request(self.path, dict(self.headers), body, time.monotonic()))
-                    index = len(stub.requests) - 1
-                    reply = stub.script[min(index, len(stub.script) - 1)]
+                    request = Request(self.path, dict(self.headers), body, time.monotonic(), method)
+                    stub.requests.append(request)
+                    script = stub.routes.get(request.route)
+                    if script is None:
+                        script, index = stub.script, len(stub.requests) - 1
+                    else:
+                        index = sum(1 for r in stub.requests if r.route == request.route) - 1
+                    reply = script[min(index, len(script) - 1)]
                 if reply.hang:
                     stub._released.wait(reply.hang)
                     self.close_connection = True
@@ -85,6 +110,13 @@ class StubServer:
 
     def reply(self, *replies: Reply) -> None:
         self.script = list(replies)
+
+    def route(self, path: str, *replies: Reply) -> None:
+        """Answer requests to ``path`` (query string ignored) from their own script."""
+        self.routes[path] = list(replies)
+
+    def requests_to(self, path: str) -> list[Request]:
+        return [r for r in self.requests if r.route == path]
 
     def start(self) -> StubServer:
         self._thread.start()

@@ -143,7 +143,8 @@ def _sweep_after_stream(dynamodb, lock, acquired_at):
     policy = parse_policy(
         "mode: enforce\ndefaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, holder: {assume: gone}}"
     )
-    return sweep(lock_table=FakeLockTable([lock]), state=store, policy=policy, mode="enforce").locks[0]
+    table = FakeLockTable([lock])
+    return sweep(lock_table=table, state=store, policy=policy, mode="enforce", clock=lambda: NOW).locks[0]
 
 
 def test_sweeper_measures_age_from_the_stream_time(dynamodb, stream):

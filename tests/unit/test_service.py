@@ -184,3 +184,16 @@ def test_explain_handles_missing_and_digest_items(item, kind):
 def test_explain_never_acts_and_says_would_reap():
     result = explain("tf-state/gone/a.tfstate", item=STALE, state=MemoryStateStore(), policy=POLICY, clock=lambda: NOW)
     assert result.outcome is Outcome.WOULD_REAP
+
+
+def test_a_holder_check_that_cannot_be_built_is_unknown_and_the_sweep_goes_on():
+    def broken_factory(spec):
+        raise RuntimeError("no credentials for the CI API")
+
+    table = FakeLockTable([STALE, lock_item("tf-state/other/x.tfstate", created=NOW - timedelta(minutes=40))])
+    report = _sweep(table, holders=HolderChecks(broken_factory))
+    stale, other = report.locks
+    assert stale.outcome is Outcome.BLOCKED
+    assert "could not be set up: RuntimeError: no credentials" in stale.verdict.holder.evidence
+    assert other.outcome is Outcome.WARNED
+    assert table.deletes == []

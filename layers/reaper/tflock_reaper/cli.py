@@ -20,6 +20,7 @@ from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.dal.lock_table import LockTable
 from tflock_reaper.dal.table_admin import StreamConfigError, enable_stream
+from tflock_reaper.holder import describe_answers
 from tflock_reaper.lock import DigestRecord, SkippedItem
 from tflock_reaper.policy import Policy, PolicyError, format_duration, load_policy
 from tflock_reaper.service import HolderChecks, LockReport, Mode, SweepReport, explain, sweep
@@ -193,6 +194,8 @@ def _explain(
         text = f"{result.lock_id}: skipped, never deleted: {result.reason}"
     else:
         payload = {"kind": "lock", **result.to_dict()}
+        if payload["holder"] is not None:
+            payload["holder"]["checks"] = _holder_checks(result)
         text = _explain_text(result)
     if args.json:
         json.dump(payload, out, indent=2)
@@ -216,10 +219,28 @@ def _explain_text(report: LockReport) -> str:
         f"Verdict   {report.verdict.action.value} -> {report.outcome.value}",
         "Reasons:",
         *(f"  - {reason}" for reason in report.reasons),
+        "Holder:",
+        *_holder_lines(report),
     ]
     if report.verdict.action.value != "keep":
         lines.append(f"By hand:  terraform force-unlock -force {info.id}   (in workspace {report.lock.workspace})")
     return "\n".join(lines)
+
+
+def _holder_lines(report: LockReport) -> list[str]:
+    """Each check's answer and evidence, one line per check."""
+    status = report.verdict.holder
+    if status is None:
+        return ["  not asked: holder checks run only for locks past reap_after"]
+    return [f"  {line}" for line in describe_answers(status)]
+
+
+def _holder_checks(report: LockReport) -> list[dict[str, str]]:
+    status = report.verdict.holder
+    if status is None:
+        return []
+    # Combined checks carry each check's own answer in ``details``; a single check is its own answer.
+    return [{"check": a.check, "state": a.state.value, "evidence": a.evidence} for a in (status.details or (status,))]
 
 
 def _describe_notification(sent: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from tflock_reaper.holder import (
     HolderState,
     HolderStatus,
     ProviderBuilder,
+    Unavailable,
     build_holder_check,
     safe_status,
 )
@@ -147,10 +148,18 @@ class HolderChecks:
         self._factory = factory or partial(build_holder_check, providers=providers)
         self._checks: dict[HolderSpec, HolderCheck] = {}
 
+    def _build(self, spec: HolderSpec) -> HolderCheck:
+        """A check that cannot even be built answers ``unknown`` for its locks; the sweep goes on."""
+        try:
+            return self._factory(spec)
+        except Exception as err:
+            logger.exception("holder check could not be built")
+            return Unavailable("holder", f"the check could not be set up: {type(err).__name__}: {err}")
+
     def status(self, spec: HolderSpec, lock: LockRecord, now: datetime) -> HolderStatus:
         check = self._checks.get(spec)
         if check is None:
-            check = self._checks[spec] = self._factory(spec)
+            check = self._checks[spec] = self._build(spec)
         status = safe_status(check, lock, now)
         if status.state is HolderState.UNKNOWN and status.evidence.startswith("the check failed"):
             logger.warning("holder check failed", extra={"lock_path": lock.lock_path, "check": check.name})

@@ -7,6 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from tflock_reaper.holder import ProviderBuilder
+from tflock_reaper.holders.aws_ci import codebuild_provider, codepipeline_provider
+from tflock_reaper.holders.github import github_provider
+from tflock_reaper.holders.gitlab import gitlab_provider
+from tflock_reaper.holders.http import http_provider
 from tflock_reaper.holders.progress import StateProgress
 from tflock_reaper.policy import SecretRef
 from tflock_reaper.state import StateStore
@@ -19,5 +23,10 @@ def make_providers(
     check once, so a (provider, target) pair is queried at most once per sweep."""
     providers: dict[str, ProviderBuilder] = {
         "state_progress": lambda settings: StateProgress(settings, state),
+        "codebuild": codebuild_provider(lambda: clients.client("codebuild")),
+        "codepipeline": codepipeline_provider(lambda: clients.client("codepipeline")),
+        "github": github_provider(secrets),
+        "gitlab": gitlab_provider(secrets),
+        "http": http_provider(secrets),
     }
     return providers
