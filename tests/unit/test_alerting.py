@@ -114,18 +114,25 @@ class World:
         self.state = MemoryStateStore()
         self.ledger = MemoryLedger()
         self.channels = Channels(self.clock)
-        self.alerter = Alerter(
-            policy, table=self.table.name, factory=self.channels, ledger=self.ledger, state=self.state, send=send
-        )
+        self.send = send
 
     def sweep(self) -> SweepReport:
+        # One Alerter per sweep, as the Lambda and the CLI make it; the ledger and state outlive it.
+        alerter = Alerter(
+            self.policy,
+            table=self.table.name,
+            factory=self.channels,
+            ledger=self.ledger,
+            state=self.state,
+            send=self.send,
+        )
         return sweep(
             lock_table=self.table,
             state=self.state,
             policy=self.policy,
             mode="enforce",
             clock=self.clock,
-            alerts=self.alerter,
+            alerts=alerter,
         )
 
     def sweep_at(self, offset: timedelta) -> SweepReport:
@@ -280,7 +287,22 @@ def test_a_sweep_that_only_showed_the_alerts_does_not_swallow_the_first_real_one
     world.sweep_at(timedelta(minutes=40))
     (state,) = world.state.states.values()
     assert state.warned_at is not None
-    sender = Alerter(POLICY, table="tf-locks", factory=world.channels, ledger=world.ledger, state=world.state)
-    world.alerter = sender
+    world.send = True  # the deployed sweeper, sharing the state table and ledger
     world.sweep_at(timedelta(minutes=45))
     assert world.channels.log() == [("45m", "oncall", "stale"), ("45m", "slack", "stale")]
+
+
+def test_a_channel_that_failed_retryably_is_skipped_for_the_rest_of_the_sweep():
+    from tflock_reaper.notify.base import NotifyError  # noqa: PLC0415
+
+    items = [lock_item(f"tf-state/prod/s{n}.tfstate", created=NOW) for n in range(3)]
+    world = World(*items)
+    world.channels.broken = {"slack": NotifyError("slack", "timed out", retryable=True)}
+    report = world.sweep_at(timedelta(minutes=45))
+    slack = [entry.notifications[0]["channels"]["slack"] for entry in report.locks]
+    assert slack == ["failed", "skipped", "skipped"]  # one timeout per sweep, not one per lock
+    assert [entry.notifications[0]["channels"]["oncall"] for entry in report.locks] == ["sent"] * 3
+
+    world.channels.broken = {}
+    world.sweep_at(timedelta(minutes=50))
+    assert sorted(c for _, c, _ in world.channels.log() if c == "slack") == ["slack"] * 3  # retried next sweep

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from tflock_reaper.decision import Outcome
+from tflock_reaper.decision import STALE_OUTCOMES, Outcome
 from tflock_reaper.notify.base import Notifier
 from tflock_reaper.notify.dispatch import NotificationLedger, dispatch
 from tflock_reaper.notify.events import Notification, NotificationKind
@@ -25,7 +25,6 @@ from tflock_reaper.state import StateStore
 
 logger = logging.getLogger(__name__)
 
-_STALE_OUTCOMES = (Outcome.WARNED, Outcome.WOULD_REAP, Outcome.BLOCKED, Outcome.FAILED)
 #: How long after ``warned_at`` a ``stale`` not yet sent is still offered (with ``renotify_every: 0s``; otherwise
 #: ``still_stale`` takes over after one interval). Well within the ledger's 30 days, so never sent twice.
 STALE_RETRY = timedelta(days=1)
@@ -38,7 +37,7 @@ def notifications_for(entry: LockReport, *, table: str, now: datetime) -> list[N
         kinds.append((NotificationKind.REAPED, 0))
     elif entry.outcome in (Outcome.BLOCKED, Outcome.FAILED):
         kinds.append((NotificationKind.REAP_BLOCKED, 0))
-    if entry.outcome in _STALE_OUTCOMES:
+    if entry.outcome in STALE_OUTCOMES:
         warned_at = entry.state.warned_at
         renotify = entry.verdict.rule.renotify_every
         repetition = int((now - warned_at) / renotify) if warned_at and renotify > timedelta(0) else 0
@@ -75,7 +74,7 @@ def channel_snapshot(policy: Policy, names: list[str] | tuple[str, ...]) -> str:
 
 
 class Alerter:
-    """Sends (or, with ``send=False``, only renders) the notifications of each sweep entry."""
+    """Sends (or, with ``send=False``, only renders) the notifications of each sweep entry. One per sweep."""
 
     def __init__(
         self,
@@ -94,6 +93,9 @@ class Alerter:
         self._state = state
         self._send = send
         self._notifiers: dict[str, Notifier] = {}
+        self._down: dict[str, str] = {}
+        """Channels that failed retryably in this sweep: skipped for the rest of it (the next sweep retries), so
+        that a hanging endpoint costs one timeout per sweep, not one per lock."""
 
     def _notifier(self, name: str) -> Notifier:
         if name not in self._notifiers:
@@ -110,10 +112,13 @@ class Alerter:
                 record["channels"] = {n.name: "would-send" for n in notifiers}
                 record["rendered"] = {n.name: n.render(notification) for n in notifiers}
             else:
-                result = dispatch(notification, notifiers, self._ledger)
+                live = [n for n in notifiers if n.name not in self._down]
+                result = dispatch(notification, live, self._ledger)
                 record["channels"] = {r.channel: r.status.value for r in result.results}
+                record["channels"].update({n.name: "skipped" for n in notifiers if n.name in self._down})
                 if result.failed:
                     record["errors"] = {r.channel: r.error for r in result.failed}
+                self._down.update({r.channel: r.error or "failed" for r in result.failed if r.retryable})
                 if result.sent:
                     self._remember_channels(entry, list(channels))
             results.append(record)

@@ -36,6 +36,10 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
+#: Outcomes that mean "this lock is stale and still held": alerted about, and remembered as ``warned_at``.
+STALE_OUTCOMES = (Outcome.WARNED, Outcome.WOULD_REAP, Outcome.BLOCKED, Outcome.FAILED)
+
+
 @dataclass(frozen=True)
 class Verdict:
     action: Action

@@ -15,7 +15,15 @@ from functools import partial
 from typing import Any, Literal, Protocol
 
 from tflock_reaper.dal.errors import AwsAccessError
-from tflock_reaper.decision import Action, Outcome, Verdict, decide, needs_holder_check, plan_sweep
+from tflock_reaper.decision import (
+    STALE_OUTCOMES,
+    Action,
+    Outcome,
+    Verdict,
+    decide,
+    needs_holder_check,
+    plan_sweep,
+)
 from tflock_reaper.holder import (
     HolderCheck,
     HolderState,
@@ -239,15 +247,11 @@ def sweep(
             entry.notes.extend(extra)
         if alerts is not None:
             entry.notifications = _alert(alerts, entry, now)
-        if entry.outcome in _STALE and lock_state.warned_at is None:
+        if entry.outcome in STALE_OUTCOMES and lock_state.warned_at is None:
             _best_effort(partial(state.mark_warned, lock, now), "cannot record warning", lock)
         report.locks.append(entry)
         _log_verdict(entry)
     return report
-
-
-#: Outcomes that mean "this lock is stale and still held": the first one is remembered as ``warned_at``.
-_STALE = (Outcome.WARNED, Outcome.WOULD_REAP, Outcome.BLOCKED, Outcome.FAILED)
 
 
 def _alert(alerts: AlertSink, entry: LockReport, now: datetime) -> list[dict[str, Any]]:
