@@ -156,8 +156,11 @@ class StateTable:
         self._write(lock, expression, values)
 
     # -- the stream function's records ------------------------------------------------------------------
-    def _conditional(self, key: dict[str, Any], expression: str, condition: str, values: dict[str, Any]) -> Any:
-        """An idempotent write: None when the condition says it was already recorded."""
+    def _conditional(
+        self, key: dict[str, Any], expression: str, condition: str, values: dict[str, Any]
+    ) -> tuple[bool, dict[str, Any]]:
+        """An idempotent write: (written, the item after it), or (False, the item as it was) when the condition
+        says it was recorded already (DynamoDB returns that item with the failure: no second read)."""
         try:
             response = self._client.update_item(
                 TableName=self.name,
@@ -166,18 +169,19 @@ class StateTable:
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
+                return False, dict(err.response.get("Item", {}))  # type: ignore[call-overload]
             raise AwsAccessError(f"cannot write to state table {self.name!r}: {describe(err)}") from err
         except BotoCoreError as err:
             raise AwsAccessError(f"cannot write to state table {self.name!r}: {describe(err)}") from err
-        return response.get("Attributes", {})
+        return True, dict(response.get("Attributes", {}))
 
     def record_acquired(self, lock: LockRecord, server_time: datetime, sequence: str) -> bool:
         info = lock.info
-        attributes = self._conditional(
+        written, _ = self._conditional(
             _key(lock.lock_path, lock.lock_id),
             "SET acquired_at = :t, acquired_seq = :seq, lock_path = :path, lock_id = :id, who = :who, "
             "operation = :op, expires_at = if_not_exists(expires_at, :ttl)",
@@ -192,12 +196,11 @@ class StateTable:
                 ":ttl": _epoch(server_time + OBSERVATION_TTL),
             },
         )
-        return attributes is not None
+        return written
 
     def record_released(self, lock_path: str, lock_id: str, server_time: datetime, sequence: str) -> ReleaseRecord:
-        key = _key(lock_path, lock_id)
-        attributes = self._conditional(
-            key,
+        written, attributes = self._conditional(
+            _key(lock_path, lock_id),
             "SET released_at = :t, released_seq = :seq, lock_path = :path, lock_id = :id, "
             "expires_at = if_not_exists(expires_at, :ttl)",
             "attribute_not_exists(released_at)",
@@ -209,24 +212,18 @@ class StateTable:
                 ":ttl": _epoch(server_time + OBSERVATION_TTL),
             },
         )
-        first = attributes is not None
-        if not first:  # recorded before: read what the first delivery saw (only redeliveries pay this read)
-            try:
-                attributes = self._client.get_item(TableName=self.name, Key=key, ConsistentRead=True).get("Item", {})
-            except (ClientError, BotoCoreError) as err:
-                raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
         return ReleaseRecord(
             acquired_at=_time(attributes, "acquired_at"),
             reap_status=attributes.get("reap_status", {}).get("S"),
             reap_started_at=_time(attributes, "reap_started_at"),
             alert_channels=attributes.get("alert_channels", {}).get("S"),
-            first=first,
+            first=written,
         )
 
     def record_persisted(self, state_path: str, server_time: datetime, sequence: str) -> bool:
         # Stream sequence numbers grow with time for an item; two digest writes may share a second, so the
         # order (and idempotency) comes from the sequence number, zero-padded to compare as a string.
-        attributes = self._conditional(
+        written, _ = self._conditional(
             {"pk": {"S": f"LOCK#{state_path}"}, "sk": {"S": PERSISTED_SK}},
             "SET last_persisted_at = :t, persisted_seq = :seq, lock_path = :path, expires_at = :ttl",
             "attribute_not_exists(persisted_seq) OR persisted_seq < :seq",
@@ -237,7 +234,7 @@ class StateTable:
                 ":ttl": _epoch(server_time + OBSERVATION_TTL),
             },
         )
-        return attributes is not None
+        return written
 
     def _write(self, lock: LockRecord, expression: str, values: dict[str, Any]) -> None:
         try:
