@@ -78,6 +78,16 @@ def create_backend(server: MotoServer, bucket: str = "tf-state", table: str = "t
     return Backend(server=server, bucket=bucket, table=table)
 
 
+def lockfile(backend: Backend, key: str) -> tuple[str, str] | None:
+    """(body, ETag) of the S3 object `key` in the backend's bucket (a `.tflock` lockfile), or None."""
+    s3 = backend.server.client("s3")
+    try:
+        response = s3.get_object(Bucket=backend.bucket, Key=key)
+    except s3.exceptions.NoSuchKey:
+        return None
+    return response["Body"].read().decode(), str(response["ETag"])
+
+
 def delete_backend(backend: Backend) -> None:
     """Drop the table and the bucket with its objects (keeps a long session's moto server small)."""
     backend.server.client("dynamodb").delete_table(TableName=backend.table)

@@ -47,14 +47,14 @@ def reaper_env(server: MotoServer) -> dict[str, str]:
     return server.env(PYTHONPATH=pythonpath)
 
 
-def reaper_argv(server: MotoServer, command: str, *args: str, table: str, json: bool = True) -> list[str]:
+def reaper_argv(server: MotoServer, command: str, *args: str, table: str | None, json: bool = True) -> list[str]:
+    """`table=None`: no `--table` (lockfiles only, given with `--bucket` in `args`)."""
     return [
         sys.executable,
         "-m",
         "tflock_reaper",
         command,
-        "--table",
-        table,
+        *(["--table", table] if table is not None else []),
         "--endpoint-url",
         server.endpoint,
         "--region",
@@ -65,7 +65,7 @@ def reaper_argv(server: MotoServer, command: str, *args: str, table: str, json: 
 
 
 def run_reaper(
-    server: MotoServer, command: str, *args: str, table: str, json: bool = True, timeout: float = 60
+    server: MotoServer, command: str, *args: str, table: str | None, json: bool = True, timeout: float = 60
 ) -> CliResult:
     """`tflock-reaper COMMAND --table TABLE --endpoint-url ... [--json] ARGS...` in a subprocess."""
     argv = reaper_argv(server, command, *args, table=table, json=json)

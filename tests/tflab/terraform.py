@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tflab.backend import Backend, HeldLock, Item, digest_item, lock_item
+from tflab.backend import Backend, HeldLock, Item, digest_item, lock_item, lockfile
 from tflab.server import REGION, clean_env
 
 RUNNER = Path(__file__).with_name("_tf_runner.py")
@@ -139,12 +139,11 @@ class ApplyHandle:
         A lock that was already there when the apply started does not count: if it is still there, the apply
         fails to acquire and exits, which raises here with its output.
         """
-        backend = self.workspace.backend
         deadline = time.monotonic() + timeout
         while True:
-            item = lock_item(backend.server, backend.table, self.lock_path)
-            if item is not None and "Info" in item and item["Info"]["S"] != self._raw_info_before:
-                self.lock = HeldLock.from_item(item)
+            raw_info = self._current_raw_info()
+            if raw_info is not None and raw_info != self._raw_info_before:
+                self.lock = HeldLock(lock_id=self.lock_path, raw_info=raw_info)
                 return self.lock
             if not self.alive():
                 raise TerraformFailedError(
@@ -153,6 +152,15 @@ class ApplyHandle:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no lock on {self.lock_path} after {timeout}s:\n{self.output()}")
             time.sleep(0.05)
+
+    def _current_raw_info(self) -> str | None:
+        """The lock item's Info; without a lock table (`use_lockfile` alone), the lockfile's body. A dual backend
+        takes the lockfile first, so once its item is there, both are."""
+        backend = self.workspace.backend
+        if not self.workspace.dynamodb_table:
+            return self.workspace.lockfile_body(self.lock_path)
+        item = lock_item(backend.server, backend.table, self.lock_path)
+        return item["Info"]["S"] if item is not None and "Info" in item else None
 
     def kill(self) -> None:
         """SIGKILL Terraform and its children: the lock stays behind, stale."""
@@ -178,7 +186,8 @@ class ApplyHandle:
 class TerraformWorkspace:
     """A temporary Terraform working directory on `backend`, for state `key`.
 
-    `workspace_key_prefix` and `use_lockfile` are written into the backend block only when given.
+    `workspace_key_prefix` and `use_lockfile` are written into the backend block only when given;
+    `dynamodb_table=False` leaves the lock table out (S3-native locking alone, with `use_lockfile`).
     """
 
     def __init__(
@@ -189,8 +198,11 @@ class TerraformWorkspace:
         base_dir: Path | None = None,
         workspace_key_prefix: str | None = None,
         use_lockfile: bool = False,
+        dynamodb_table: bool = True,
     ) -> None:
         self.backend = backend
+        self.use_lockfile = use_lockfile
+        self.dynamodb_table = dynamodb_table
         self.key = key
         self.workspace_key_prefix = workspace_key_prefix
         self.workspace = "default"
@@ -201,7 +213,7 @@ class TerraformWorkspace:
             render_main_tf(
                 endpoint=backend.server.endpoint,
                 bucket=backend.bucket,
-                table=backend.table,
+                table=backend.table if dynamodb_table else None,
                 key=key,
                 workspace_key_prefix=workspace_key_prefix,
                 use_lockfile=use_lockfile,
@@ -238,6 +250,20 @@ class TerraformWorkspace:
 
     def lock_item(self) -> Item | None:
         return lock_item(self.backend.server, self.backend.table, self.lock_path)
+
+    @property
+    def lockfile_key(self) -> str:
+        """The S3 key of this state's lockfile (`use_lockfile`): `<state path>.tflock`."""
+        return f"{self.state_path}.tflock"
+
+    def lockfile(self) -> tuple[str, str] | None:
+        """(body, ETag) of this state's lockfile, or None."""
+        return lockfile(self.backend, self.lockfile_key)
+
+    def lockfile_body(self, lock_path: str | None = None) -> str | None:
+        key = f"{lock_path.split('/', 1)[1]}.tflock" if lock_path else self.lockfile_key
+        found = lockfile(self.backend, key)
+        return found[0] if found else None
 
     def digest_item(self) -> Item | None:
         return digest_item(self.backend.server, self.backend.table, self.lock_path)
@@ -330,7 +356,7 @@ class TerraformWorkspace:
         """Start `terraform apply` in a separate process group; it holds the lock while `sleep` runs."""
         self._applies += 1
         log_path = self.dir / f"apply-{self._applies}.log"
-        before = self.lock_item()
+        before = self._held_raw_info()
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [
@@ -349,9 +375,16 @@ class TerraformWorkspace:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        handle = ApplyHandle(self, proc, log_path, before["Info"]["S"] if before and "Info" in before else None)
+        handle = ApplyHandle(self, proc, log_path, before)
         self.handles.append(handle)
         return handle
+
+    def _held_raw_info(self) -> str | None:
+        """The lock held now, as written: the item's Info, or (no lock table) the lockfile's body."""
+        if not self.dynamodb_table:
+            return self.lockfile_body()
+        item = self.lock_item()
+        return item["Info"]["S"] if item is not None and "Info" in item else None
 
     def leave_stale_lock(self, *, apply_first: bool = True, timeout: float = 30.0) -> HeldLock:
         """Apply once (so the state and its `-md5` digest exist), then start an apply and SIGKILL it while it

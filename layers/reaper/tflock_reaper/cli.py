@@ -19,6 +19,7 @@ from tflock_reaper.app import holder_checks, make_alerter, state_store
 from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.dal.lock_table import LockTable
+from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.dal.table_admin import StreamConfigError, enable_stream
 from tflock_reaper.holder import describe_answers
 from tflock_reaper.lock import DigestRecord, SkippedItem
@@ -47,7 +48,7 @@ class _StderrFormatter(logging.Formatter):
 
 def _parser() -> argparse.ArgumentParser:
     aws = argparse.ArgumentParser(add_help=False)
-    aws.add_argument("--table", required=True, help="the Terraform lock table (DynamoDB)")
+    aws.add_argument("--table", help="the Terraform lock table (DynamoDB)")
     aws.add_argument("--region", help="AWS region (default: the standard AWS configuration)")
     aws.add_argument("--endpoint-url", help="AWS endpoint, e.g. http://127.0.0.1:5000 (or AWS_ENDPOINT_URL)")
     aws.add_argument("--profile", help="AWS named profile")
@@ -55,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     aws.add_argument("-v", "--verbose", action="store_true", help="log every verdict to stderr")
     common = argparse.ArgumentParser(add_help=False, parents=[aws])
     common.add_argument("--state-table", help="the reaper's state table (first-seen times, reap records)")
+    common.add_argument(
+        "--bucket",
+        action="append",
+        default=[],
+        metavar="BUCKET[/PREFIX]",
+        help="a state bucket whose .tflock lockfiles (use_lockfile) to sweep too; repeatable",
+    )
 
     parser = argparse.ArgumentParser(
         prog="tflock-reaper",
@@ -98,16 +106,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return _enable_stream(args, out)
         policy = load_policy(args.policy) if args.policy else Policy()
         clients = AwsClients(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
-        lock_table = LockTable(clients.dynamodb(), args.table)
+        lock_table, lockfiles = _sources(args, clients)
         state = state_store(clients, args.state_table)
         if args.command == "explain":
             holders = holder_checks(clients, state)
-            return _explain(args, table=lock_table, state=state, policy=policy, out=out, holders=holders)
+            return _explain(
+                args, table=lock_table, lockfiles=lockfiles, state=state, policy=policy, out=out, holders=holders
+            )
         alerts = None
         if getattr(args, "show_notifications", False) or getattr(args, "notify", False):
             alerts = make_alerter(
                 policy,
-                table=args.table,
+                table=args.table or (lockfiles.name if lockfiles else ""),
                 clients=clients,
                 state=state,
                 state_table=args.state_table,
@@ -116,6 +126,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             )
         report = sweep(
             lock_table=lock_table,
+            lockfiles=lockfiles,
             state=state,
             policy=policy,
             mode=_mode(args, policy),
@@ -139,7 +150,22 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     return EXIT_OK
 
 
+def _sources(args: argparse.Namespace, clients: AwsClients) -> tuple[LockTable | None, LockfileBuckets | None]:
+    """The lock table (``--table``) and the lockfile buckets (``--bucket``): at least one of them."""
+    if not args.table and not args.bucket:
+        raise _ConfigError("give the lock table (--table T), the state bucket(s) (--bucket B[/PREFIX]), or both")
+    try:
+        locations = [BucketLocation.parse(text) for text in args.bucket]
+    except ValueError as err:
+        raise _ConfigError(f"--bucket: {err}") from err
+    lock_table = LockTable(clients.dynamodb(), args.table) if args.table else None
+    lockfiles = LockfileBuckets(clients.client("s3"), locations) if locations else None
+    return lock_table, lockfiles
+
+
 def _enable_stream(args: argparse.Namespace, out: TextIO) -> int:
+    if not args.table:
+        raise _ConfigError("enable-stream needs the lock table: --table T")
     clients = AwsClients(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
     status = enable_stream(clients.dynamodb(), args.table)
     if args.json:
@@ -176,15 +202,26 @@ def _configure_logging(*, verbose: bool) -> None:
 def _explain(
     args: argparse.Namespace,
     *,
-    table: LockTable,
+    table: LockTable | None,
+    lockfiles: LockfileBuckets | None,
     state: StateStore,
     policy: Policy,
     out: TextIO,
     holders: HolderChecks,
 ) -> int:
-    result = explain(args.lock_path, item=table.get(args.lock_path), state=state, policy=policy, holders=holders)
+    result = explain(
+        args.lock_path,
+        item=table.get(args.lock_path) if table else None,
+        lockfile=lockfiles.get(args.lock_path) if lockfiles else None,
+        state=state,
+        policy=policy,
+        holders=holders,
+    )
     if result is None:
-        print(f"tflock-reaper: no item with LockID {args.lock_path!r} in {args.table!r}", file=sys.stderr)
+        missing = [f"no item with LockID {args.lock_path!r} in {args.table!r}"] if table else []
+        if lockfiles:
+            missing.append(f"no lockfile {args.lock_path + '.tflock'!r} in {lockfiles.name}")
+        print(f"tflock-reaper: {'; '.join(missing)}", file=sys.stderr)
         return EXIT_NOT_FOUND
     if isinstance(result, DigestRecord):
         payload: dict[str, Any] = {"path": result.lock_path, "kind": "digest", "action": "never touched"}
@@ -208,7 +245,7 @@ def _explain(
 def _explain_text(report: LockReport) -> str:
     info = report.lock.info
     lines = [
-        f"Lock      {report.lock.lock_path}",
+        f"Lock      {report.lock.lock_path}  (backend {report.lock.backend})",
         f"ID        {info.id}",
         f"Operation {info.operation}",
         f"Who       {info.who}",
@@ -265,7 +302,8 @@ def _age(seconds: timedelta) -> str:
 
 
 def _print_report(report: SweepReport, out: TextIO, *, show_reasons: bool) -> None:
-    out.write(f"Lock table {report.table}: mode {report.mode}\n")
+    sources = [*([f"Lock table {report.table}"] if report.table else []), *([report.buckets] if report.buckets else [])]
+    out.write(f"{', '.join(sources)}: mode {report.mode}\n")
     for note in report.notes:
         out.write(f"note: {note}\n")
     rows = [("PATH", "OPERATION", "WHO", "AGE", "ACTION", "OUTCOME")] + [

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -26,6 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 DIGEST_SUFFIX = "-md5"
+#: S3-native locking (``use_lockfile``): the lock of ``<state key>`` is the object ``<state key>.tflock``.
+LOCKFILE_SUFFIX = ".tflock"
+
+Backend = Literal["dynamodb", "s3", "dual"]
 
 # RFC 3339 as Go's time.RFC3339Nano writes it: 0-9 fractional digits, ``Z`` (or an explicit offset).
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
@@ -59,13 +63,47 @@ class LockInfo(BaseModel):
 
 
 @dataclass(frozen=True)
+class LockfileObject:
+    """A ``<state key>.tflock`` object exactly as S3 returned it: the reap's delete is conditional on ``etag``."""
+
+    bucket: str
+    key: str
+    body: bytes
+    etag: str
+    last_modified: datetime
+    """Server time of the write, i.e. of the acquisition (Terraform writes the file once, with If-None-Match)."""
+
+    @property
+    def location(self) -> str:
+        return f"{self.bucket}/{self.key}"
+
+    @property
+    def lock_path(self) -> str:
+        """``<bucket>/<state key>``: the same lock path (LockID) a DynamoDB lock on this state has."""
+        return self.location.removesuffix(LOCKFILE_SUFFIX)
+
+
+@dataclass(frozen=True)
 class LockRecord:
-    """A well-formed lock, with the raw ``Info`` exactly as read (the reap's delete condition)."""
+    """A well-formed lock, with the raw ``Info`` exactly as read (the reap's delete condition).
+
+    ``lockfile`` is set when the lock is (also) held as an S3 lockfile; ``in_table`` when it is (also) a
+    DynamoDB item. A dual backend holds both, with the same lock ID: one record, judged once, reaped on both
+    sides. For a lockfile-only lock, ``raw_info`` is the body and ``item`` a DynamoDB-shaped record of it.
+    """
 
     lock_path: str
     raw_info: str
     info: LockInfo
     item: DynamoItem
+    lockfile: LockfileObject | None = None
+    in_table: bool = True
+
+    @property
+    def backend(self) -> Backend:
+        if self.lockfile is None:
+            return "dynamodb"
+        return "dual" if self.in_table else "s3"
 
     @property
     def lock_id(self) -> str:
@@ -156,28 +194,67 @@ def _classify_lock(lock_path: str, item: DynamoItem, attributes: set[str], now: 
     if not isinstance(raw_info, str):
         kind = next(iter(info_attr), "?")
         return SkippedItem(lock_path, f"Info is not a string (DynamoDB type {kind})", item)
+    parsed = _parse_info(raw_info, lock_path, now, source="Info", key_name="LockID")
+    if isinstance(parsed, str):
+        return SkippedItem(lock_path, parsed, item)
+    return LockRecord(lock_path=lock_path, raw_info=raw_info, info=parsed, item=item)
+
+
+def _parse_info(raw_info: str, lock_path: str, now: datetime | None, *, source: str, key_name: str) -> LockInfo | str:
+    """The LockInfo in ``raw_info``, or why it is not a lock on ``lock_path`` (shared by items and lockfiles)."""
     try:
         data = json.loads(raw_info)
     except json.JSONDecodeError as err:
-        return SkippedItem(lock_path, f"Info is not valid JSON: {err.msg} at position {err.pos}", item)
+        return f"{source} is not valid JSON: {err.msg} at position {err.pos}"
     if not isinstance(data, dict):
-        return SkippedItem(lock_path, f"Info JSON is a {type(data).__name__}, not an object", item)
+        return f"{source} JSON is a {type(data).__name__}, not an object"
     try:
         info = LockInfo.model_validate(data)
     except ValidationError as err:
-        return SkippedItem(lock_path, f"Info is not a Terraform LockInfo: {_describe(err)}", item)
+        return f"{source} is not a Terraform LockInfo: {_describe(err)}"
     if info.created.tzinfo is None:  # pragma: no cover - the RFC 3339 pattern requires an offset
-        return SkippedItem(lock_path, "Created has no time zone", item)
+        return "Created has no time zone"
     if info.path != lock_path:
-        return SkippedItem(lock_path, f"Info.Path {info.path!r} differs from LockID", item)
+        return f"Info.Path {info.path!r} differs from {key_name}"
     if now is not None and info.created - now > FUTURE_TOLERANCE:
         ahead = int((info.created - now).total_seconds())
-        return SkippedItem(
-            lock_path,
-            f"Created {info.created.isoformat()} is {ahead}s in the future: holder clock skewed",
-            item,
-        )
-    return LockRecord(lock_path=lock_path, raw_info=raw_info, info=info, item=item)
+        return f"Created {info.created.isoformat()} is {ahead}s in the future: holder clock skewed"
+    return info
+
+
+def classify_lockfile(obj: LockfileObject, now: datetime | None) -> LockRecord | SkippedItem:
+    """Parse a ``.tflock`` object with the same lock model as a lock item; anything else is skipped.
+
+    Its lock path is ``<bucket>/<key without .tflock>`` and must equal ``Info.Path``, as a LockID must.
+    """
+    record: DynamoItem = {
+        "LockID": {"S": obj.lock_path},
+        "Lockfile": {"S": f"s3://{obj.location}"},
+        "ETag": {"S": obj.etag},
+    }
+    if not obj.key.endswith(LOCKFILE_SUFFIX) or not obj.key.removesuffix(LOCKFILE_SUFFIX):
+        return SkippedItem(obj.location, "not a <state key>.tflock object", record)
+    try:
+        raw_info = obj.body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return SkippedItem(obj.location, f"lockfile body is not UTF-8: {err.reason} at byte {err.start}", record)
+    record["Info"] = {"S": raw_info}
+    parsed = _parse_info(raw_info, obj.lock_path, now, source="lockfile body", key_name="the lockfile's key")
+    if isinstance(parsed, str):
+        return SkippedItem(obj.location, parsed, record)
+    return LockRecord(obj.lock_path, raw_info, parsed, record, lockfile=obj, in_table=False)
+
+
+def merge_backends(table_locks: list[LockRecord], file_locks: list[LockRecord]) -> list[LockRecord]:
+    """One record per acquisition: a lockfile and a lock item with the same path and ID are a dual backend."""
+    files = {(f.lock_path, f.lock_id): f for f in file_locks}
+    merged = [
+        replace(lock, lockfile=files.pop((lock.lock_path, lock.lock_id)).lockfile)
+        if (lock.lock_path, lock.lock_id) in files
+        else lock
+        for lock in table_locks
+    ]
+    return merged + list(files.values())
 
 
 def _describe(err: ValidationError) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal, Protocol
@@ -33,7 +33,16 @@ from tflock_reaper.holder import (
     build_holder_check,
     safe_status,
 )
-from tflock_reaper.lock import DigestRecord, DynamoItem, LockRecord, SkippedItem, classify_item
+from tflock_reaper.lock import (
+    DigestRecord,
+    DynamoItem,
+    LockfileObject,
+    LockRecord,
+    SkippedItem,
+    classify_item,
+    classify_lockfile,
+    merge_backends,
+)
 from tflock_reaper.policy import EffectiveRule, HolderSpec, Policy
 from tflock_reaper.state import LockState, StateStore, lock_key
 
@@ -54,6 +63,26 @@ class LockSource(Protocol):
     def scan(self) -> Iterator[DynamoItem]: ...
 
     def delete_if_unchanged(self, lock_path: str, raw_info: str) -> Any: ...
+
+
+class LockfileDeletion(Protocol):
+    @property
+    def deleted(self) -> bool: ...
+
+    @property
+    def reason(self) -> str | None:
+        """Why not deleted (the lockfile changed), else None."""
+        ...
+
+
+class LockfileSource(Protocol):
+    """The ``.tflock`` objects of the state buckets (S3-native locking)."""
+
+    name: str
+
+    def scan(self) -> Iterator[LockfileObject]: ...
+
+    def delete_if_unchanged(self, obj: LockfileObject) -> LockfileDeletion: ...
 
 
 def utcnow() -> datetime:
@@ -91,6 +120,7 @@ class LockReport:
         holder = self.verdict.holder
         return {
             "path": self.lock.lock_path,
+            "backend": self.lock.backend,
             "id": info.id,
             "who": info.who,
             "operation": info.operation,
@@ -111,9 +141,10 @@ class LockReport:
 
 @dataclass
 class SweepReport:
-    table: str
+    table: str | None
     mode: Mode
     started_at: datetime
+    buckets: str | None = None
     locks: list[LockReport] = field(default_factory=list)
     skipped: list[SkippedItem] = field(default_factory=list)
     digests: int = 0
@@ -133,6 +164,7 @@ class SweepReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "table": self.table,
+            "buckets": self.buckets,
             "mode": self.mode,
             "started_at": self.started_at.isoformat(),
             "breaker": self.breaker,
@@ -189,48 +221,78 @@ def judge(
     return decide(lock, rule=rule, first_seen=state.first_seen, now=now, holder=holder, acquired_at=state.acquired_at)
 
 
-def _read_locks(lock_table: LockSource, now: datetime, report: SweepReport) -> list[LockRecord]:
-    """Every well-formed lock; digests are counted, everything else is reported as skipped."""
-    locks: list[LockRecord] = []
-    for item in lock_table.scan():
-        classified = classify_item(item, now)
-        if isinstance(classified, LockRecord):
-            locks.append(classified)
-        elif isinstance(classified, DigestRecord):
+def _read_locks(
+    lock_table: LockSource | None, lockfiles: LockfileSource | None, now: datetime, report: SweepReport
+) -> list[LockRecord]:
+    """Every well-formed lock, table items and lockfiles merged (dual backends: one record); digests are
+    counted, everything else is reported as skipped."""
+    table_locks: list[LockRecord] = []
+    classified: Iterator[LockRecord | DigestRecord | SkippedItem] = iter(())
+    if lock_table is not None:
+        classified = (classify_item(item, now) for item in lock_table.scan())
+    for entry in classified:
+        if isinstance(entry, LockRecord):
+            table_locks.append(entry)
+        elif isinstance(entry, DigestRecord):
             report.digests += 1
         else:
-            report.skipped.append(classified)
-            # INFO: the report lists skipped items; the Lambda logs at INFO, so each is on record there too.
-            logger.info(
-                "item skipped",
-                extra={"lock_id": classified.lock_id, "reason": classified.reason, "item": classified.item},
-            )
-    return locks
+            _skip(entry, report)
+    file_locks: list[LockRecord] = []
+    for obj in lockfiles.scan() if lockfiles is not None else ():
+        parsed = classify_lockfile(obj, now)
+        if isinstance(parsed, LockRecord):
+            file_locks.append(parsed)
+        else:
+            _skip(parsed, report)
+    return merge_backends(table_locks, file_locks)
+
+
+def _skip(skipped: SkippedItem, report: SweepReport) -> None:
+    report.skipped.append(skipped)
+    # INFO: the report lists skipped items; the Lambda logs at INFO, so each is on record there too.
+    logger.info("item skipped", extra={"lock_id": skipped.lock_id, "reason": skipped.reason, "item": skipped.item})
+
+
+def _server_time(lock_state: LockState, lock: LockRecord) -> LockState:
+    """A lockfile's LastModified is the server's acquisition time: age and skew are judged from it (unless the
+    stream already gave one for the lock item of a dual backend, taken a moment after the file)."""
+    if lock.lockfile is None or lock_state.acquired_at is not None:
+        return lock_state
+    return replace(lock_state, acquired_at=lock.lockfile.last_modified)
 
 
 def sweep(
     *,
-    lock_table: LockSource,
+    lock_table: LockSource | None,
     state: StateStore,
     policy: Policy,
     mode: Mode,
     clock: Callable[[], datetime] = utcnow,
     holders: HolderChecks | None = None,
     alerts: AlertSink | None = None,
+    lockfiles: LockfileSource | None = None,
 ) -> SweepReport:
-    """One sweep of one lock table. ``mode`` is the run's request; see :func:`resolve_mode`.
+    """One sweep of one lock table and/or the lockfiles of some buckets. ``mode`` is the run's request; see
+    :func:`resolve_mode`.
 
-    Raises :class:`AwsAccessError` only when the lock or state table cannot be read: then nothing is deleted.
+    Raises :class:`AwsAccessError` only when the locks or the state table cannot be read: then nothing is deleted.
     """
     effective, note = resolve_mode(policy, mode)
     holders = holders or HolderChecks()
     now = clock()
-    report = SweepReport(table=lock_table.name, mode=effective, started_at=now, notes=[note] if note else [])
+    report = SweepReport(
+        table=lock_table.name if lock_table is not None else None,
+        buckets=lockfiles.name if lockfiles is not None else None,
+        mode=effective,
+        started_at=now,
+        notes=[note] if note else [],
+    )
     if note:
         logger.warning("mode downgraded", extra={"note": note})
 
-    locks = _read_locks(lock_table, now, report)
-    states = state.observe(locks, now)
+    locks = _read_locks(lock_table, lockfiles, now, report)
+    observed = state.observe(locks, now)
+    states = {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
     verdicts = [judge(lock, states[lock_key(lock)], policy, now, holders) for lock in locks]
     plan = plan_sweep(verdicts, enforce=effective == "enforce", max_reaps=policy.max_reaps_per_sweep)
     report.breaker = plan.breaker
@@ -243,7 +305,9 @@ def sweep(
         if verdict.action is Action.REAP and plan.breaker:
             entry.notes.append(plan.breaker)
         if planned is Outcome.REAPED:
-            entry.outcome, extra, entry.deleted_item = _reap(lock, verdict, lock_table, state, clock)
+            entry.outcome, extra, entry.deleted_item = _reap(
+                lock, verdict, _Targets(lock_table, lockfiles), state, clock
+            )
             entry.notes.extend(extra)
         if alerts is not None:
             entry.notifications = _alert(alerts, entry, now)
@@ -263,10 +327,26 @@ def _alert(alerts: AlertSink, entry: LockReport, now: datetime) -> list[dict[str
         return [{"error": f"{type(err).__name__}: {err}"}]
 
 
+@dataclass(frozen=True)
+class _Targets:
+    """Where the sweep's locks live: the lock table, the lockfile buckets, or both."""
+
+    table: LockSource | None
+    lockfiles: LockfileSource | None
+
+
+@dataclass(frozen=True)
+class _Deletion:
+    deleted: bool
+    notes: list[str]
+    item: DynamoItem | None
+    """The item deleted, or (not deleted) the lock item found instead, when known."""
+
+
 def _reap(
     lock: LockRecord,
     verdict: Verdict,
-    lock_table: LockSource,
+    targets: _Targets,
     state: StateStore,
     clock: Callable[[], datetime],
 ) -> tuple[Outcome, list[str], DynamoItem | None]:
@@ -276,19 +356,20 @@ def _reap(
         logger.error("reap not attempted", extra={"lock_path": lock.lock_path, "error": str(err)})
         return Outcome.FAILED, [f"could not record the reap before deleting ({err}): nothing deleted"], None
     try:
-        result = lock_table.delete_if_unchanged(lock.lock_path, lock.raw_info)
+        result = _delete(lock, targets)
     except AwsAccessError as err:
         logger.error("reap failed", extra={"lock_path": lock.lock_path, "error": str(err)})
         _best_effort(lambda: state.end_reap(lock, Outcome.FAILED.value, clock(), None), "cannot record", lock)
         return Outcome.FAILED, [f"delete failed: {err}"], None
 
     if result.deleted:
-        outcome, notes = Outcome.REAPED, ["deleted, conditional on the exact Info judged"]
+        outcome = Outcome.REAPED
         logger.warning(
             "lock reaped",
             extra={
                 "lock_path": lock.lock_path,
                 "lock_id": lock.lock_id,
+                "backend": lock.backend,
                 "who": lock.info.who,
                 "operation": lock.info.operation,
                 "deleted_item": result.item,
@@ -297,13 +378,55 @@ def _reap(
         )
     else:
         outcome = Outcome.CHANGED
-        notes = ["not deleted: the lock was released or re-acquired after it was read"]
         logger.info(
             "lock changed meanwhile",
-            extra={"lock_path": lock.lock_path, "lock_id": lock.lock_id, "current_item": result.item},
+            extra={
+                "lock_path": lock.lock_path,
+                "lock_id": lock.lock_id,
+                "backend": lock.backend,
+                "notes": result.notes,
+                "current_item": result.item,
+            },
         )
     _best_effort(lambda: state.end_reap(lock, outcome.value, clock(), result.item), "cannot record reap", lock)
-    return outcome, notes, result.item if result.deleted else None
+    return outcome, result.notes, result.item if result.deleted else None
+
+
+def _delete(lock: LockRecord, targets: _Targets) -> _Deletion:
+    """Each side conditional on what was judged, the lockfile first (Terraform takes it first). A side that
+    changed stops the reap there: what is left is left alone, and the reasons name the side."""
+    if lock.lockfile is None:
+        return _delete_item(lock, targets.table, [])
+    if targets.lockfiles is None:  # pragma: no cover - lockfile locks come only from a lockfile source
+        raise AwsAccessError("no lockfile source to delete from")
+    where = f"s3://{lock.lockfile.location}"
+    deletion = targets.lockfiles.delete_if_unchanged(lock.lockfile)
+    if not deletion.deleted:
+        notes = [f"not deleted: the lockfile {where} changed after it was read ({deletion.reason})"]
+        if lock.in_table:
+            notes.append("the DynamoDB lock item was left alone")
+        return _Deletion(deleted=False, notes=notes, item=None)
+    notes = [f"lockfile {where} deleted, conditional on the ETag judged ({lock.lockfile.etag})"]
+    if not lock.in_table:
+        return _Deletion(deleted=True, notes=notes, item=lock.item)
+    try:
+        return _delete_item(lock, targets.table, notes)
+    except AwsAccessError as err:
+        raise AwsAccessError(f"the lockfile {where} was deleted but the DynamoDB lock item was not: {err}") from err
+
+
+def _delete_item(lock: LockRecord, table: LockSource | None, notes: list[str]) -> _Deletion:
+    if table is None:  # pragma: no cover - lock items come only from a lock table
+        raise AwsAccessError("no lock table to delete from")
+    result = table.delete_if_unchanged(lock.lock_path, lock.raw_info)
+    item: DynamoItem | None = result.item
+    dual = lock.lockfile is not None
+    if not result.deleted:
+        side = "the DynamoDB lock item" if dual else "the lock"
+        notes.append(f"not deleted: {side} was released or re-acquired after it was read")
+        return _Deletion(deleted=False, notes=notes, item=item)
+    notes.append(("DynamoDB lock item " if dual else "") + "deleted, conditional on the exact Info judged")
+    return _Deletion(deleted=True, notes=notes, item=item)
 
 
 def _best_effort(action: Callable[[], None], message: str, lock: LockRecord) -> None:
@@ -328,16 +451,24 @@ def explain(
     policy: Policy,
     clock: Callable[[], datetime] = utcnow,
     holders: HolderChecks | None = None,
+    lockfile: LockfileObject | None = None,
 ) -> LockReport | SkippedItem | DigestRecord | None:
-    """The verdict one sweep would give the lock at ``lock_path``, without acting on it."""
-    if item is None:
+    """The verdict one sweep would give the lock at ``lock_path`` (its table item and/or its lockfile),
+    without acting on it."""
+    if item is None and lockfile is None:
         return None
     now = clock()
-    classified = classify_item(item, now)
-    if not isinstance(classified, LockRecord):
+    classified = classify_item(item, now) if item is not None else None
+    if classified is not None and not isinstance(classified, LockRecord):
         return classified
-    lock_state = state.observe([classified], now)[lock_key(classified)]
-    verdict = judge(classified, lock_state, policy, now, holders or HolderChecks())
+    from_file = classify_lockfile(lockfile, now) if lockfile is not None else None
+    if isinstance(from_file, SkippedItem):
+        return from_file
+    merged = merge_backends([classified] if classified else [], [from_file] if from_file else [])
+    # Same path, different IDs (two acquisitions): the sweep would judge both; explain shows the table's.
+    lock = merged[0]
+    lock_state = _server_time(state.observe([lock], now)[lock_key(lock)], lock)
+    verdict = judge(lock, lock_state, policy, now, holders or HolderChecks())
     # explain never acts: a reap verdict shows as would-reap whatever the mode.
     planned = plan_sweep([verdict], enforce=False, max_reaps=policy.max_reaps_per_sweep)
-    return LockReport(classified, verdict, planned.outcomes[0], lock_state)
+    return LockReport(lock, verdict, planned.outcomes[0], lock_state)

@@ -1,0 +1,251 @@
+"""The lockfile adapter against moto (mock_aws): listing `.tflock` objects, and a delete conditional on the ETag
+observed (If-Match); a sweep over a lock table and lockfiles together (dual backends)."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from factories import NOW, go_time, lock_info
+from tables import LOCK_TABLE, put, table_items
+from tflock_reaper.cli import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, main
+from tflock_reaper.dal.errors import AwsAccessError
+from tflock_reaper.dal.lock_table import LockTable
+from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
+from tflock_reaper.lock import LockRecord, classify_lockfile
+from tflock_reaper.policy import parse_policy
+from tflock_reaper.service import sweep
+from tflock_reaper.state import MemoryStateStore
+
+BUCKET = "tf-state"
+KEY = "dev/network/terraform.tfstate"
+PATH = f"{BUCKET}/{KEY}"
+POLICY = parse_policy(
+    """
+mode: enforce
+defaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s}
+rules:
+  - match: "tf-state/*"
+    holder: {assume: gone}
+"""
+)
+
+
+@pytest.fixture
+def s3(dynamodb: Any) -> Any:
+    """S3 in the same mock_aws as the lock table (the `dynamodb` fixture)."""
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+def _body(path: str = PATH, **kwargs: Any) -> str:
+    # Created = now (moto stamps LastModified with the real clock): server time and Created agree.
+    kwargs.setdefault("created", go_time(datetime.now(UTC)))
+    return json.dumps(lock_info(path, **kwargs), separators=(",", ":"))
+
+
+def _put(s3: Any, key: str, body: str | bytes) -> str:
+    return str(s3.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"])
+
+
+def _keys(s3: Any) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+
+
+def _buckets(s3: Any, *locations: str, page_size: int = 1000) -> LockfileBuckets:
+    return LockfileBuckets(s3, [BucketLocation.parse(text) for text in locations or (BUCKET,)], page_size=page_size)
+
+
+def _sweep(s3: Any, dynamodb: Any, *, table: bool = True) -> Any:
+    return sweep(
+        lock_table=LockTable(dynamodb, LOCK_TABLE) if table else None,
+        lockfiles=_buckets(s3),
+        state=MemoryStateStore(),
+        policy=POLICY,
+        mode="enforce",
+    )
+
+
+def test_scan_lists_only_tflock_objects_across_pages_and_under_the_prefix(s3):
+    for n in range(5):
+        _put(s3, f"app{n}/terraform.tfstate.tflock", _body(f"{BUCKET}/app{n}/terraform.tfstate"))
+        _put(s3, f"app{n}/terraform.tfstate", "{}")
+    _put(s3, "other/x.tfstate.tflock", _body(f"{BUCKET}/other/x.tfstate"))
+
+    found = list(_buckets(s3, BUCKET, page_size=2).scan())
+    under = list(_buckets(s3, f"{BUCKET}/app3", f"{BUCKET}/app3/").scan())
+
+    assert sorted(o.key for o in found) == sorted(
+        [f"app{n}/terraform.tfstate.tflock" for n in range(5)] + ["other/x.tfstate.tflock"]
+    )
+    assert [o.key for o in under] == ["app3/terraform.tfstate.tflock"]
+    obj = found[0]
+    assert obj.etag.startswith('"')
+    assert obj.last_modified.tzinfo is not None
+    assert isinstance(classify_lockfile(obj, NOW.replace(year=2100)), LockRecord)
+
+
+def test_delete_with_the_etag_observed_removes_the_lockfile(s3):
+    _put(s3, f"{KEY}.tflock", _body())
+    buckets = _buckets(s3)
+    [obj] = buckets.scan()
+    assert buckets.delete_if_unchanged(obj).deleted
+    assert _keys(s3) == []
+
+
+def test_a_lockfile_replaced_between_read_and_delete_is_not_deleted(s3):
+    # Given a lockfile read by the reaper, then released and re-acquired (a new object, a new ETag)
+    _put(s3, f"{KEY}.tflock", _body())
+    buckets = _buckets(s3)
+    [obj] = buckets.scan()
+    new_body = _body(lock_id="the-new-holder")
+    _put(s3, f"{KEY}.tflock", new_body)
+
+    # When the reaper deletes what it read
+    result = buckets.delete_if_unchanged(obj)
+
+    # Then S3 refuses (412) and the new holder's lockfile survives
+    assert not result.deleted
+    assert result.reason is not None
+    assert "PreconditionFailed" in result.reason
+    assert s3.get_object(Bucket=BUCKET, Key=f"{KEY}.tflock")["Body"].read().decode() == new_body
+
+
+def test_a_lockfile_released_before_the_delete_is_changed_not_an_error(s3):
+    _put(s3, f"{KEY}.tflock", _body())
+    buckets = _buckets(s3)
+    [obj] = buckets.scan()
+    s3.delete_object(Bucket=BUCKET, Key=f"{KEY}.tflock")
+    assert not buckets.delete_if_unchanged(obj).deleted
+
+
+def test_a_missing_bucket_is_a_clear_access_error(s3):
+    with pytest.raises(AwsAccessError, match="cannot list s3://absent-bucket: NoSuchBucket"):
+        list(_buckets(s3, "absent-bucket").scan())
+
+
+def test_sweep_reaps_a_lockfile_and_skips_a_malformed_one(s3, dynamodb):
+    _put(s3, f"{KEY}.tflock", _body())
+    _put(s3, "bad/terraform.tfstate.tflock", b"{not json")
+
+    report = _sweep(s3, dynamodb, table=False)
+
+    [entry] = report.locks
+    assert (entry.lock.backend, entry.outcome.value, entry.verdict.age_basis) == ("s3", "reaped", "server time")
+    [skipped] = report.skipped
+    assert skipped.lock_id == f"{BUCKET}/bad/terraform.tfstate.tflock"
+    assert "not valid JSON" in skipped.reason
+    assert _keys(s3) == ["bad/terraform.tfstate.tflock"]
+
+
+def test_sweep_reaps_both_sides_of_a_dual_backend(s3, dynamodb):
+    body = _body(lock_id="dual-id")
+    _put(s3, f"{KEY}.tflock", body)
+    put(dynamodb, {"LockID": {"S": PATH}, "Info": {"S": body}})
+
+    report = _sweep(s3, dynamodb)
+
+    [entry] = report.locks
+    assert (entry.lock.backend, entry.outcome.value) == ("dual", "reaped"), entry.reasons
+    assert _keys(s3) == []
+    assert table_items(dynamodb) == []
+
+
+def test_sweep_of_a_dual_backend_whose_lockfile_changed_leaves_the_item(s3, dynamodb, monkeypatch):
+    body = _body(lock_id="dual-id")
+    _put(s3, f"{KEY}.tflock", body)
+    item = {"LockID": {"S": PATH}, "Info": {"S": body}}
+    put(dynamodb, item)
+    replacement = _body(lock_id="dual-id", Info="re-written")
+    original_delete = LockfileBuckets.delete_if_unchanged
+
+    def replaced_first(self: LockfileBuckets, obj: Any) -> Any:
+        _put(s3, obj.key, replacement)  # between the sweep's read and its delete
+        return original_delete(self, obj)
+
+    monkeypatch.setattr(LockfileBuckets, "delete_if_unchanged", replaced_first)
+    report = _sweep(s3, dynamodb)
+
+    [entry] = report.locks
+    assert entry.outcome.value == "changed"
+    assert "the DynamoDB lock item was left alone" in entry.reasons
+    assert _keys(s3) == [f"{KEY}.tflock"]
+    assert table_items(dynamodb) == [item]
+
+
+def test_sweep_of_a_dual_backend_whose_item_changed_reports_the_item_side(s3, dynamodb):
+    body = _body(lock_id="dual-id")
+    _put(s3, f"{KEY}.tflock", body)
+    put(dynamodb, {"LockID": {"S": PATH}, "Info": {"S": body}})
+    lock_table = LockTable(dynamodb, LOCK_TABLE)
+    newer = {"LockID": {"S": PATH}, "Info": {"S": _body(lock_id="dual-id", Who="someone@else")}}
+
+    class ReplacedTable:
+        name = lock_table.name
+        scan = lock_table.scan
+
+        def delete_if_unchanged(self, lock_path: str, raw_info: str) -> Any:
+            put(dynamodb, newer)
+            return lock_table.delete_if_unchanged(lock_path, raw_info)
+
+    report = sweep(
+        lock_table=ReplacedTable(),
+        lockfiles=_buckets(s3),
+        state=MemoryStateStore(),
+        policy=POLICY,
+        mode="enforce",
+    )
+
+    [entry] = report.locks
+    assert entry.outcome.value == "changed"
+    assert any("the DynamoDB lock item was released or re-acquired" in r for r in entry.reasons)
+    assert table_items(dynamodb) == [newer]
+
+
+def _cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(list(argv), out=out), out.getvalue()
+
+
+def test_cli_without_table_or_bucket_says_which_to_give(s3, capsys):
+    assert _cli("locks")[0] == EXIT_CONFIG
+    assert "give the lock table (--table T), the state bucket(s) (--bucket B[/PREFIX]), or both" in (
+        capsys.readouterr().err
+    )
+
+
+def test_cli_lists_explains_and_sweeps_lockfiles_with_their_backend(s3, dynamodb, tmp_path: Path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "mode: enforce\ndefaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s}\n"
+        'rules: [{match: "tf-state/*", holder: {assume: gone}}]\n'
+    )
+    body = _body(lock_id="dual-id")
+    _put(s3, f"{KEY}.tflock", body)
+    put(dynamodb, {"LockID": {"S": PATH}, "Info": {"S": body}})
+    _put(s3, "solo/terraform.tfstate.tflock", _body(f"{BUCKET}/solo/terraform.tfstate"))
+
+    code, listed = _cli("locks", "--bucket", BUCKET, "--table", LOCK_TABLE, "--json")
+    assert code == EXIT_OK
+    assert sorted((lk["path"], lk["backend"]) for lk in json.loads(listed)["locks"]) == [
+        (PATH, "dual"),
+        (f"{BUCKET}/solo/terraform.tfstate", "s3"),
+    ]
+
+    code, explained = _cli("explain", "--bucket", BUCKET, "--policy", str(policy), f"{BUCKET}/solo/terraform.tfstate")
+    assert code == EXIT_OK
+    assert "(backend s3)" in explained
+    assert _cli("explain", "--bucket", BUCKET, "--policy", str(policy), f"{BUCKET}/none.tfstate")[0] == EXIT_NOT_FOUND
+
+    code, swept = _cli("sweep", "--bucket", f"{BUCKET}/solo", "--policy", str(policy), "--enforce", "--json")
+    assert code == EXIT_OK
+    report = json.loads(swept)
+    assert (report["table"], report["buckets"]) == (None, f"s3://{BUCKET}/solo")
+    assert [(lk["backend"], lk["outcome"]) for lk in report["locks"]] == [("s3", "reaped")]
+    assert _keys(s3) == [f"{KEY}.tflock"]
