@@ -123,3 +123,36 @@ def test_policy_from_ssm_parameter(handler, dynamodb, monkeypatch):
     # The SSM policy (dry-run, holder unknown) wins over the packaged file (enforce, holder gone).
     assert result["mode"] == "dry-run"
     assert result["summary"]["blocked"] == 1
+
+
+def test_handler_sweeps_lockfiles_without_a_lock_table(handler, dynamodb, monkeypatch, tmp_path):
+    import boto3  # noqa: PLC0415
+    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="tf-state")
+    info = json.loads(lock_item("tf-state/dev/app.tfstate")["Info"]["S"])
+    info["Created"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    s3.put_object(Bucket="tf-state", Key="dev/app.tfstate.tflock", Body=json.dumps(info).encode())
+    s3.put_object(Bucket="tf-state", Key="dev/app.tfstate", Body=b"{}")  # the state itself: never touched
+    policy = tmp_path / "lockfiles.yaml"
+    policy.write_text(
+        "mode: enforce\ndefaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s, holder: {assume: gone}}\n"
+    )
+    monkeypatch.setenv("POLICY_PATH", str(policy))
+    monkeypatch.setenv("LOCK_TABLE_NAME", "")
+    monkeypatch.setenv("STATE_BUCKETS", "tf-state")
+    get_settings.cache_clear()
+    result = handler(EVENT, Context())
+    assert result["summary"]["reaped"] == 1
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="tf-state")["Contents"]]
+    assert keys == ["dev/app.tfstate"]
+
+
+def test_settings_need_a_lock_table_or_state_buckets(monkeypatch):
+    from pydantic import ValidationError  # noqa: PLC0415
+    from tflock_reaper.settings import Settings  # noqa: PLC0415
+
+    with pytest.raises(ValidationError, match="set LOCK_TABLE_NAME"):
+        Settings.model_validate({"LOCK_TABLE_NAME": "", "STATE_BUCKETS": " , "})
+    assert Settings.model_validate({"STATE_BUCKETS": "a, b/envs"}).state_buckets == ("a", "b/envs")

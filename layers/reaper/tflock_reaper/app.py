@@ -10,6 +10,7 @@ from pydantic import TypeAdapter
 from tflock_reaper.alerting import Alerter
 from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.lock_table import LockTable
+from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.dal.notification_ledger import DynamoLedger
 from tflock_reaper.dal.state_table import StateTable
 from tflock_reaper.holders import make_providers
@@ -77,16 +78,22 @@ def run_sweep(settings: Settings, clients: AwsClients | None = None) -> SweepRep
     policy = load_deployed_policy(settings)
     dynamodb = clients.dynamodb()
     state = state_store(clients, settings.state_table_name)
+    lockfiles = (
+        LockfileBuckets(clients.client("s3"), [BucketLocation.parse(b) for b in settings.state_buckets])
+        if settings.state_buckets
+        else None
+    )
     alerts = make_alerter(
         policy,
-        table=settings.lock_table_name,
+        table=settings.lock_table_name or ", ".join(settings.state_buckets),
         clients=clients,
         state=state,
         state_table=settings.state_table_name,
         default_topic_arn=settings.alert_topic_arn,
     )
     return sweep(
-        lock_table=LockTable(dynamodb, settings.lock_table_name),
+        lock_table=LockTable(dynamodb, settings.lock_table_name) if settings.lock_table_name else None,
+        lockfiles=lockfiles,
         state=state,
         policy=policy,
         mode=settings.reaper_mode,
