@@ -43,6 +43,7 @@ DEMO_DIR = REPO_ROOT / ".demo"
 BUCKET, TABLE = "tf-state", "tf-locks"
 LIVE_KEY = "prod/app/terraform.tfstate"
 STALE_KEY = "dev/network/terraform.tfstate"
+LOCKFILE_KEY = "dev/dns/terraform.tfstate"  # S3-native locking (use_lockfile = true): a .tflock object
 REAP_AFTER_S = 2
 
 WIDTH = 100
@@ -136,6 +137,24 @@ def write_policy(live: TerraformWorkspace, stale: TerraformWorkspace) -> Path:
     return path
 
 
+def check_reaped(
+    *,
+    live: TerraformWorkspace,
+    live_apply: ApplyHandle,
+    stale: TerraformWorkspace,
+    lockfile: TerraformWorkspace,
+    digest: object,
+) -> None:
+    if stale.lock_item() is not None:
+        raise DemoError("the stale lock is still there after sweep --enforce")
+    if lockfile.lockfile() is not None:
+        raise DemoError("the stale lockfile is still there after sweep --enforce")
+    if live.lock_item() is None or not live_apply.alive():
+        raise DemoError("the live lock must not be reaped")
+    if stale.digest_item() != digest:
+        raise DemoError("the state digest item changed")
+
+
 def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
     with section("A moto server on loopback, and a Terraform s3 backend on it"):
         server.start()
@@ -144,7 +163,8 @@ def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
 
     live = TerraformWorkspace(backend, LIVE_KEY, base_dir=DEMO_DIR)
     stale = TerraformWorkspace(backend, STALE_KEY, base_dir=DEMO_DIR)
-    workspaces += [live, stale]
+    lockfile = TerraformWorkspace(backend, LOCKFILE_KEY, base_dir=DEMO_DIR, use_lockfile=True, dynamodb_table=False)
+    workspaces += [live, stale, lockfile]
 
     with section(f"LIVE lock: terraform apply still running on {LIVE_KEY}"):
         live_apply, live_lock = start_live_lock(live)
@@ -156,6 +176,11 @@ def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
         digest = stale.digest_item()
         print(f"   its state digest item {stale.digest_path} stays: Digest {digest and digest['Digest']['S']}")
 
+    with section(f"STALE lockfile: terraform apply (use_lockfile = true) killed with SIGKILL on {LOCKFILE_KEY}"):
+        lockfile_lock = leave_stale_lock(lockfile)
+        show_lock("file ", lockfile_lock)
+        print(f"   lock object s3://{BUCKET}/{lockfile.lockfile_key}: no DynamoDB item, the .tflock alone blocks")
+
     with section("terraform plan on the stale state: blocked by the dead apply's lock"):
         blocked = stale.plan(lock_timeout="2s")
         show_plan(blocked)
@@ -165,31 +190,28 @@ def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
     with section("The demo policy"):
         policy = write_policy(live, stale)
         wait_until_older_than(stale_lock, REAP_AFTER_S)
+        wait_until_older_than(lockfile_lock, REAP_AFTER_S)
 
     with section("tflock-reaper locks: what is held, how old, and the verdict"):
-        reaper(server, "locks", "--policy", str(policy))
+        reaper(server, "locks", "--policy", str(policy), "--bucket", BUCKET)
 
     with section("tflock-reaper sweep --show-notifications: a dry run, with the alerts it would send"):
-        reaper(server, "sweep", "--policy", str(policy), "--show-notifications")
+        reaper(server, "sweep", "--policy", str(policy), "--bucket", BUCKET, "--show-notifications")
         if stale.lock_item() is None:
             raise DemoError("the dry run deleted a lock")
 
-    with section("tflock-reaper sweep --enforce: policy says enforce AND --enforce: the stale lock is reaped"):
-        reaper(server, "sweep", "--policy", str(policy), "--enforce", "--show-notifications")
-        if stale.lock_item() is not None:
-            raise DemoError("the stale lock is still there after sweep --enforce")
-        if live.lock_item() is None or not live_apply.alive():
-            raise DemoError("the live lock must not be reaped")
-        if stale.digest_item() != digest:
-            raise DemoError("the state digest item changed")
-        print("\n   stale lock gone; its -md5 digest item unchanged; the live apply still holds its lock")
+    with section("tflock-reaper sweep --enforce: policy says enforce AND --enforce: the stale locks are reaped"):
+        reaper(server, "sweep", "--policy", str(policy), "--bucket", BUCKET, "--enforce", "--show-notifications")
+        check_reaped(live=live, live_apply=live_apply, stale=stale, lockfile=lockfile, digest=digest)
+        print("\n   stale lock and stale lockfile gone; the -md5 digest unchanged; the live apply still holds its lock")
 
-    with section("terraform plan on the formerly stale state: works again"):
-        plan = stale.plan(lock_timeout="2s")
-        summary = [line for line in plan.output.splitlines() if line.startswith(("Plan:", "No changes"))]
-        print(f"   terraform plan exited {plan.returncode}: {' '.join(summary)}")
-        if plan.returncode != 0:
-            raise DemoError(f"terraform plan still fails:\n{plan.output}")
+    with section("terraform plan on the formerly stale states: works again"):
+        for workspace in (stale, lockfile):
+            plan = workspace.plan(lock_timeout="2s")
+            summary = [line for line in plan.output.splitlines() if line.startswith(("Plan:", "No changes"))]
+            print(f"   {workspace.key}: terraform plan exited {plan.returncode}: {' '.join(summary)}")
+            if plan.returncode != 0:
+                raise DemoError(f"terraform plan still fails:\n{plan.output}")
 
     with section("Stop: interrupt the live apply (Terraform releases its own lock)"):
         live_apply.terminate()
