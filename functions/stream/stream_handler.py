@@ -1,5 +1,8 @@
 """Lock-table stream → one structured audit log line per acquire, release and state write, plus metrics.
 
+The same function takes the S3 events of lockfiles (``<state>.tflock``) from EventBridge, one per invocation,
+and logs their acquires and releases with the same events and fields.
+
 Powertools' BatchProcessor reports partial batch failures: only a record whose state-table write failed
 (throttled, unavailable) is retried. Records that can never be processed are logged and counted, never failed.
 """
@@ -19,10 +22,20 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from tflock_reaper.app import default_clients, send_resolved
 from tflock_reaper.audit import AuditEvent, EventKind, UnreadableRecordError, parse_record
+from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.lock import LOCKFILE_SUFFIX, LockfileObject
+from tflock_reaper.lockfile_audit import is_eventbridge_event, parse_lockfile_event
 from tflock_reaper.notify.dispatch import DispatchResult
 from tflock_reaper.notify.events import Notification
-from tflock_reaper.recorder import AuditStore, Recorded, record_change
+from tflock_reaper.recorder import (
+    AuditStore,
+    LockfileAuditStore,
+    ReadLockfile,
+    Recorded,
+    record_change,
+    record_lockfile_change,
+)
 from tflock_reaper.settings import get_settings
 
 logger = Logger()
@@ -38,11 +51,17 @@ _COUNTERS = {
 
 
 @lru_cache(maxsize=1)
-def default_store() -> AuditStore:
+def default_store() -> StateTable:
     settings = get_settings()
     if not settings.state_table_name:
         raise RuntimeError("STATE_TABLE_NAME is not set: the stream function records into the state table")
     return StateTable(default_clients().dynamodb(), settings.state_table_name)
+
+
+def default_read(bucket: str, key: str) -> LockfileObject | None:
+    """GetObject of the lockfile (the role may read ``*.tflock`` only); None when it is gone."""
+    buckets = LockfileBuckets(default_clients().client("s3"), [BucketLocation(bucket)])
+    return buckets.get(f"{bucket}/{key.removesuffix(LOCKFILE_SUFFIX)}")
 
 
 def publish(event: AuditEvent) -> None:
@@ -130,7 +149,30 @@ def handle_batch(
     return process_partial_response(event=event, record_handler=handler, processor=processor, context=context)
 
 
+def handle_lockfile_event(
+    event: dict[str, Any], store: LockfileAuditStore | None = None, read: ReadLockfile | None = None
+) -> None:
+    """One S3 event from EventBridge. Raises only when the state table (or S3, other than a vanished object)
+    fails: Lambda retries the asynchronous invocation, then sends it to the failure queue."""
+    copy_config_to_registered_loggers(source_logger=logger, include={"tflock_reaper"})
+    try:
+        change = parse_lockfile_event(event)
+    except UnreadableRecordError as err:
+        logger.warning("item_ignored", extra={"event": "item_ignored", "reason": str(err)})
+        metrics.add_metric(name="RecordsIgnored", unit=MetricUnit.Count, value=1)
+        return
+    recorded = record_lockfile_change(change, store or default_store(), read or default_read)
+    if recorded is None:
+        logger.debug("already recorded", extra={"lock_path": change.lock_path, "event_id": change.event_id})
+        return
+    publish(recorded)
+
+
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | None:
+    """A DynamoDB stream batch (``Records``), or one S3 lockfile event from EventBridge."""
+    if is_eventbridge_event(event):
+        handle_lockfile_event(event)
+        return None
     return handle_batch(event, context)

@@ -177,7 +177,8 @@ class ReleaseRecord:
 REAP_ATTRIBUTION_WINDOW = timedelta(minutes=5)
 
 
-def _reaped_by_us(change: StreamChange, record: ReleaseRecord | None) -> bool:
+def reaped_by_us(server_time: datetime, record: ReleaseRecord | None) -> bool:
+    """Whether a removal at ``server_time`` was the reaper's own, by the acquisition's reap record."""
     if record is None:
         return False
     if record.reap_status == "reaped":
@@ -187,12 +188,12 @@ def _reaped_by_us(change: StreamChange, record: ReleaseRecord | None) -> bool:
     return (
         record.reap_status == "pending"
         and record.reap_started_at is not None
-        and abs(change.server_time - record.reap_started_at) <= REAP_ATTRIBUTION_WINDOW
+        and abs(server_time - record.reap_started_at) <= REAP_ATTRIBUTION_WINDOW
     )
 
 
 def released_by(change: StreamChange, lock: LockRecord | None, record: ReleaseRecord | None) -> ReleasedBy:
-    if _reaped_by_us(change, record):
+    if reaped_by_us(change.server_time, record):
         return "tflock-reaper"
     if change.principal == TTL_PRINCIPAL:
         return "ttl"

@@ -7,10 +7,12 @@ retried; a record that can never be processed is an ``item_ignored`` event, neve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from tflock_reaper import lockfile_audit
 from tflock_reaper.audit import (
     Acquired,
     AuditEvent,
@@ -23,7 +25,17 @@ from tflock_reaper.audit import (
     lock_event,
     release_event,
 )
-from tflock_reaper.lock import LockRecord
+from tflock_reaper.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
+from tflock_reaper.lockfile_audit import (
+    OBJECT_CREATED,
+    Acquisition,
+    AlreadyReleased,
+    LockfileChange,
+    choose_release,
+    ignore_reason,
+    ignored_event,
+    same_etag,
+)
 from tflock_reaper.notify.events import Notification, NotificationKind
 from tflock_reaper.policy import format_duration
 
@@ -40,6 +52,16 @@ class AuditStore(Protocol):
     def record_persisted(self, state_path: str, server_time: datetime, sequence: str) -> bool:
         """False when this (or a later) digest write was already recorded."""
         ...
+
+
+class LockfileAuditStore(AuditStore, Protocol):
+    def acquisitions(self, lock_path: str) -> list[Acquisition]:
+        """Every acquisition recorded for ``lock_path``, released or not."""
+        ...
+
+
+ReadLockfile = Callable[[str, str], LockfileObject | None]
+"""GetObject of (bucket, key): the object, or None when it is gone."""
 
 
 @dataclass(frozen=True)
@@ -98,3 +120,40 @@ def _resolved(event: AuditEvent, lock: LockRecord, record: ReleaseRecord, table:
         reasons=(f"released by {event.released_by} after {format_duration(timedelta(seconds=held))}",),
         rule="(released: no rule applies)",
     )
+
+
+def record_lockfile_change(change: LockfileChange, store: LockfileAuditStore, read: ReadLockfile) -> AuditEvent | None:
+    """Record one S3 lockfile event; None when it was already recorded (nothing to log or count).
+
+    Only the store raises (and the read, for anything but a vanished object): the invocation is retried.
+    """
+    reason = ignore_reason(change)
+    if reason is not None:
+        return ignored_event(change, reason)
+    if change.detail_type == OBJECT_CREATED:
+        return _record_lockfile_acquired(change, store, read)
+    chosen = choose_release(change, store.acquisitions(change.lock_path))
+    if isinstance(chosen, AlreadyReleased):
+        return None
+    if chosen is None:
+        return lockfile_audit.release_event(change, None, None)
+    record = store.record_released(change.lock_path, chosen.lock_id, change.server_time, change.event_id)
+    if not record.first:
+        return None
+    return lockfile_audit.release_event(change, chosen, record)
+
+
+def _record_lockfile_acquired(change: LockfileChange, store: AuditStore, read: ReadLockfile) -> AuditEvent | None:
+    obj = read(change.bucket, change.key)
+    if obj is None:
+        return ignored_event(change, "lockfile gone before it could be read (released already)")
+    if change.etag and not same_etag(obj.etag, change.etag):
+        # A later acquisition's file: its own event records it, with its own server time.
+        return ignored_event(change, "lockfile replaced since the event (another acquisition)")
+    # The skew check is the sweeper's business: the audit records what happened, skewed clocks included.
+    lock = classify_lockfile(obj, None)
+    if isinstance(lock, SkippedItem):
+        return ignored_event(change, lock.reason)
+    if not store.record_acquired(lock, change.server_time, change.event_id):
+        return None
+    return lockfile_audit.acquired_event(change, lock)

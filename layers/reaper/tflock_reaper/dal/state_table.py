@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tflock_reaper.audit import ReleaseRecord
 from tflock_reaper.dal.errors import AwsAccessError, describe
 from tflock_reaper.lock import DynamoItem, LockRecord
+from tflock_reaper.lockfile_audit import Acquisition
 from tflock_reaper.state import LockKey, LockState, lock_key
 
 if TYPE_CHECKING:
@@ -103,6 +104,36 @@ class StateTable:
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
         return _time(dict(response.get("Item", {})), "last_persisted_at")
+
+    def acquisitions(self, lock_path: str) -> list[Acquisition]:
+        """Every acquisition recorded for ``lock_path`` (its ``ID#`` items; not ``PERSISTED`` nor ledger items)."""
+        items: list[dict[str, Any]] = []
+        try:
+            paginator = self._client.get_paginator("query")
+            for page in paginator.paginate(
+                TableName=self.name,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :id)",
+                ExpressionAttributeValues={":pk": {"S": f"LOCK#{lock_path}"}, ":id": {"S": "ID#"}},
+                ConsistentRead=True,
+            ):
+                items.extend(dict(item) for item in page.get("Items", []))
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
+        return [
+            Acquisition(
+                lock_id=item["sk"]["S"].removeprefix("ID#"),
+                acquired_at=_time(item, "acquired_at"),
+                released_at=_time(item, "released_at"),
+                released_seq=item.get("released_seq", {}).get("S"),
+                who=item.get("who", {}).get("S"),
+                operation=item.get("operation", {}).get("S"),
+            )
+            for item in items
+        ]
+
+    def open_acquisitions(self, lock_path: str) -> list[Acquisition]:
+        """The acquisitions of ``lock_path`` whose release is not recorded."""
+        return [a for a in self.acquisitions(lock_path) if a.open]
 
     # -- writes ----------------------------------------------------------------------------------------
     def _update(self, lock: LockRecord, expression: str, values: dict[str, Any]) -> dict[str, Any]:

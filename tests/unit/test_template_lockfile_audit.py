@@ -1,0 +1,65 @@
+"""template.yaml routes the state buckets' lockfile events to the stream function, and only those."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+class _TaggedLoader(yaml.SafeLoader):
+    """Keeps CloudFormation's short-form tags: ``!If [c, a, b]`` loads as ``{"!If": ["c", a, b]}``."""
+
+
+def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {f"!{suffix}": value}
+
+
+_TaggedLoader.add_multi_constructor("!", _tagged)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_TaggedLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def test_the_rule_matches_lockfile_creations_and_deletions_in_the_state_buckets(template):
+    rule = template["Resources"]["LockfileEventsRule"]
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created", "Object Deleted"]
+    assert pattern["detail"]["bucket"]["name"] == {"!Ref": "StateBucketNames"}
+    assert pattern["detail"]["object"]["key"] == [{"suffix": ".tflock"}]
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"!GetAtt": "StreamFunction.Arn"}
+
+
+def test_the_lockfile_audit_exists_only_with_both_the_stream_function_and_the_buckets(template):
+    assert template["Conditions"]["HasLockfileAudit"] == {
+        "!And": [{"!Condition": "HasLockTableStream"}, {"!Condition": "HasStateBuckets"}]
+    }
+    for name in ("LockfileEventsRule", "LockfileEventsPermission", "LockfileEventsInvokeConfig"):
+        assert template["Resources"][name]["Condition"] == "HasLockfileAudit", name
+
+
+def test_the_stream_function_may_read_lockfiles_only_and_query_the_state_table(template):
+    policies = template["Resources"]["StreamFunction"]["Properties"]["Policies"]
+    conditional = {
+        s["!If"][1]["Sid"]: s["!If"][1]
+        for policy in policies
+        for s in policy["Statement"]
+        if "!If" in s and s["!If"][0] == "HasStateBuckets"
+    }
+    assert conditional["LockfilesRead"]["Action"] == ["s3:GetObject"]
+    assert "/*.tflock" in str(conditional["LockfilesRead"]["Resource"])
+    assert conditional["StateTableQueryAcquisitions"]["Action"] == ["dynamodb:Query"]
