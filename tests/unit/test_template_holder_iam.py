@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from cfn_template import load_template
 from tflock_reaper.holders.aws_ci import IAM_ACTIONS
-
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-
-
-class _TaggedLoader(yaml.SafeLoader):
-    """Keeps CloudFormation's short-form tags: ``!If [c, a, b]`` loads as ``{"!If": ["c", a, b]}``."""
-
-
-def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {f"!{suffix}": value}
-
-
-_TaggedLoader.add_multi_constructor("!", _tagged)
 
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_TaggedLoader)  # noqa: S506 - SafeLoader subclass
+    return load_template()
 
 
 def _statements(template: dict[str, Any], function: str) -> list[Any]:

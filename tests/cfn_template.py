@@ -1,0 +1,32 @@
+"""template.yaml as data, for tests that check what it grants and routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+
+
+class _TaggedLoader(yaml.SafeLoader):
+    """Keeps CloudFormation's short-form tags: ``!If [c, a, b]`` loads as ``{"!If": ["c", a, b]}``."""
+
+
+def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {f"!{suffix}": value}
+
+
+_TaggedLoader.add_multi_constructor("!", _tagged)
+
+
+def load_template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_TaggedLoader)  # noqa: S506
+    return loaded
