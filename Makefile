@@ -34,6 +34,8 @@ demo: venv ## Local demo: moto server + real Terraform, a live and a stale lock,
 .PHONY: bench
 bench: venv ## Benchmarks (figures as ratios to baselines measured in the same run; not part of make test)
 	PYTHONPATH=tests $(PY) scripts/bench_stream.py --server
+	PYTHONPATH=tests $(PY) scripts/bench_sweep.py
+	$(PY) scripts/bench_coldstart.py
 
 .PHONY: lint
 lint: venv ## ruff (format check + lint) and mypy
