@@ -19,7 +19,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tflock_reaper.lock import DIGEST_SUFFIX, DigestRecord, DynamoItem, LockRecord, SkippedItem, classify_item
+from tflock_reaper.lock import (
+    DIGEST_SUFFIX,
+    DigestRecord,
+    DynamoItem,
+    LockRecord,
+    SkippedItem,
+    classify_item,
+    describe_validation_error,
+)
 
 #: The stream's user identity on deletions made by DynamoDB's TTL process.
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
@@ -95,8 +103,7 @@ def parse_record(record: dict[str, Any]) -> StreamChange:
     try:
         parsed = _LambdaStreamRecord.model_validate(record)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_url=False))
-        raise UnreadableRecordError(f"not a DynamoDB stream record: {problems}") from err
+        raise UnreadableRecordError(f"not a DynamoDB stream record: {describe_validation_error(err)}") from err
     body = parsed.dynamodb
     return StreamChange(
         event_name=parsed.eventName,

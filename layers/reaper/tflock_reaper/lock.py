@@ -62,6 +62,16 @@ class LockInfo(BaseModel):
         return datetime.fromisoformat(value)
 
 
+def is_lockfile_key(key: str) -> bool:
+    """``<state key>.tflock``, with a state key in front."""
+    return key.endswith(LOCKFILE_SUFFIX) and bool(key.removesuffix(LOCKFILE_SUFFIX))
+
+
+def lockfile_lock_path(bucket: str, key: str) -> str:
+    """``<bucket>/<state key>``: the same lock path (LockID) a DynamoDB lock on this state has."""
+    return f"{bucket}/{key.removesuffix(LOCKFILE_SUFFIX)}"
+
+
 @dataclass(frozen=True)
 class LockfileObject:
     """A ``<state key>.tflock`` object exactly as S3 returned it: the reap's delete is conditional on ``etag``."""
@@ -79,8 +89,7 @@ class LockfileObject:
 
     @property
     def lock_path(self) -> str:
-        """``<bucket>/<state key>``: the same lock path (LockID) a DynamoDB lock on this state has."""
-        return self.location.removesuffix(LOCKFILE_SUFFIX)
+        return lockfile_lock_path(self.bucket, self.key)
 
 
 @dataclass(frozen=True)
@@ -211,7 +220,7 @@ def _parse_info(raw_info: str, lock_path: str, now: datetime | None, *, source: 
     try:
         info = LockInfo.model_validate(data)
     except ValidationError as err:
-        return f"{source} is not a Terraform LockInfo: {_describe(err)}"
+        return f"{source} is not a Terraform LockInfo: {describe_validation_error(err, root='Info')}"
     if info.created.tzinfo is None:  # pragma: no cover - the RFC 3339 pattern requires an offset
         return "Created has no time zone"
     if info.path != lock_path:
@@ -232,7 +241,7 @@ def classify_lockfile(obj: LockfileObject, now: datetime | None) -> LockRecord |
         "Lockfile": {"S": f"s3://{obj.location}"},
         "ETag": {"S": obj.etag},
     }
-    if not obj.key.endswith(LOCKFILE_SUFFIX) or not obj.key.removesuffix(LOCKFILE_SUFFIX):
+    if not is_lockfile_key(obj.key):
         return SkippedItem(obj.location, "not a <state key>.tflock object", record)
     try:
         raw_info = obj.body.decode("utf-8")
@@ -257,9 +266,6 @@ def merge_backends(table_locks: list[LockRecord], file_locks: list[LockRecord]) 
     return merged + list(files.values())
 
 
-def _describe(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors(include_url=False):
-        field = ".".join(str(p) for p in e["loc"]) or "Info"
-        parts.append(f"{field}: {e['msg']}")
-    return "; ".join(parts)
+def describe_validation_error(err: ValidationError, *, root: str = "") -> str:
+    """``field.path: message; ...`` (``root`` names an error on the whole value)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or root}: {e['msg']}" for e in err.errors(include_url=False))

@@ -29,7 +29,13 @@ from tflock_reaper.audit import (
     UnreadableRecordError,
     reaped_by_us,
 )
-from tflock_reaper.lock import LOCKFILE_SUFFIX, LockRecord
+from tflock_reaper.lock import (
+    LOCKFILE_SUFFIX,
+    LockRecord,
+    describe_validation_error,
+    is_lockfile_key,
+    lockfile_lock_path,
+)
 
 S3_SOURCE = "aws.s3"
 OBJECT_CREATED = "Object Created"
@@ -94,16 +100,14 @@ class LockfileChange:
 
     @property
     def lock_path(self) -> str:
-        """``<bucket>/<state key>``: the lock path a DynamoDB lock on the same state has."""
-        return self.location.removesuffix(LOCKFILE_SUFFIX)
+        return lockfile_lock_path(self.bucket, self.key)
 
 
 def parse_lockfile_event(event: dict[str, Any]) -> LockfileChange:
     try:
         parsed = _S3Event.model_validate(event)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_url=False))
-        raise UnreadableRecordError(f"not an S3 event from EventBridge: {problems}") from err
+        raise UnreadableRecordError(f"not an S3 event from EventBridge: {describe_validation_error(err)}") from err
     detail = parsed.detail
     return LockfileChange(
         detail_type=parsed.detail_type,
@@ -121,7 +125,7 @@ def ignore_reason(change: LockfileChange) -> str | None:
     """Why this event is not a lockfile acquire or release, or None when it is one."""
     if change.detail_type not in (OBJECT_CREATED, OBJECT_DELETED):
         return f"S3 event {change.detail_type!r} is not a lockfile acquire or release"
-    if not change.key.endswith(LOCKFILE_SUFFIX) or not change.key.removesuffix(LOCKFILE_SUFFIX):
+    if not is_lockfile_key(change.key):
         return f"s3://{change.location} is not a <state key>{LOCKFILE_SUFFIX} object"
     return None
 
