@@ -1,0 +1,83 @@
+"""The race test (issue 8, point 1), bounded for the suite: Terraform-like workers take, hold, release and
+abandon locks on a pool of states while two overlapping sweepers reap in enforce mode with the most aggressive
+policy, asking the workers' registry over loopback HTTP who is alive. ``make soak`` runs the same race longer.
+
+The lab (``tests/racelab.py``) says why it runs on in-process moto made atomic per request. The last two tests
+prove that its audits bite: a reaper that trusts no holder check, or deletes without its condition, is caught.
+"""
+
+from __future__ import annotations
+
+import pytest
+import racelab
+from racelab import RaceConfig, run_race
+from tflock_reaper.dal.lock_table import DeleteResult, LockTable
+
+#: The bounded run: about 1,000 lifetimes in 20-25 s here; the time bound keeps a loaded machine under 40 s.
+BOUNDED = RaceConfig(lifetimes=1000, seconds=25.0)
+#: Enough lifetimes for the race to mean something even on a slow machine that hits the time bound.
+MIN_LIFETIMES = 300
+
+
+@pytest.fixture
+def race_env(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_no_live_lock_is_ever_deleted_and_every_abandoned_lock_is_reaped(
+    race_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given workers locking like Terraform, some dying holding their lock, and sweeps running all along
+    # When the race has run (then a final sweep after the workers stopped)
+    figures = run_race(BOUNDED)
+    with capsys.disabled():
+        print("\n" + figures.text())
+
+    # Then nothing crashed, and the race was run and raced: holders found alive, locks changed under a sweep
+    assert figures.errors == []
+    assert figures.lifetimes >= MIN_LIFETIMES
+    assert figures.abandoned > 0
+    assert figures.holder_answers["running"] > 0
+    assert figures.outcomes["changed"] > 0
+    assert figures.holder_answers["404 (no such run)"] == 0
+    # And no live holder lost its lock, no DeleteItem aimed at a live holder or a digest, every sweep saw every
+    # digest, the digests hold what the workers wrote, and the reaped locks are exactly the abandoned ones
+    assert figures.violations == []
+    assert figures.reaped == figures.abandoned
+    assert figures.left_in_table == []
+    assert figures.released + figures.abandoned == figures.lifetimes
+
+
+SHORT = RaceConfig(lifetimes=150, seconds=8.0, workers=8, paths=8, long_hold_rate=0.3)
+
+
+def test_the_audits_catch_a_reaper_that_does_not_ask_the_holder(race_env: None) -> None:
+    # Given a policy that vouches every holder is gone (so live locks are reaped too)
+    figures = run_race(RaceConfig(**{**SHORT.__dict__, "policy_override": "{assume: gone}"}))
+
+    # Then the workers and the delete audit report live locks lost
+    assert figures.errors == []
+    assert any("was lost: at release" in v for v in figures.violations)
+    assert any("DeleteItem sent for" in v and "whose holder is held" in v for v in figures.violations)
+
+
+class UnconditionalDelete(LockTable):
+    """A reaper that deletes whatever holds the path now (as Terraform's own unlock does), not the lock it judged."""
+
+    def delete_if_unchanged(self, lock_path: str, raw_info: str) -> DeleteResult:
+        response = self._client.delete_item(
+            TableName=self.name, Key={"LockID": {"S": lock_path}}, ReturnValues="ALL_OLD"
+        )
+        return DeleteResult(deleted=True, item=response.get("Attributes"))
+
+
+def test_the_audits_catch_a_delete_without_its_condition(race_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a reaper whose delete ignores the Info it judged: a lock released and re-taken between its read and
+    # its delete (the registry says the first holder is not running) takes the new holder's lock with it
+    monkeypatch.setattr(racelab, "LockTable", UnconditionalDelete)
+    figures = run_race(SHORT)
+
+    # Then a live holder finds its lock lost, or a lock of another holder shows up as reaped
+    assert figures.errors == []
+    assert any("was lost: at release" in v or "reaped" in v for v in figures.violations), figures.violations
