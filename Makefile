@@ -37,6 +37,10 @@ bench: venv ## Benchmarks (figures as ratios to baselines measured in the same r
 	PYTHONPATH=tests $(PY) scripts/bench_sweep.py
 	$(PY) scripts/bench_coldstart.py
 
+.PHONY: soak
+soak: venv ## Race soak: Terraform-like workers vs enforce sweeps, bounded (SOAK_LIFETIMES=10000, SOAK_SECONDS=240)
+	PYTHONPATH=tests $(PY) scripts/soak.py
+
 .PHONY: lint
 lint: venv ## ruff (format check + lint) and mypy
 	$(VENV)/bin/ruff format --check .

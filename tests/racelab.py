@@ -41,7 +41,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +71,8 @@ OPERATIONS = ("OperationTypeApply", "OperationTypePlan", "OperationTypeRefresh",
 ACQUIRING, HELD = "acquiring", "held"
 RELEASED, DEAD, NOT_ACQUIRED, FAILED = "released", "dead", "not-acquired", "failed"
 LIVE = frozenset({ACQUIRING, HELD})
+#: How often a long run reports its progress (seconds).
+PROGRESS_EVERY = 30.0
 
 
 @dataclass(frozen=True)
@@ -476,7 +478,7 @@ def _check_end(lab: Lab, final: SweepReport) -> None:
         lab.violation(f"locks left after the final sweep: {lab.figures.left_in_table}, final {final.summary()}")
 
 
-def run_race(config: RaceConfig) -> Figures:
+def run_race(config: RaceConfig, progress: Callable[[Figures, float], None] | None = None) -> Figures:
     """Run the race (AWS credentials and region must be dummy values in the environment) and return the figures;
     violations and errors are in them, nothing is raised for them."""
     started = time.monotonic()
@@ -494,8 +496,12 @@ def run_race(config: RaceConfig) -> Figures:
             for thread in [*sweepers, *workers]:
                 thread.start()
             deadline = started + config.seconds
+            next_report = started + PROGRESS_EVERY
             while lab.figures.lifetimes < config.lifetimes and time.monotonic() < deadline and not lab.figures.errors:
                 time.sleep(0.05)
+                if progress is not None and time.monotonic() >= next_report:
+                    progress(lab.figures, time.monotonic() - started)
+                    next_report += PROGRESS_EVERY
             lab.stop_workers.set()
             for worker in workers:
                 worker.join(timeout=30)

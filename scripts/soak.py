@@ -1,0 +1,69 @@
+"""The race test, long (``make soak``; not part of ``make test``): Terraform-like workers lock, write digests,
+release and abandon locks while overlapping enforce sweeps ask the workers' registry over loopback HTTP who is
+alive. The same lab as ``tests/integration/test_race_soak.py`` (``tests/racelab.py``), with more lifetimes.
+
+Bounded in time: the workers stop after ``--lifetimes`` lock lifetimes or ``--seconds``, whichever comes first
+(then the sweepers stop and one final sweep runs). Prints the figures; exits 1 on any violation or error.
+
+Run as `PYTHONPATH=tests .venv/bin/python scripts/soak.py [--lifetimes N] [--seconds S]`; the defaults come from
+``SOAK_LIFETIMES`` (10000) and ``SOAK_SECONDS`` (240), e.g. ``make soak SOAK_SECONDS=60``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+MAX_SHOWN = 20
+
+
+def _setup_environment() -> None:
+    """Dummy credentials, nothing pointing at real AWS or through a proxy, and the layer on the path."""
+    for name in [n for n in os.environ if n.startswith(("AWS_", "POWERTOOLS_")) or n.lower().endswith("_proxy")]:
+        del os.environ[name]
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",  # a dummy value for moto  # noqa: S106
+        AWS_DEFAULT_REGION=REGION,
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
+    for path in (REPO_ROOT / "layers/reaper", REPO_ROOT / "tests"):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lifetimes", type=int, default=int(os.environ.get("SOAK_LIFETIMES") or 10000))
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS") or 240))
+    args = parser.parse_args()
+    _setup_environment()
+    from racelab import Figures, RaceConfig, run_race  # noqa: PLC0415 - after the environment is set
+
+    def progress(figures: Figures, elapsed: float) -> None:
+        print(
+            f"[soak] {elapsed:.0f} s: {figures.lifetimes} lifetimes, {figures.abandoned} abandoned, "
+            f"{figures.reaped} reaped, {sum(figures.sweeps.values())} sweeps, {len(figures.violations)} violations",
+            flush=True,
+        )
+
+    print(f"[soak] up to {args.lifetimes} lock lifetimes or {args.seconds:g} s of workers", flush=True)
+    figures = run_race(RaceConfig(lifetimes=args.lifetimes, seconds=args.seconds), progress)
+    print(figures.text())
+    for problem in [*figures.errors, *figures.violations][:MAX_SHOWN]:
+        print(f"  {problem}")
+    failed = figures.errors or figures.violations or figures.lifetimes == 0 or figures.reaped != figures.abandoned
+    print(
+        "[soak] FAILED" if failed else "[soak] OK: no live lock deleted, no digest touched, every abandoned lock reaped"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
