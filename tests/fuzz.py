@@ -1,0 +1,268 @@
+"""Hypothesis strategies and settings profiles for the fuzz tests (tests/unit/test_fuzz_*.py).
+
+Profiles (``HYPOTHESIS_PROFILE``): ``ci`` (the default: derandomized, modest example counts, so that the fuzz
+files together stay well under a minute and every run tries the same inputs) and ``deep`` (random, many
+more examples: run it by hand after touching lock.py, audit.py or policy.py).
+
+Every generated lock-table item carries its expected class (``lock``, ``digest`` or ``skipped``), derived from
+how it was built, never from the code under test: the properties compare the product with this oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from factories import NOW
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "deep",
+    max_examples=2000,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+FIELDS = ("ID", "Operation", "Info", "Who", "Version", "Created", "Path")
+
+# -- text -------------------------------------------------------------------------------------------------
+#: Any Unicode text (surrogates included: json.dumps escapes them, json.loads gives them back).
+any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
+#: Big values, as a hostile writer of the lock table could store (an item holds up to 400 KB).
+huge_text = st.builds(lambda ch, n: ch * n, st.characters(codec="utf-8"), st.integers(20_000, 120_000))
+field_text = st.one_of(any_text, any_text, any_text, huge_text)
+
+bucket = st.from_regex(r"[a-z0-9][a-z0-9.-]{1,30}", fullmatch=True)
+_key_part = st.text(st.characters(codec="utf-8", exclude_characters="/"), min_size=1, max_size=20)
+state_key = st.one_of(
+    st.lists(_key_part, min_size=1, max_size=4).map("/".join),
+    st.builds(lambda ws, k: f"env:/{ws}/{k}", _key_part, _key_part),
+    st.builds(lambda k: f"{k}-md5", _key_part),  # a state key may end in -md5 itself: still a lock
+    st.builds(lambda k: f"/{k}/", _key_part),  # odd slashes, still <bucket>/<something>
+)
+lock_path = st.builds(lambda b, k: f"{b}/{k}", bucket, state_key)
+
+
+# -- Created ------------------------------------------------------------------------------------------------
+def _rfc3339(when: datetime, digits: int, offset_minutes: int | None) -> str:
+    """As Go prints it: ``digits`` fractional digits (up to 9: nanoseconds), ``Z`` or an explicit offset."""
+    if offset_minutes is not None:
+        when = when.astimezone(UTC) + timedelta(minutes=offset_minutes)
+    text = when.strftime("%Y-%m-%dT%H:%M:%S")
+    if digits:
+        text += "." + (f"{when.microsecond:06d}" + "123")[:digits]
+    if offset_minutes is None:
+        return text + "Z"
+    sign = "-" if offset_minutes < 0 else "+"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    return f"{text}{sign}{hours:02d}:{minutes:02d}"
+
+
+def created_text(earliest: datetime, latest: datetime) -> st.SearchStrategy[str]:
+    return st.builds(
+        _rfc3339,
+        st.datetimes(earliest.replace(tzinfo=None), latest.replace(tzinfo=None), timezones=st.just(UTC)),
+        st.integers(0, 9),
+        st.one_of(st.none(), st.integers(-23 * 60 - 59, 23 * 60 + 59)),
+    )
+
+
+#: A holder clock in the past (at least a day, so that no offset can push it past ``NOW``).
+past_created = created_text(datetime(1970, 1, 2, tzinfo=UTC), NOW - timedelta(days=1))
+#: More than the 5 minutes of tolerated skew ahead of ``NOW``.
+future_created = created_text(NOW + timedelta(minutes=6), datetime(9999, 12, 30, tzinfo=UTC))
+_looks_rfc3339 = st.from_regex(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})", fullmatch=True)
+
+
+_SPEC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+
+
+def _not_a_timestamp(text: str) -> bool:
+    """Not RFC 3339 as Go writes it (shared/TERRAFORM_LOCKING.md), or not a real date and time."""
+    if not _SPEC.fullmatch(text):
+        return True
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return True
+    return False
+
+
+bad_created = st.one_of(
+    _looks_rfc3339.filter(_not_a_timestamp),  # 2026-13-45T99:99:99Z
+    st.sampled_from(["", "yesterday", "2026-11-26", "2026-11-26 12:00:00Z", "2026-11-26T12:00:00", "1764158400"]),
+    any_text.filter(_not_a_timestamp),
+)
+
+
+# -- Info and items -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    """A generated lock-table item and what it must be classified as."""
+
+    item: dict[str, Any]
+    kind: str  # "lock" | "digest" | "skipped"
+    why: str
+
+    @property
+    def lock_id(self) -> str | None:
+        value = self.item.get("LockID", {}).get("S")
+        return value if isinstance(value, str) else None
+
+
+def _dumps(info: dict[str, Any], style: tuple[bool, bool, bool]) -> str:
+    compact, ascii_only, shuffled = style
+    if shuffled:
+        info = dict(reversed(list(info.items())))
+    return json.dumps(info, ensure_ascii=ascii_only, separators=(",", ":") if compact else None)
+
+
+json_style = st.tuples(st.booleans(), st.booleans(), st.booleans())
+json_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), any_text)
+json_value = st.recursive(
+    json_scalar, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(any_text, inner, max_size=3))
+)
+
+
+@st.composite
+def lock_infos(draw: st.DrawFn, path: str, created: st.SearchStrategy[str] = past_created) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "ID": draw(st.one_of(st.uuids().map(str), field_text.filter(bool))),
+        "Operation": draw(st.one_of(st.sampled_from(["OperationTypeApply", "OperationTypePlan", "init"]), field_text)),
+        "Info": draw(st.one_of(st.just(""), field_text)),
+        "Who": draw(st.one_of(st.just("runner@ci-host-1"), field_text)),
+        "Version": draw(st.one_of(st.just("1.15.5"), field_text)),
+        "Created": draw(created),
+        "Path": path,
+    }
+    # Keys Terraform does not write (a newer version's, a hostile writer's) are ignored: still a lock.
+    extra = draw(st.dictionaries(any_text.filter(lambda k: k not in FIELDS), json_value, max_size=2))
+    return {**info, **extra}
+
+
+@st.composite
+def well_formed_locks(draw: st.DrawFn) -> Case:
+    path = draw(lock_path)
+    raw = _dumps(draw(lock_infos(path)), draw(json_style))
+    return Case({"LockID": {"S": path}, "Info": {"S": raw}}, "lock", "well-formed lock")
+
+
+def _mutated_info(draw: st.DrawFn, path: str) -> tuple[str, str]:
+    """A raw Info that is not a Terraform LockInfo on ``path``, and why."""
+    info = draw(lock_infos(path))
+    style = draw(json_style)
+    how = draw(
+        st.sampled_from(
+            ["truncated", "text", "not-object", "missing", "wrong-type", "empty-id", "bad-created", "future", "path"]
+        )
+    )
+    if how == "truncated":  # a proper prefix of a JSON object is never valid JSON
+        raw = _dumps(info, style)
+        return raw[: draw(st.integers(0, len(raw) - 1))], how
+    if how == "text":
+        return draw(any_text.filter(lambda t: not _is_json(t))), how
+    if how == "not-object":
+        return json.dumps(draw(json_value.filter(lambda v: not isinstance(v, dict)))), how
+    if how == "missing":
+        del info[draw(st.sampled_from(FIELDS))]
+    elif how == "wrong-type":
+        info[draw(st.sampled_from(FIELDS))] = draw(json_value.filter(lambda v: not isinstance(v, str)))
+    elif how == "empty-id":
+        info["ID"] = ""
+    elif how == "bad-created":
+        info["Created"] = draw(bad_created)
+    elif how == "future":
+        info["Created"] = draw(future_created)
+    else:
+        info["Path"] = draw(st.one_of(lock_path, any_text).filter(lambda p: p != path))
+    return _dumps(info, style), how
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+attribute_value = st.one_of(
+    st.builds(lambda v: {"S": v}, any_text),
+    st.builds(lambda v: {"N": str(v)}, st.integers()),
+    st.builds(lambda v: {"B": v}, st.binary(max_size=20)),
+    st.builds(lambda v: {"BOOL": v}, st.booleans()),
+    st.just({"NULL": True}),
+    st.builds(lambda v: {"L": [{"S": s} for s in v]}, st.lists(any_text, max_size=3)),
+    st.builds(lambda v: {"M": {k: {"S": k} for k in v}}, st.lists(any_text, max_size=3)),
+    st.builds(lambda v: {"SS": v}, st.lists(any_text, min_size=1, max_size=3, unique=True)),
+)
+non_string_attribute = attribute_value.filter(lambda a: "S" not in a) | st.sampled_from(
+    [{}, {"S": 5}, {"S": None}, {"S": ["x"]}, {"S": {"S": "x"}}]
+)
+attribute_name = any_text.filter(lambda n: n not in ("LockID", "Info"))
+digest_text = st.from_regex(r"[0-9a-f]{32}", fullmatch=True)
+
+
+@st.composite
+def broken_items(draw: st.DrawFn) -> Case:
+    """Items with a string LockID that are neither a well-formed lock nor a digest."""
+    path = draw(lock_path)
+    how = draw(st.sampled_from(["info", "info-type", "extra-attr", "no-slash", "no-info", "digest-bad", "md5-both"]))
+    if how == "info":
+        raw, why = _mutated_info(draw, path)
+        return Case({"LockID": {"S": path}, "Info": {"S": raw}}, "skipped", why)
+    if how == "info-type":
+        return Case({"LockID": {"S": path}, "Info": draw(non_string_attribute)}, "skipped", how)
+    if how == "extra-attr":
+        good = draw(well_formed_locks()).item
+        good[draw(attribute_name)] = draw(attribute_value)
+        return Case(good, "skipped", how)
+    if how == "no-slash":  # a LockID that is not <bucket>/<state path>, with an Info that agrees with it
+        key = draw(st.builds(lambda b, s: s + b + s, bucket, st.sampled_from(["", "/", "//"])))
+        raw = _dumps(draw(lock_infos(key)), draw(json_style))
+        return Case({"LockID": {"S": key}, "Info": {"S": raw}}, "skipped", how)
+    if how == "no-info":  # no Info, and not a digest (other key, or other attributes)
+        attrs = draw(st.dictionaries(attribute_name.filter(lambda n: n != "Digest"), attribute_value, max_size=3))
+        key = path + "-md5" if attrs else path.removesuffix("-md5") + "-x"
+        return Case({"LockID": {"S": key}, **attrs}, "skipped", how)
+    if how == "digest-bad":
+        return Case({"LockID": {"S": path + "-md5"}, "Digest": draw(non_string_attribute)}, "skipped", how)
+    good = draw(well_formed_locks()).item  # an -md5 key with Info and Digest: extra attribute beside Info
+    return Case({**good, "Digest": {"S": draw(digest_text)}}, "skipped", how)
+
+
+@st.composite
+def digest_items(draw: st.DrawFn) -> Case:
+    key = draw(lock_path) + "-md5"
+    if draw(st.booleans()):
+        return Case({"LockID": {"S": key}, "Digest": {"S": draw(st.one_of(digest_text, any_text))}}, "digest", "md5")
+    return Case({"LockID": {"S": key}}, "digest", "terragrunt's bare -md5 item")
+
+
+lock_table_cases = st.one_of(well_formed_locks(), broken_items(), broken_items(), digest_items())
+no_lock_id_cases = st.builds(
+    lambda attr, info: Case({**({"LockID": attr} if attr is not None else {}), "Info": {"S": info}}, "skipped", "id"),
+    st.one_of(st.none(), non_string_attribute),
+    st.just("{}"),
+)
+
+# -- lockfiles --------------------------------------------------------------------------------------------------
+printable_key = st.text(string.ascii_letters + string.digits + "-_./:", min_size=1, max_size=30)
