@@ -105,12 +105,18 @@ def parse_record(record: dict[str, Any]) -> StreamChange:
     except ValidationError as err:
         raise UnreadableRecordError(f"not a DynamoDB stream record: {describe_validation_error(err)}") from err
     body = parsed.dynamodb
+    try:
+        server_time = datetime.fromtimestamp(body.approximate_creation, tz=UTC)
+    except (OverflowError, OSError, ValueError) as err:  # NaN, infinity, a year out of range
+        raise UnreadableRecordError(
+            f"not a DynamoDB stream record: ApproximateCreationDateTime {body.approximate_creation!r} is not a time"
+        ) from err
     return StreamChange(
         event_name=parsed.eventName,
         keys=body.keys,
         new_image=body.new_image,
         old_image=body.old_image,
-        server_time=datetime.fromtimestamp(body.approximate_creation, tz=UTC),
+        server_time=server_time,
         sequence_number=body.sequence_number,
         principal=parsed.userIdentity.principalId if parsed.userIdentity else None,
         event_id=parsed.eventID,
