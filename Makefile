@@ -4,6 +4,7 @@ SHELL := /bin/bash
 
 VENV     := .venv
 SAM_VENV := .venv-sam
+SCAN_VENV := .venv-scan
 PY       := $(VENV)/bin/python
 # sam build needs the runtime's interpreter (python3.12) on PATH: the project venv provides it.
 SAM      := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
@@ -22,6 +23,11 @@ $(VENV)/.installed: layers/reaper/requirements.txt requirements-cli.txt requirem
 $(SAM_VENV)/.installed: requirements-sam.txt
 	@test -x $(SAM_VENV)/bin/python || "$$(scripts/find-python)" -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	@touch $@
+
+$(SCAN_VENV)/.installed: requirements-scan.txt
+	@test -x $(SCAN_VENV)/bin/python || "$$(scripts/find-python)" -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-scan.txt
 	@touch $@
 
 .PHONY: venv
@@ -65,8 +71,15 @@ sam-build: $(SAM_VENV)/.installed venv ## sam build, then check the layer holds 
 	$(SAM) build
 	$(PY) scripts/check_build.py .aws-sam/build
 
+# checkov --skip-download: it looks nothing up on the network (guidelines, severities, custom policies).
+.PHONY: scan
+scan: $(SCAN_VENV)/.installed ## Scan template.yaml: cfn-lint with the serverless rules, checkov (skips carry reasons)
+	$(SCAN_VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
+	$(SCAN_VENV)/bin/checkov --file template.yaml --framework cloudformation \
+		--skip-download --quiet --compact
+
 .PHONY: test
-test: venv lint sam-validate sam-build ## The whole suite: lint, SAM validate/build, unit, integration, e2e
+test: venv lint scan sam-validate sam-build ## The whole suite: lint, template scans, SAM validate/build, unit, integration, e2e
 	$(VENV)/bin/pytest
 
 .PHONY: clean
