@@ -27,9 +27,14 @@ _METRICS = {
 
 
 def publish_metrics(report: SweepReport) -> None:
+    """One data point per metric per sweep, zeros included, so that the dashboard and alarms see a quiet sweep
+    as a zero rather than as missing data. ``LocksSeen`` and ``OldestLockAgeSeconds`` describe the locks the sweep
+    found held (before any reap); the dashboard in template.yaml plots these names."""
     summary = report.summary()
     for name, key in _METRICS.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary[key])
+    oldest = max((r.verdict.age.total_seconds() for r in report.locks), default=0.0)
+    metrics.add_metric(name="OldestLockAgeSeconds", unit=MetricUnit.Seconds, value=int(oldest))
     metrics.add_metric(name="CircuitBreakerTripped", unit=MetricUnit.Count, value=1 if report.breaker else 0)
     statuses = [
         status for entry in report.locks for sent in entry.notifications for status in sent.get("channels", {}).values()

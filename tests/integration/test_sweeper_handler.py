@@ -156,3 +156,39 @@ def test_settings_need_a_lock_table_or_state_buckets(monkeypatch):
     with pytest.raises(ValidationError, match="set LOCK_TABLE_NAME"):
         Settings.model_validate({"LOCK_TABLE_NAME": "", "STATE_BUCKETS": " , "})
     assert Settings.model_validate({"STATE_BUCKETS": "a, b/envs"}).state_buckets == ("a", "b/envs")
+
+
+def _emf(out: str) -> dict:
+    (emf,) = [line for line in _log_lines(out) if "_aws" in line and "LocksSeen" in line]
+    return emf
+
+
+def test_handler_emits_the_dashboard_metrics_from_the_sweep(handler, dynamodb, capsys):
+    """Locks held, the oldest lock's age, stale locks and reaps: what the template's dashboard plots."""
+    stale_created = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+    put(
+        dynamodb,
+        lock_item(STALE_PATH, created=stale_created),
+        lock_item("tf-state/dev/fresh.tfstate", created=datetime.now(UTC) - timedelta(minutes=1)),
+        lock_item("tf-state/prod/db.tfstate", created=datetime.now(UTC) - timedelta(hours=1)),
+    )
+    result = handler(EVENT, Context())
+    emf = _emf(capsys.readouterr().out)
+    assert emf["LocksSeen"] == [3.0]
+    assert emf["StaleLocks"] == [2.0]  # the 5 h lock (reaped) and the 1 h one (past warn_after, no rule to reap)
+    assert emf["LocksReaped"] == [result["summary"]["reaped"]] == [1.0]
+    assert emf["NotificationFailures"] == [0.0]  # no channel configured
+    age = emf["OldestLockAgeSeconds"][0]
+    assert 5 * 3600 <= age < 5 * 3600 + 120
+    definitions = {m["Name"]: m.get("Unit") for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert definitions["OldestLockAgeSeconds"] == "Seconds"
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert emf["service"] == "tflock-reaper"
+
+
+def test_an_empty_table_reports_zero_locks_and_a_zero_oldest_age(handler, dynamodb, capsys):
+    handler(EVENT, Context())
+    emf = _emf(capsys.readouterr().out)
+    assert emf["LocksSeen"] == [0.0]
+    assert emf["OldestLockAgeSeconds"] == [0.0]
+    assert emf["StaleLocks"] == [0.0]

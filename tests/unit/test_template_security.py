@@ -98,7 +98,9 @@ def test_data_at_rest_is_encrypted(template):
     assert resources["StreamFailureQueue"]["Properties"]["SqsManagedSseEnabled"] is True
 
 
-@pytest.mark.parametrize(("group", "function"), [("SweeperLogGroup", "SweeperFunction"), ("StreamLogGroup", "StreamFunction")])
+@pytest.mark.parametrize(
+    ("group", "function"), [("SweeperLogGroup", "SweeperFunction"), ("StreamLogGroup", "StreamFunction")]
+)
 def test_each_function_has_its_log_group_with_a_retention(template, group, function):
     log_group = template["Resources"][group]
     assert log_group["Type"] == "AWS::Logs::LogGroup"
