@@ -33,7 +33,10 @@ def parse_duration(value: object) -> timedelta:
     if not value.strip() or not match:
         raise ValueError(f"{value!r} is not a duration (use 90s, 30m, 2h, 1d or combinations like 1h30m)")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError as err:
+        raise ValueError(f"{value!r} is too long a duration (at most 999999999d)") from err
 
 
 def format_duration(delta: timedelta) -> str:
@@ -332,14 +335,26 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    """Validate a policy's text. Raises :class:`PolicyError` (and nothing else) naming every bad field."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as err:
+        return _parse_policy(text, source)
+    except RecursionError as err:  # yaml and pydantic recurse on nesting
+        raise PolicyError(source, [f"{source}: nested too deeply to be a policy"]) from err
+
+
+def _yaml_error(err: yaml.YAMLError, source: str) -> PolicyError:
+    if isinstance(err, yaml.MarkedYAMLError):
         mark = err.problem_mark or err.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise PolicyError(source, [f"{where}: not valid YAML: {err.problem or err}"]) from err
+        return PolicyError(source, [f"{where}: not valid YAML: {err.problem or err}"])
+    return PolicyError(source, [f"{source}: not valid YAML: {err}"])
+
+
+def _parse_policy(text: str, source: str) -> Policy:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
-        raise PolicyError(source, [f"{source}: not valid YAML: {err}"]) from err
+        raise _yaml_error(err, source) from err
     if node is None:
         raise PolicyError(source, [f"{source}: the policy file is empty"])
     if not isinstance(node, yaml.MappingNode):
@@ -352,7 +367,11 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     _index_marks(node, (), marks, duplicates, source)
     if duplicates:
         raise PolicyError(source, duplicates)
-    data = yaml.safe_load(text)
+    try:
+        # Composing accepts what constructing refuses: unhashable keys ({[1]: 2}), unknown tags (!!python/...).
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise _yaml_error(err, source) from err
     try:
         return Policy.model_validate(data)
     except ValidationError as err:
