@@ -1,0 +1,151 @@
+"""template.yaml watches the reaper: alarms on failed and missing sweeps, a lagging or failing audit and queued
+failures, published to an encrypted topic CloudWatch may use; a dashboard of the metrics the sweeper emits."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cfn_template import load_template
+
+#: What the dashboard must show (issue 8): locks held, the oldest lock's age, stale locks, reaps, notification failures.
+REQUIRED_ON_DASHBOARD = {"LocksSeen", "OldestLockAgeSeconds", "StaleLocks", "LocksReaped", "NotificationFailures"}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def alarms(template) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def _dimension(alarm: dict[str, Any], name: str) -> Any:
+    (value,) = [d["Value"] for d in alarm["Properties"]["Dimensions"] if d["Name"] == name]
+    return value
+
+
+def test_each_function_failing_raises_an_alarm(alarms):
+    for alarm_name, function in (("SweeperErrorsAlarm", "SweeperFunction"), ("StreamErrorsAlarm", "StreamFunction")):
+        props = alarms[alarm_name]["Properties"]
+        assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("AWS/Lambda", "Errors", "Sum")
+        assert _dimension(alarms[alarm_name], "FunctionName") == {"!Ref": function}
+        assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarms["StreamErrorsAlarm"]["Condition"] == "HasLockTableStream"
+
+
+def test_a_lagging_stream_raises_an_alarm(alarms):
+    alarm = alarms["StreamIteratorAgeAlarm"]
+    props = alarm["Properties"]
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("AWS/Lambda", "IteratorAge", "Maximum")
+    assert _dimension(alarm, "FunctionName") == {"!Ref": "StreamFunction"}
+    # In milliseconds, and well before records expire into the failure queue (MaximumRecordAgeInSeconds).
+    assert 0 < props["Threshold"] < 3600 * 1000
+    assert alarm["Condition"] == "HasLockTableStream"
+
+
+def test_a_record_in_the_failure_queue_raises_an_alarm(alarms):
+    alarm = alarms["StreamFailureAlarm"]
+    props = alarm["Properties"]
+    assert (props["Namespace"], props["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert _dimension(alarm, "QueueName") == {"!GetAtt": "StreamFailureQueue.QueueName"}
+    assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+def test_a_sweeper_that_stopped_running_raises_an_alarm(template, alarms):
+    alarm = alarms["SweeperNotRunningAlarm"]
+    props = alarm["Properties"]
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("AWS/Lambda", "Invocations", "Sum")
+    assert _dimension(alarm, "FunctionName") == {"!Ref": "SweeperFunction"}
+    assert (props["ComparisonOperator"], props["Threshold"]) == ("LessThanThreshold", 1)
+    # No invocation means no data point at all: that must count as breaching, or the alarm could never fire.
+    assert props["TreatMissingData"] == "breaching"
+    assert props["Period"] == {"!Ref": "MissedSweepAlarmSeconds"}
+    parameter = template["Parameters"]["MissedSweepAlarmSeconds"]
+    assert all(v % 60 == 0 for v in parameter["AllowedValues"])  # CloudWatch periods
+    schedule = re.fullmatch(r"rate\((\d+) minutes?\)", template["Parameters"]["SweepSchedule"]["Default"])
+    assert schedule is not None
+    # The default window must span several scheduled sweeps, or one late sweep would page someone.
+    assert parameter["Default"] >= 3 * int(schedule.group(1)) * 60
+
+
+def test_every_alarm_notifies_the_alarm_topic_and_is_named_for_its_key_policy(template, alarms):
+    assert set(alarms) == {
+        "SweeperErrorsAlarm",
+        "SweeperNotRunningAlarm",
+        "StreamErrorsAlarm",
+        "StreamIteratorAgeAlarm",
+        "StreamFailureAlarm",
+    }
+    key_statements = template["Resources"]["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+    (cloudwatch,) = [s for s in key_statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    pattern = cloudwatch["Condition"]["ArnLike"]["aws:SourceArn"]["!Sub"]
+    assert pattern.endswith(":alarm:${AWS::StackName}-*")
+    for name, alarm in alarms.items():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"!Ref": "AlarmTopic"}], name
+        assert props["OKActions"] == [{"!Ref": "AlarmTopic"}], name
+        # Only alarms whose ARN matches the key policy's condition can publish to the encrypted topic.
+        assert props["AlarmName"]["!Sub"].startswith("${AWS::StackName}-"), name
+        assert props["AlarmDescription"], name
+
+
+def test_the_alarm_topic_is_encrypted_with_a_rotated_customer_managed_key_cloudwatch_may_use(template):
+    resources = template["Resources"]
+    assert resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"!Ref": "AlarmTopicKey"}
+    key = resources["AlarmTopicKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    statements = {s["Sid"]: s for s in key["KeyPolicy"]["Statement"]}
+    cloudwatch = statements["CloudWatchAlarmsPublish"]
+    assert sorted(cloudwatch["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert cloudwatch["Condition"]["StringEquals"] == {"aws:SourceAccount": {"!Ref": "AWS::AccountId"}}
+    # Nobody else but the account's own IAM principals.
+    assert {json.dumps(s["Principal"], sort_keys=True) for s in statements.values()} == {
+        json.dumps({"AWS": {"!Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}),
+        json.dumps({"Service": "cloudwatch.amazonaws.com"}),
+    }
+
+
+def _dashboard_metrics(template: dict[str, Any]) -> list[list[Any]]:
+    body, _ = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["!Sub"]
+    # ${...} substitutions only ever stand inside JSON strings: any placeholder keeps the JSON valid.
+    parsed = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))
+    return [metric for widget in parsed["widgets"] for metric in widget["properties"].get("metrics", [])]
+
+
+def _emitted_by_the_sweeper() -> set[str]:
+    """The metric names the sweeper's handler publishes for a sweep (every one, zeros included)."""
+    import sweeper_handler  # noqa: PLC0415
+    from tflock_reaper.service import SweepReport  # noqa: PLC0415
+
+    sweeper_handler.publish_metrics(SweepReport(table="locks", mode="dry-run", started_at=datetime.now(UTC)))
+    try:
+        return set(sweeper_handler.metrics.metric_set)
+    finally:
+        sweeper_handler.metrics.clear_metrics()
+
+
+def test_the_dashboard_plots_the_metrics_the_sweeper_emits_under_their_namespace_and_service(template):
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    namespace, service = env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
+    ours = [m for m in _dashboard_metrics(template) if m[0] == namespace]
+    names = {m[1] for m in ours}
+    assert names >= REQUIRED_ON_DASHBOARD
+    assert names <= _emitted_by_the_sweeper()  # a name the code never emits would plot nothing, silently
+    for metric in ours:
+        assert metric[2:4] == ["service", service], metric  # Powertools' only default dimension
+
+
+def test_the_dashboard_plots_the_functions_by_name(template):
+    lambda_metrics = [m for m in _dashboard_metrics(template) if m[0] == "AWS/Lambda"]
+    assert {m[1] for m in lambda_metrics} >= {"Invocations", "Errors", "IteratorAge"}
+    body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["!Sub"]
+    assert '"FunctionName", "${SweeperFunction}"' in body
+    assert '"FunctionName", "${StreamFunctionName}"' in body
+    # The stream function is conditional: the dashboard must not reference it when it is not deployed.
+    assert variables["StreamFunctionName"]["!If"][:2] == ["HasLockTableStream", {"!Ref": "StreamFunction"}]
