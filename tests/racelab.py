@@ -119,6 +119,7 @@ class Figures:
     outcomes: Counter[str] = field(default_factory=Counter)
     holder_answers: Counter[str] = field(default_factory=Counter)
     delete_requests: int = 0
+    spared_live: int = 0
     violations: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     left_in_table: list[str] = field(default_factory=list)
@@ -138,7 +139,11 @@ class Figures:
                 f"the follow-up read; {self.digest_writes} digest writes"
             ),
             f"sweeps {sum(self.sweeps.values())} ({sweeps}); verdicts: {outcomes}",
-            f"holder check answers: {answers}; DeleteItem requests by the reaper: {self.delete_requests}",
+            f"holder check answers: {answers}",
+            (
+                f"DeleteItem requests by the reaper: {self.delete_requests}, {self.spared_live} of them refused by "
+                "their condition because a live holder had re-taken the lock"
+            ),
             (
                 f"violations {len(self.violations)}, errors {len(self.errors)}, "
                 f"locks left after the final sweep {len(self.left_in_table)}"
@@ -396,6 +401,7 @@ class Sweeper(threading.Thread):
         self.clients = AwsClients(region=REGION)  # reused across sweeps, as a warm Lambda does
         dynamodb = self.clients.dynamodb()
         dynamodb.meta.events.register("before-parameter-build.dynamodb.DeleteItem", self._audit_delete)
+        dynamodb.meta.events.register("after-call.dynamodb.DeleteItem", self._count_spared)
         self.table = LockTable(dynamodb, LOCK_TABLE)
 
     def run(self) -> None:
@@ -432,6 +438,13 @@ class Sweeper(threading.Thread):
         state = lab.registry.state(lock_id)
         if state is None or state in LIVE:
             lab.violation(f"{self.name}: DeleteItem sent for {lock_path} {lock_id} whose holder is {state}")
+
+    def _count_spared(self, parsed: dict[str, Any], **_: Any) -> None:
+        """A delete refused because the path was re-taken meanwhile by a live holder: the race the condition is for
+        (an unconditional delete there would have removed that holder's lock)."""
+        info = parsed.get("Item", {}).get("Info", {}).get("S") if "Error" in parsed else None
+        if info and self.lab.registry.state(json.loads(info)["ID"]) in LIVE:
+            self.lab.count("spared_live")
 
     def _audit_report(self, report: SweepReport) -> None:
         lab = self.lab
