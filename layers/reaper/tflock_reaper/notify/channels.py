@@ -3,6 +3,8 @@ Parameters (cached), from Secrets Manager or SSM SecureString: only their names 
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,35 @@ if TYPE_CHECKING:
 
 #: Secrets are re-read at most this often by a warm function (rotation is picked up within this time).
 SECRET_CACHE_SECONDS = 300
+
+# botocore logs every response body at DEBUG ("Response body: b'{...}'"), GetSecretValue's and decrypted
+# GetParameter's included, before the value reaches us: a function run with its root logger at DEBUG (Lambda's
+# ApplicationLogLevel, boto3.set_stream_logger) would write every secret it reads to its log. The values are cut
+# from those records as they are logged; the rest of the body stays for debugging.
+_SECRET_FIELDS = re.compile(rb'("(?:SecretString|SecretBinary)"\s*:\s*)"(?:[^"\\]|\\.)*"')
+_PARAMETER_VALUES = re.compile(rb'("Value"\s*:\s*)"(?:[^"\\]|\\.)*"')
+_REDACTED = rb'\1"<redacted>"'
+
+
+def _redact_response_body(arg: object) -> object:
+    if not isinstance(arg, bytes | bytearray):
+        return arg
+    body = _SECRET_FIELDS.sub(_REDACTED, bytes(arg))
+    if b'"SecureString"' in body:
+        body = _PARAMETER_VALUES.sub(_REDACTED, body)
+    return body
+
+
+class _RedactSecretResponses(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_response_body(arg) for arg in record.args)
+        return True
+
+
+_botocore_parsers = logging.getLogger("botocore.parsers")
+if not any(isinstance(f, _RedactSecretResponses) for f in _botocore_parsers.filters):
+    _botocore_parsers.addFilter(_RedactSecretResponses())
 
 
 class SecretResolver:

@@ -193,7 +193,8 @@ class PagerDutyNotifier:
             ) from None
         if response.status in HTTP_SUCCESS:  # 202 Accepted is the documented answer
             return
-        text = redact(response.data[:300].decode("utf-8", "replace"), key)
+        # Redacted whole, then cut: a cut first could leave half a key that no longer matches.
+        text = redact(response.data.decode("utf-8", "replace"), key)[:300]
         raise NotifyError(
             self.name,
             f"PagerDuty Events API answered HTTP {response.status}: {one_line(text) or '(empty body)'}",

@@ -34,6 +34,7 @@ from datetime import UTC
 from http.client import RemoteDisconnected
 from typing import Any
 from urllib.error import URLError
+from urllib.parse import urlsplit
 
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -59,6 +60,8 @@ FIELDS_MAX = 10
 BLOCKS_MAX = 50
 FALLBACK_MAX = 4000
 HTTP_OK = 200
+#: Path segments at least this long are treated as secret (Slack's webhook token is 24 characters).
+SECRET_SEGMENT_MIN = 8
 
 ZWSP = "\u200b"
 _BROADCAST = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
@@ -255,11 +258,24 @@ class _ServerErrorHandler(ServerErrorRetryHandler):
         return response is not None and response.status_code in HTTP_SERVER_ERRORS
 
 
+def secret_parts(url: str) -> tuple[str, ...]:
+    """What of a webhook URL is secret: all of it, its path (a server or proxy may echo the path alone), and each
+    long path segment (Slack's ``/services/T…/B…/<token>``: the token alone identifies the webhook)."""
+    path = urlsplit(url).path
+    segments = [segment for segment in path.split("/") if len(segment) >= SECRET_SEGMENT_MIN]
+    return tuple(part for part in (url, path, *segments) if part and part != "/")
+
+
+#: Every webhook's secret parts this process has used, for the filter below (a handful of strings).
+_SECRETS: set[str] = set()
+
+
 class _RedactUrls(logging.Filter):
-    """slack_sdk logs the request URL (the webhook secret) in some messages: remove it."""
+    """slack_sdk logs the request URL (the webhook secret) in some messages, and at DEBUG the response body, which
+    may echo it: remove every URL's path and every webhook's secret parts."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = redact(record.getMessage(), *_SECRETS)
         record.args = None
         return True
 
@@ -330,6 +346,7 @@ class SlackNotifier:
             ) from None
         if not url.lower().startswith(("https://", "http://")):
             raise NotifyError(self.name, "the Slack webhook URL is not an http(s) URL", retryable=False)
+        _SECRETS.update(secret_parts(url))
         return url
 
     def send(self, notification: Notification) -> None:
@@ -344,7 +361,7 @@ class SlackNotifier:
         try:
             response = client.send_dict(render_slack(notification))
         except Exception as err:  # noqa: BLE001 - urllib raises many types; the cause may hold the URL
-            detail = redact(f"{type(err).__name__}: {err}", url)
+            detail = redact(f"{type(err).__name__}: {err}", *secret_parts(url))
             raise NotifyError(
                 self.name,
                 f"Slack webhook unreachable (after up to {self.max_attempts} attempts): {detail}",
@@ -352,7 +369,8 @@ class SlackNotifier:
             ) from None
         if response.status_code == HTTP_OK:
             return
-        body = redact(str(response.body or "")[:200], url)
+        # Redacted whole, then cut: a cut first could leave half a secret that no longer matches.
+        body = redact(str(response.body or ""), *secret_parts(url))[:200]
         raise NotifyError(
             self.name,
             f"Slack webhook answered HTTP {response.status_code}: {body or '(empty body)'}",
