@@ -419,10 +419,6 @@ class Context:
 
 
 def test_the_lambda_reports_a_throttled_scan_as_an_error_and_deletes_nothing(dynamodb, sleeps, monkeypatch, tmp_path):
-    import sweeper_handler  # noqa: PLC0415
-    from tflock_reaper.app import default_clients  # noqa: PLC0415
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
-
     policy = tmp_path / "policy.yaml"
     policy.write_text("mode: enforce\ndefaults: {min_observed: 0s, holder: {assume: gone}}\n")
     for name, value in {
@@ -431,8 +427,13 @@ def test_the_lambda_reports_a_throttled_scan_as_an_error_and_deletes_nothing(dyn
         "POLICY_PATH": str(policy),
         "REAPER_MODE": "enforce",
         "POWERTOOLS_METRICS_NAMESPACE": "TflockReaper",
+        "POWERTOOLS_SERVICE_NAME": "tflock-reaper",
     }.items():
         monkeypatch.setenv(name, value)
+    import sweeper_handler  # noqa: PLC0415 - imported after the environment is set, as Lambda does
+    from tflock_reaper.app import default_clients  # noqa: PLC0415
+    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+
     monkeypatch.setattr(sweeper_handler.metrics, "namespace", "TflockReaper")
     get_settings.cache_clear()
     default_clients.cache_clear()
