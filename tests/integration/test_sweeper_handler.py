@@ -46,8 +46,9 @@ def handler(dynamodb, monkeypatch, tmp_path):
     import sweeper_handler  # noqa: PLC0415 - imported after the environment is set, as Lambda does
     from tflock_reaper.settings import get_settings  # noqa: PLC0415
 
-    # Metrics read their namespace at first import, which another test module may have done before us.
+    # Metrics read their namespace and service at first import, which another test module may have done before us.
     monkeypatch.setattr(sweeper_handler.metrics, "namespace", "TflockReaper")
+    monkeypatch.setattr(sweeper_handler.metrics, "service", "tflock-reaper")
     get_settings.cache_clear()
     yield sweeper_handler.lambda_handler
     get_settings.cache_clear()

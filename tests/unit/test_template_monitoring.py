@@ -118,8 +118,11 @@ def _dashboard_metrics(template: dict[str, Any]) -> list[list[Any]]:
     return [metric for widget in parsed["widgets"] for metric in widget["properties"].get("metrics", [])]
 
 
-def _emitted_by_the_sweeper() -> set[str]:
+def _emitted_by_the_sweeper(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """The metric names the sweeper's handler publishes for a sweep (every one, zeros included)."""
+    # Configured as deployed, in case this is the handler's first import in the process.
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "tflock-reaper")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "TflockReaper")
     import sweeper_handler  # noqa: PLC0415
     from tflock_reaper.service import SweepReport  # noqa: PLC0415
 
@@ -130,13 +133,13 @@ def _emitted_by_the_sweeper() -> set[str]:
         sweeper_handler.metrics.clear_metrics()
 
 
-def test_the_dashboard_plots_the_metrics_the_sweeper_emits_under_their_namespace_and_service(template):
+def test_the_dashboard_plots_the_metrics_the_sweeper_emits_under_their_namespace_and_service(template, monkeypatch):
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     namespace, service = env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
     ours = [m for m in _dashboard_metrics(template) if m[0] == namespace]
     names = {m[1] for m in ours}
     assert names >= REQUIRED_ON_DASHBOARD
-    assert names <= _emitted_by_the_sweeper()  # a name the code never emits would plot nothing, silently
+    assert names <= _emitted_by_the_sweeper(monkeypatch)  # a name the code never emits would plot nothing, silently
     for metric in ours:
         assert metric[2:4] == ["service", service], metric  # Powertools' only default dimension
 
