@@ -451,4 +451,4 @@ def test_the_lambda_reports_a_throttled_scan_as_an_error_and_deletes_nothing(dyn
     finally:
         faults.clear()
         get_settings.cache_clear()
-        sweeper_handler.metrics.clear_metrics()
+        sweeper_handler.metrics.metric_set.clear()

@@ -42,7 +42,7 @@ def handler() -> Iterator[Any]:
     stream_handler.metrics.namespace = "TflockReaperFuzz"
     yield stream_handler
     stream_handler.metrics.namespace = saved
-    stream_handler.metrics.clear_metrics()
+    stream_handler.metrics.metric_set.clear()
 
 
 def _announce(notification: Any, channels: str) -> Any:
@@ -53,7 +53,7 @@ def _run(handler: Any, records: list[dict[str, Any]], store: MemoryAuditStore) -
     try:
         return dict(handler.handle_batch({"Records": records}, Context(), store=store, announce=_announce))
     finally:
-        handler.metrics.clear_metrics()  # metrics are shared across instances: leave none for other tests
+        handler.metrics.metric_set.clear()  # shared across instances: leave no metric (but the dimensions) behind
 
 
 #: A record whose images are any lock-table item, good or hostile, under any event name.
