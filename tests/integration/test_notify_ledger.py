@@ -119,6 +119,7 @@ def test_ledger_items_live_beside_observations_without_disturbing_them(dynamodb)
     lock = lock_record()
     state = StateTable(dynamodb, STATE_TABLE)
     state.observe([lock], NOW)
+    state.settle([], NOW)
     dispatch(notification("stale"), [FakeNotifier("slack")], DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()))
     later = state.observe([lock], NOW + timedelta(hours=1))
     assert later[lock_key(lock)].first_seen == NOW

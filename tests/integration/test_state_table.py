@@ -2,8 +2,11 @@
 
 from datetime import timedelta
 
+import pytest
+from botocore.exceptions import ClientError
 from factories import NOW, lock_item
 from tables import STATE_TABLE, table_items
+from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.dal.state_table import StateTable
 from tflock_reaper.lock import LockRecord, classify_item
 from tflock_reaper.state import lock_key
@@ -22,6 +25,7 @@ def test_first_seen_is_recorded_once_and_kept(dynamodb):
     store = StateTable(dynamodb, STATE_TABLE)
     locks = _locks(3)
     first = store.observe(locks, NOW)
+    store.settle([], NOW)
     later = store.observe(locks, NOW + timedelta(hours=1))
     for lock in locks:
         assert first[lock_key(lock)].first_seen == NOW
@@ -30,10 +34,11 @@ def test_first_seen_is_recorded_once_and_kept(dynamodb):
 
 def test_observe_handles_more_locks_than_one_batch_get(dynamodb):
     store = StateTable(dynamodb, STATE_TABLE)
-    locks = _locks(130)
+    locks = _locks(250)
     store.observe(locks, NOW)
+    store.settle([], NOW)
     states = store.observe(locks, NOW + timedelta(minutes=5))
-    assert len(states) == 130
+    assert len(states) == 250
     assert {s.first_seen for s in states.values()} == {NOW}
 
 
@@ -41,8 +46,10 @@ def test_observation_ttl_is_refreshed_when_close_to_expiry(dynamodb):
     store = StateTable(dynamodb, STATE_TABLE)
     (lock,) = _locks(1)
     store.observe([lock], NOW)
+    store.settle([], NOW)
     (item,) = table_items(dynamodb, STATE_TABLE)
     store.observe([lock], NOW + timedelta(days=25))
+    store.settle([], NOW + timedelta(days=25))
     (refreshed,) = table_items(dynamodb, STATE_TABLE)
     assert int(refreshed["expires_at"]["N"]) > int(item["expires_at"]["N"])
     assert refreshed["first_seen"] == item["first_seen"]
@@ -69,3 +76,60 @@ def test_warning_time_is_kept_from_the_first_warning(dynamodb):
     store.mark_warned(lock, NOW)
     store.mark_warned(lock, NOW + timedelta(hours=1))
     assert store.observe([lock], NOW)[lock_key(lock)].warned_at == NOW
+
+
+def _count_updates(dynamodb) -> list[str]:
+    calls: list[str] = []
+    dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+def test_observe_only_reads_and_settle_writes_once_per_new_lock_with_its_warning(dynamodb):
+    store = StateTable(dynamodb, STATE_TABLE)
+    locks = _locks(3)
+    calls = _count_updates(dynamodb)
+    store.observe(locks, NOW)
+    assert calls == ["BatchGetItem"]
+    assert table_items(dynamodb, STATE_TABLE) == []  # nothing written until the sweep settles
+
+    calls.clear()
+    store.settle([locks[0]], NOW)
+    assert calls.count("UpdateItem") == 3  # first-seen and the warning of locks[0] in one write
+    states = store.observe(locks, NOW + timedelta(minutes=5))
+    assert states[lock_key(locks[0])].warned_at == NOW
+    assert states[lock_key(locks[1])].warned_at is None
+    assert {s.first_seen for s in states.values()} == {NOW}
+
+    calls.clear()
+    store.settle([locks[1]], NOW + timedelta(minutes=5))  # known lock, newly stale: its warning only
+    assert calls == ["UpdateItem"]
+    later = store.observe(locks, NOW + timedelta(minutes=10))
+    assert later[lock_key(locks[1])].warned_at == NOW + timedelta(minutes=5)
+    assert later[lock_key(locks[1])].first_seen == NOW
+
+
+def test_settle_keeps_an_earlier_first_seen_written_by_an_overlapping_sweep(dynamodb):
+    (lock,) = _locks(1)
+    ours, theirs = StateTable(dynamodb, STATE_TABLE), StateTable(dynamodb, STATE_TABLE)
+    ours.observe([lock], NOW + timedelta(minutes=1))
+    theirs.observe([lock], NOW)
+    theirs.settle([], NOW)
+    ours.settle([], NOW + timedelta(minutes=1))
+    assert ours.observe([lock], NOW + timedelta(minutes=2))[lock_key(lock)].first_seen == NOW
+
+
+def test_settle_reports_failed_writes_after_attempting_every_one(dynamodb):
+    store = StateTable(dynamodb, STATE_TABLE)
+    locks = _locks(4)
+    store.observe(locks, NOW)
+    failing = {"n": 0}
+
+    def throttle_first(params, **_):
+        failing["n"] += 1
+        if failing["n"] == 1:
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "boom"}}, "UpdateItem")
+
+    dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", throttle_first)
+    with pytest.raises(AwsAccessError, match="1 of 4 observation writes failed"):
+        store.settle([], NOW)
+    assert len(table_items(dynamodb, STATE_TABLE)) == 3

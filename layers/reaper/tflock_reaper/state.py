@@ -6,7 +6,7 @@ this run), :class:`tflock_reaper.dal.state_table.StateTable` the deployed reaper
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
@@ -31,7 +31,13 @@ class LockState:
 
 class StateStore(Protocol):
     def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
-        """The state of each lock, recording ``now`` as first seen for locks not seen before."""
+        """The state of each lock; ``now`` is the first-seen time of locks not seen before. A store may defer
+        recording that until :meth:`settle`."""
+        ...
+
+    def settle(self, warned: Iterable[LockRecord], now: datetime) -> None:
+        """End of a sweep: record what :meth:`observe` deferred, and ``now`` as the warning time of ``warned``
+        (kept from the first warning)."""
         ...
 
     def mark_warned(self, lock: LockRecord, now: datetime) -> None: ...
@@ -64,6 +70,10 @@ class MemoryStateStore:
         for lock in locks:
             self.states.setdefault(lock_key(lock), LockState(first_seen=now))
         return {lock_key(lock): self.states[lock_key(lock)] for lock in locks}
+
+    def settle(self, warned: Iterable[LockRecord], now: datetime) -> None:
+        for lock in warned:
+            self.mark_warned(lock, now)
 
     def mark_warned(self, lock: LockRecord, now: datetime) -> None:
         key = lock_key(lock)

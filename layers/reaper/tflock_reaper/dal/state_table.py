@@ -9,9 +9,10 @@ overwrite each other's first observations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -35,7 +36,12 @@ PERSISTED_SK = "PERSISTED"
 #: DynamoDB stream sequence numbers have 21 to 40 digits.
 SEQUENCE_WIDTH = 40
 _BATCH_GET_MAX = 100
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 _BATCH_GET_ATTEMPTS = 5
+#: Concurrent requests for a sweep's batched reads and its observation writes (boto3 clients are thread-safe;
+#: botocore's connection pool holds 10 connections).
+WORKERS = 8
 
 
 def _key(lock_path: str, lock_id: str) -> dict[str, Any]:
@@ -52,47 +58,99 @@ def _epoch(when: datetime) -> dict[str, str]:
 
 
 class StateTable:
-    def __init__(self, client: DynamoDBClient, name: str) -> None:
+    def __init__(self, client: DynamoDBClient, name: str, *, workers: int = WORKERS) -> None:
         self._client = client
         self.name = name
+        self._workers = workers
+        self._unrecorded: dict[LockKey, tuple[LockRecord, datetime]] = {}
+        """Locks observed by the current sweep whose observation is still to be written (see :meth:`settle`)."""
+
+    def _in_parallel(self, work: Callable[[_T], _R], tasks: Sequence[_T]) -> list[_R]:
+        """``work`` over ``tasks``, several requests at a time (in order); the first error is raised."""
+        if len(tasks) <= 1:
+            return [work(task) for task in tasks]
+        with ThreadPoolExecutor(max_workers=min(self._workers, len(tasks))) as pool:
+            return list(pool.map(work, tasks))
 
     # -- reads -----------------------------------------------------------------------------------------
-    def _batch_get(self, keys: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for start in range(0, len(keys), _BATCH_GET_MAX):
-            pending: dict[str, Any] = {
-                self.name: {"Keys": keys[start : start + _BATCH_GET_MAX], "ConsistentRead": True}
-            }
-            for _ in range(_BATCH_GET_ATTEMPTS):
-                response = self._client.batch_get_item(RequestItems=pending)
-                yield from response.get("Responses", {}).get(self.name, [])
-                pending = dict(response.get("UnprocessedKeys") or {})
-                if not pending:
-                    break
-            if pending:
-                raise AwsAccessError(f"state table {self.name!r} kept keys unprocessed (throttled)")
+    def _batch_get_chunk(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        pending: dict[str, Any] = {self.name: {"Keys": keys, "ConsistentRead": True}}
+        for _ in range(_BATCH_GET_ATTEMPTS):
+            response = self._client.batch_get_item(RequestItems=pending)
+            items.extend(dict(item) for item in response.get("Responses", {}).get(self.name, []))
+            pending = dict(response.get("UnprocessedKeys") or {})
+            if not pending:
+                return items
+        raise AwsAccessError(f"state table {self.name!r} kept keys unprocessed (throttled)")
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Consistent reads of ``keys``, 100 to a BatchGetItem (the API's maximum), the batches concurrently."""
+        chunks = [keys[start : start + _BATCH_GET_MAX] for start in range(0, len(keys), _BATCH_GET_MAX)]
+        return [item for items in self._in_parallel(self._batch_get_chunk, chunks) for item in items]
 
     def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
+        """Reads only: a lock not seen before is first seen ``now``, written by :meth:`settle` together with
+        its warning (one write per new lock, not two)."""
         try:
-            return self._observe(locks, now)
+            found: dict[LockKey, dict[str, Any]] = {}
+            for item in self._batch_get([_key(lock.lock_path, lock.lock_id) for lock in locks]):
+                found[(item["pk"]["S"].removeprefix("LOCK#"), item["sk"]["S"].removeprefix("ID#"))] = item
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot use state table {self.name!r}: {describe(err)}") from err
-
-    def _observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
-        found: dict[LockKey, dict[str, Any]] = {}
-        for item in self._batch_get([_key(lock.lock_path, lock.lock_id) for lock in locks]):
-            found[(item["pk"]["S"].removeprefix("LOCK#"), item["sk"]["S"].removeprefix("ID#"))] = item
         states: dict[LockKey, LockState] = {}
         for lock in locks:
             item = found.get(lock_key(lock), {})
             expires = int(item.get("expires_at", {}).get("N", "0"))
             if _time(item, "first_seen") is None or expires < (now + REFRESH_WITHIN).timestamp():
-                item = self._record_seen(lock, now)
+                self._unrecorded.setdefault(lock_key(lock), (lock, now))
             states[lock_key(lock)] = LockState(
                 first_seen=_time(item, "first_seen") or now,
                 acquired_at=_time(item, "acquired_at"),
                 warned_at=_time(item, "warned_at"),
             )
         return states
+
+    def settle(self, warned: Iterable[LockRecord], now: datetime) -> None:
+        """Write the sweep's observations: first seen (``if_not_exists``: an overlapping sweep's earlier time
+        stays) for the locks :meth:`observe` had no record of, and ``warned_at`` for ``warned``. One UpdateItem
+        per lock that needs a write, several at a time: BatchWriteItem cannot update (it would replace the
+        stream function's attributes), and TransactWriteItems would double the write cost.
+
+        Every write is attempted; if some fail, :class:`AwsAccessError` says how many (those locks are simply
+        first seen again by the next sweep)."""
+        writes: dict[LockKey, tuple[LockRecord, datetime | None, datetime | None]] = {
+            key: (lock, seen, None) for key, (lock, seen) in self._unrecorded.items()
+        }
+        self._unrecorded = {}
+        for lock in warned:
+            recorded, seen, _ = writes.get(lock_key(lock), (lock, None, None))
+            writes[lock_key(lock)] = (recorded, seen, now)
+        errors = [err for err in self._in_parallel(self._settle_one, list(writes.values())) if err is not None]
+        if errors:
+            raise AwsAccessError(f"{len(errors)} of {len(writes)} observation writes failed: {errors[0]}")
+
+    def _settle_one(self, write: tuple[LockRecord, datetime | None, datetime | None]) -> str | None:
+        lock, seen, warned = write
+        parts: list[str] = []
+        values: dict[str, Any] = {}
+        if seen is not None:
+            parts.append("first_seen = if_not_exists(first_seen, :seen), lock_path = :path, lock_id = :id")
+            parts.append("expires_at = :ttl")
+            values |= {
+                ":seen": {"S": seen.isoformat()},
+                ":path": {"S": lock.lock_path},
+                ":id": {"S": lock.lock_id},
+                ":ttl": _epoch(seen + OBSERVATION_TTL),
+            }
+        if warned is not None:
+            parts.append("warned_at = if_not_exists(warned_at, :warned)")
+            values[":warned"] = {"S": warned.isoformat()}
+        try:
+            self._update(lock, "SET " + ", ".join(parts), values)
+        except (ClientError, BotoCoreError) as err:
+            return describe(err)
+        return None
 
     def last_persisted(self, state_path: str) -> datetime | None:
         try:
@@ -145,18 +203,6 @@ class StateTable:
             ReturnValues="ALL_NEW",
         )
         return dict(response.get("Attributes", {}))
-
-    def _record_seen(self, lock: LockRecord, now: datetime) -> dict[str, Any]:
-        return self._update(
-            lock,
-            "SET first_seen = if_not_exists(first_seen, :now), lock_path = :path, lock_id = :id, expires_at = :ttl",
-            {
-                ":now": {"S": now.isoformat()},
-                ":path": {"S": lock.lock_path},
-                ":id": {"S": lock.lock_id},
-                ":ttl": _epoch(now + OBSERVATION_TTL),
-            },
-        )
 
     def mark_warned(self, lock: LockRecord, now: datetime) -> None:
         self._write(lock, "SET warned_at = if_not_exists(warned_at, :now)", {":now": {"S": now.isoformat()}})
