@@ -5,9 +5,11 @@ Nothing here ever puts or updates an item: the reaper's IAM role does not even a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,17 +28,48 @@ class DeleteResult:
     item: DynamoItem | None
 
 
+#: A Scan page holds at most 1 MB; each parallel segment is given about this much of the table to read.
+SEGMENT_BYTES = 2 * 1024 * 1024
+#: Parallel segments at most (and threads): beyond this a sweep's time is the Lambda's network, not the pages.
+MAX_SEGMENTS = 16
+
+
+def segments_for(table_size_bytes: int) -> int:
+    """Parallel Scan segments for a table of this size: one per ``SEGMENT_BYTES`` (two pages), 1 to 16."""
+    return max(1, min(MAX_SEGMENTS, math.ceil(table_size_bytes / SEGMENT_BYTES)))
+
+
 class LockTable:
-    def __init__(self, client: DynamoDBClient, name: str) -> None:
+    """``segments``: parallel Scan segments; None chooses them from the table's size (one DescribeTable)."""
+
+    def __init__(self, client: DynamoDBClient, name: str, *, segments: int | None = None) -> None:
         self._client = client
         self.name = name
+        self.segments = segments
+
+    def _segments(self) -> int:
+        if self.segments is not None:
+            return max(1, min(MAX_SEGMENTS, self.segments))
+        # TableSizeBytes is refreshed by DynamoDB about every six hours: good enough to size a scan.
+        return segments_for(int(self._client.describe_table(TableName=self.name)["Table"].get("TableSizeBytes", 0)))
+
+    def _scan_segment(self, segment: int, total: int) -> list[DynamoItem]:
+        kwargs: dict[str, Any] = {"Segment": segment, "TotalSegments": total} if total > 1 else {}
+        items: list[DynamoItem] = []
+        for page in self._client.get_paginator("scan").paginate(TableName=self.name, ConsistentRead=True, **kwargs):
+            items.extend(page.get("Items", []))  # type: ignore[arg-type]
+        return items
 
     def scan(self) -> Iterator[DynamoItem]:
-        """Every item, strongly consistent, page by page."""
-        paginator = self._client.get_paginator("scan")
+        """Every item, strongly consistent; a large table in parallel segments. A failed page fails the scan."""
         try:
-            for page in paginator.paginate(TableName=self.name, ConsistentRead=True):
-                yield from page.get("Items", [])  # type: ignore[misc]
+            total = self._segments()
+            if total == 1:
+                yield from self._scan_segment(0, 1)
+                return
+            with ThreadPoolExecutor(max_workers=total, thread_name_prefix="scan") as pool:
+                for items in pool.map(self._scan_segment, range(total), [total] * total):
+                    yield from items
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot scan lock table {self.name!r}: {describe(err)}") from err
 
@@ -74,3 +107,28 @@ class LockTable:
             raise AwsAccessError(f"cannot delete {lock_path!r} from {self.name!r}: {describe(err)}") from err
         deleted: DynamoItem | None = response.get("Attributes")  # type: ignore[assignment]
         return DeleteResult(deleted=True, item=deleted)
+
+
+class LockTables:
+    """Several lock tables swept as one source (one deployment, many tables): each lock is deleted from the
+    table it was read from."""
+
+    def __init__(self, tables: Sequence[LockTable]) -> None:
+        self.tables = list(tables)
+        self.name = ", ".join(t.name for t in self.tables)
+        self._origin: dict[tuple[str, str], LockTable] = {}
+
+    def scan(self) -> Iterator[DynamoItem]:
+        self._origin.clear()
+        for table in self.tables:
+            for item in table.scan():
+                path, info = item.get("LockID", {}).get("S"), item.get("Info", {}).get("S")
+                if isinstance(path, str) and isinstance(info, str):
+                    self._origin.setdefault((path, info), table)
+                yield item
+
+    def delete_if_unchanged(self, lock_path: str, raw_info: str) -> DeleteResult:
+        table = self._origin.get((lock_path, raw_info))
+        if table is None:
+            raise AwsAccessError(f"{lock_path!r} was not read from any of the lock tables {self.name!r}")
+        return table.delete_if_unchanged(lock_path, raw_info)
