@@ -8,7 +8,7 @@ from fakes import FakeLockTable
 from tflock_reaper.decision import Outcome
 from tflock_reaper.holder import HolderState, HolderStatus
 from tflock_reaper.policy import parse_policy
-from tflock_reaper.service import HolderChecks, explain, resolve_mode, sweep
+from tflock_reaper.service import TIME_RESERVE_SECONDS, HolderChecks, explain, resolve_mode, sweep
 from tflock_reaper.state import MemoryStateStore
 
 POLICY = parse_policy(
@@ -21,6 +21,11 @@ rules:
     holder: {assume: gone}
 """
 )
+POLICY_TEXT_NO_LIMIT = """
+mode: enforce
+max_reaps_per_sweep: 10
+defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, holder: {assume: gone}}
+"""
 STALE = lock_item("tf-state/gone/a.tfstate", created=NOW - timedelta(hours=5))
 LIVE_UNKNOWN = lock_item("tf-state/other/b.tfstate", created=NOW - timedelta(hours=5))
 FRESH = lock_item("tf-state/gone/c.tfstate", created=NOW - timedelta(minutes=1))
@@ -196,4 +201,54 @@ def test_a_holder_check_that_cannot_be_built_is_unknown_and_the_sweep_goes_on():
     assert stale.outcome is Outcome.BLOCKED
     assert "could not be set up: RuntimeError: no credentials" in stale.verdict.holder.evidence
     assert other.outcome is Outcome.WARNED
+    assert table.deletes == []
+
+
+class _Countdown:
+    """The Lambda's remaining time, going down by ``step`` seconds each time it is read."""
+
+    def __init__(self, start: float, step: float) -> None:
+        self.left, self.step = start, step
+
+    def __call__(self) -> float:
+        self.left -= self.step
+        return self.left
+
+
+def test_a_sweep_running_out_of_time_stops_acting_reports_the_rest_and_records_what_it_saw():
+    stale = [lock_item(f"tf-state/gone/s{i}.tfstate", created=NOW - timedelta(hours=5)) for i in range(6)]
+    table = FakeLockTable(stale)
+    state = MemoryStateStore()
+    policy = parse_policy(POLICY_TEXT_NO_LIMIT)
+    # The clock is read before each of 6 judgements and each act: 1 s apart, the reserve is reached at the 3rd act.
+    clock = _Countdown(start=TIME_RESERVE_SECONDS + 8, step=1)
+    report = sweep(
+        lock_table=table, state=state, policy=policy, mode="enforce", clock=lambda: NOW, remaining_seconds=clock
+    )
+    assert [r.outcome for r in report.locks] == [Outcome.REAPED, Outcome.REAPED]
+    assert len(table.deletes) == 2
+    assert report.deferred == [f"tf-state/gone/s{i}.tfstate" for i in range(2, 6)]
+    assert report.summary()["deferred"] == 4
+    assert report.to_dict()["deferred"] == report.deferred
+    assert len(state.states) == 6  # every lock read is still recorded as seen
+
+    # The next sweep, with time to spare, picks up the rest.
+    again = sweep(lock_table=table, state=state, policy=policy, mode="enforce", clock=lambda: NOW)
+    assert [r.outcome for r in again.locks] == [Outcome.REAPED] * 4
+    assert again.deferred == []
+    assert len(table.deletes) == 6
+
+
+def test_a_sweep_out_of_time_before_judging_acts_on_nothing():
+    table = FakeLockTable([STALE])
+    report = sweep(
+        lock_table=table,
+        state=MemoryStateStore(),
+        policy=POLICY,
+        mode="enforce",
+        clock=lambda: NOW,
+        remaining_seconds=lambda: TIME_RESERVE_SECONDS - 1,
+    )
+    assert report.locks == []
+    assert report.deferred == ["tf-state/gone/a.tfstate"]
     assert table.deletes == []

@@ -150,6 +150,8 @@ class SweepReport:
     digests: int = 0
     breaker: str | None = None
     notes: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    """Paths of the locks read but neither judged nor acted on: the sweep ran out of time (next sweep's work)."""
 
     def summary(self) -> dict[str, int]:
         outcomes = Counter(r.outcome.value for r in self.locks)
@@ -157,6 +159,7 @@ class SweepReport:
             "locks": len(self.locks),
             "digests": self.digests,
             "skipped": len(self.skipped),
+            "deferred": len(self.deferred),
             "stale": sum(1 for r in self.locks if r.verdict.action is not Action.KEEP),
             **{o.value.replace("-", "_"): outcomes.get(o.value, 0) for o in Outcome},
         }
@@ -171,6 +174,7 @@ class SweepReport:
             "notes": self.notes,
             "locks": [r.to_dict() for r in self.locks],
             "skipped": [{"lock_id": s.lock_id, "reason": s.reason} for s in self.skipped],
+            "deferred": self.deferred,
             "summary": self.summary(),
         }
 
@@ -261,6 +265,30 @@ def _server_time(lock_state: LockState, lock: LockRecord) -> LockState:
     return replace(lock_state, acquired_at=lock.lockfile.last_modified)
 
 
+#: Seconds of the invocation a sweep keeps in reserve: when fewer remain, it stops judging and acting, and
+#: still records what it saw (see :meth:`StateStore.settle`) and reports.
+TIME_RESERVE_SECONDS = 20.0
+
+
+def _new_report(
+    lock_table: LockSource | None, lockfiles: LockfileSource | None, policy: Policy, mode: Mode, now: datetime
+) -> SweepReport:
+    effective, note = resolve_mode(policy, mode)
+    if note:
+        logger.warning("mode downgraded", extra={"note": note})
+    return SweepReport(
+        table=lock_table.name if lock_table is not None else None,
+        buckets=lockfiles.name if lockfiles is not None else None,
+        mode=effective,
+        started_at=now,
+        notes=[note] if note else [],
+    )
+
+
+def _out_of_time(remaining_seconds: Callable[[], float] | None) -> bool:
+    return remaining_seconds is not None and remaining_seconds() < TIME_RESERVE_SECONDS
+
+
 def sweep(
     *,
     lock_table: LockSource | None,
@@ -271,37 +299,37 @@ def sweep(
     holders: HolderChecks | None = None,
     alerts: AlertSink | None = None,
     lockfiles: LockfileSource | None = None,
+    remaining_seconds: Callable[[], float] | None = None,
 ) -> SweepReport:
     """One sweep of one lock table and/or the lockfiles of some buckets. ``mode`` is the run's request; see
-    :func:`resolve_mode`.
+    :func:`resolve_mode`. ``remaining_seconds`` (the Lambda's remaining time) lets a sweep stop before it is cut
+    off: the locks it has not judged or acted on yet are reported as deferred, for the next sweep.
 
     Raises :class:`AwsAccessError` only when the locks or the state table cannot be read: then nothing is deleted.
     """
-    effective, note = resolve_mode(policy, mode)
     holders = holders or HolderChecks()
     now = clock()
-    report = SweepReport(
-        table=lock_table.name if lock_table is not None else None,
-        buckets=lockfiles.name if lockfiles is not None else None,
-        mode=effective,
-        started_at=now,
-        notes=[note] if note else [],
-    )
-    if note:
-        logger.warning("mode downgraded", extra={"note": note})
+    report = _new_report(lock_table, lockfiles, policy, mode, now)
 
+    out_of_time = partial(_out_of_time, remaining_seconds)
     locks = _read_locks(lock_table, lockfiles, now, report)
     observed = state.observe(locks, now)
     states = {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
-    verdicts = [judge(lock, states[lock_key(lock)], policy, now, holders) for lock in locks]
-    plan = plan_sweep(verdicts, enforce=effective == "enforce", max_reaps=policy.max_reaps_per_sweep)
+    verdicts: list[Verdict] = []
+    for lock in locks:  # a holder check may take seconds: the clock is checked before each
+        if out_of_time():
+            break
+        verdicts.append(judge(lock, states[lock_key(lock)], policy, now, holders))
+    plan = plan_sweep(verdicts, enforce=report.mode == "enforce", max_reaps=policy.max_reaps_per_sweep)
     report.breaker = plan.breaker
     if plan.breaker:
         logger.error("circuit breaker tripped", extra={"reason": plan.breaker})
 
-    for lock, verdict, planned in zip(locks, verdicts, plan.outcomes, strict=True):
-        lock_state = states[lock_key(lock)]
-        entry = LockReport(lock, verdict, planned, lock_state)
+    warned: list[LockRecord] = []
+    for lock, verdict, planned in zip(locks, verdicts, plan.outcomes, strict=False):
+        if out_of_time():
+            break
+        entry = LockReport(lock, verdict, planned, states[lock_key(lock)])
         if verdict.action is Action.REAP and plan.breaker:
             entry.notes.append(plan.breaker)
         if planned is Outcome.REAPED:
@@ -311,11 +339,28 @@ def sweep(
             entry.notes.extend(extra)
         if alerts is not None:
             entry.notifications = _alert(alerts, entry, now)
-        if entry.outcome in STALE_OUTCOMES and lock_state.warned_at is None:
-            _best_effort(partial(state.mark_warned, lock, now), "cannot record warning", lock)
+        if entry.outcome in STALE_OUTCOMES and entry.state.warned_at is None:
+            warned.append(lock)
         report.locks.append(entry)
         _log_verdict(entry)
+    _finish(report, locks, state, warned, now)
     return report
+
+
+def _finish(
+    report: SweepReport, locks: list[LockRecord], state: StateStore, warned: list[LockRecord], now: datetime
+) -> None:
+    """Report what the sweep had no time for, and record its observations (best effort)."""
+    report.deferred = [lock.lock_path for lock in locks[len(report.locks) :]]
+    if report.deferred:
+        logger.error(
+            "sweep stopped early to finish within its time limit",
+            extra={"deferred": len(report.deferred), "acted_on": len(report.locks), "locks": len(locks)},
+        )
+    try:
+        state.settle(warned, now)
+    except AwsAccessError as err:
+        logger.error("cannot record the sweep's observations", extra={"error": str(err)})
 
 
 def _alert(alerts: AlertSink, entry: LockReport, now: datetime) -> list[dict[str, Any]]:
