@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from tflock_reaper.dal.errors import AwsAccessError
@@ -67,3 +69,21 @@ class MemoryAuditStore:
             return False
         self.persisted[state_path] = (server_time, sequence)
         return True
+
+
+@dataclass
+class FakeLambdaContext:
+    """The part of Lambda's context object the handlers use (Powertools reads the names and the request id)."""
+
+    function_name: str = "tflock-reaper-sweeper"
+    remaining_ms: int = 300_000
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms

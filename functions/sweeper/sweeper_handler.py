@@ -23,6 +23,8 @@ _METRICS = {
     "ReapsBlocked": "blocked",
     "ItemsSkipped": "skipped",
     "SweepErrors": "failed",
+    "LocksDeferred": "deferred",
+    "TargetsFailed": "errors",
 }
 
 
@@ -51,14 +53,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # format. Idempotent, and done per invocation so that nothing configured since import can detach it.
     copy_config_to_registered_loggers(source_logger=logger, include={"tflock_reaper"})
     settings = get_settings()
-    logger.append_keys(lock_table=settings.lock_table_name)
+    logger.append_keys(lock_tables=",".join(settings.lock_table_names))
     try:
-        report = run_sweep(settings)
+        report = run_sweep(settings, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000)
     except Exception:
         metrics.add_metric(name="SweepErrors", unit=MetricUnit.Count, value=1)
         logger.exception("sweep failed")
         raise
     publish_metrics(report)
-    result: dict[str, Any] = {"mode": report.mode, "breaker": report.breaker, "summary": report.summary()}
+    result: dict[str, Any] = {
+        "mode": report.mode,
+        "breaker": report.breaker,
+        "errors": report.errors,
+        "summary": report.summary(),
+    }
     logger.info("sweep complete", extra=result)
     return result

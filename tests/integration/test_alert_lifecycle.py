@@ -22,6 +22,7 @@ import boto3
 import pytest
 from alert_stack import ROUTING_KEY, SLACK_PATH, AlertStack
 from factories import go_time, lock_item
+from fakes import FakeLambdaContext
 from http_stub import Reply
 from streams import stream_record
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
@@ -38,13 +39,6 @@ ESCAPED_WHO = f"&lt;!channel&gt; @{ZWSP}here &lt;https://evil.example|x&gt;"
 STATE_TIMES = ("first_seen", "warned_at", "acquired_at")
 
 
-class Context:
-    function_name = "tflock-reaper"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper"
-    aws_request_id = "52fdfc07-2182-454f-963f-5f0f9a621d72"
-
-
 class Deployment:
     """The two functions as Lambda runs them, plus what a test needs to drive time and the lock table."""
 
@@ -59,11 +53,11 @@ class Deployment:
         self._stream = stream_handler.handle_batch
 
     def sweep(self) -> dict[str, Any]:
-        return self._sweeper(EVENT, Context())
+        return self._sweeper(EVENT, FakeLambdaContext())
 
     def deliver(self, *records: dict[str, Any]) -> Any:
         """One stream batch to the stream function, with the store and channels it wires itself."""
-        return self._stream({"Records": list(records)}, Context())
+        return self._stream({"Records": list(records)}, FakeLambdaContext())
 
     def acquire(self, path: str, *, age: timedelta, **kwargs: Any) -> dict[str, Any]:
         """Terraform takes a lock ``age`` ago: the item in the lock table, and its INSERT on the stream."""

@@ -7,17 +7,11 @@ from pathlib import Path
 
 import pytest
 from factories import digest_item, lock_item
+from fakes import FakeLambdaContext
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
 
 EVENT = json.loads((Path(__file__).parents[2] / "events" / "sweeper_schedule.json").read_text())
 STALE_PATH = "tf-state/dev/app.tfstate"
-
-
-class Context:
-    function_name = "tflock-reaper-sweeper"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper-sweeper"
-    aws_request_id = "52fdfc07-2182-454f-963f-5f0f9a621d72"
 
 
 @pytest.fixture
@@ -61,7 +55,7 @@ def _log_lines(text: str) -> list[dict]:
 def test_handler_reaps_logs_each_verdict_and_emits_metrics(handler, dynamodb, logs, capsys):
     stale = lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5))
     put(dynamodb, stale, digest_item(STALE_PATH), {"LockID": {"S": "tf-state/x"}, "Info": {"S": "nope"}})
-    result = handler(EVENT, Context())
+    result = handler(EVENT, FakeLambdaContext())
     assert result["mode"] == "enforce"
     assert result["summary"]["reaped"] == 1
     assert table_items(dynamodb) == sorted(
@@ -89,7 +83,7 @@ def test_handler_in_dry_run_deployment_never_deletes(handler, dynamodb, monkeypa
     get_settings.cache_clear()
     stale = lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5))
     put(dynamodb, stale)
-    result = handler(EVENT, Context())
+    result = handler(EVENT, FakeLambdaContext())
     assert result["summary"]["would_reap"] == 1
     assert table_items(dynamodb) == [stale]
 
@@ -105,7 +99,7 @@ def test_handler_fails_loudly_on_a_bad_policy_and_deletes_nothing(handler, dynam
     stale = lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5))
     put(dynamodb, stale)
     with pytest.raises(PolicyError, match=r"bad\.yaml:1:7: mode"):
-        handler(EVENT, Context())
+        handler(EVENT, FakeLambdaContext())
     assert table_items(dynamodb) == [stale]
 
 
@@ -120,7 +114,7 @@ def test_policy_from_ssm_parameter(handler, dynamodb, monkeypatch):
 
     get_settings.cache_clear()
     put(dynamodb, lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5)))
-    result = handler(EVENT, Context())
+    result = handler(EVENT, FakeLambdaContext())
     # The SSM policy (dry-run, holder unknown) wins over the packaged file (enforce, holder gone).
     assert result["mode"] == "dry-run"
     assert result["summary"]["blocked"] == 1
@@ -144,7 +138,7 @@ def test_handler_sweeps_lockfiles_without_a_lock_table(handler, dynamodb, monkey
     monkeypatch.setenv("LOCK_TABLE_NAME", "")
     monkeypatch.setenv("STATE_BUCKETS", "tf-state")
     get_settings.cache_clear()
-    result = handler(EVENT, Context())
+    result = handler(EVENT, FakeLambdaContext())
     assert result["summary"]["reaped"] == 1
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="tf-state")["Contents"]]
     assert keys == ["dev/app.tfstate"]
@@ -154,7 +148,7 @@ def test_settings_need_a_lock_table_or_state_buckets(monkeypatch):
     from pydantic import ValidationError  # noqa: PLC0415
     from tflock_reaper.settings import Settings  # noqa: PLC0415
 
-    with pytest.raises(ValidationError, match="set LOCK_TABLE_NAME"):
+    with pytest.raises(ValidationError, match="set LOCK_TABLE_NAMES"):
         Settings.model_validate({"LOCK_TABLE_NAME": "", "STATE_BUCKETS": " , "})
     assert Settings.model_validate({"STATE_BUCKETS": "a, b/envs"}).state_buckets == ("a", "b/envs")
 

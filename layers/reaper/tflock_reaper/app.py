@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter
 
 from tflock_reaper.alerting import Alerter
 from tflock_reaper.aws import AwsClients
-from tflock_reaper.dal.lock_table import LockTable
+from tflock_reaper.dal.errors import AwsAccessError, describe
+from tflock_reaper.dal.lock_table import LockTable, LockTables
 from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.dal.notification_ledger import DynamoLedger
 from tflock_reaper.dal.state_table import StateTable
@@ -18,9 +23,11 @@ from tflock_reaper.notify.channels import make_channel_factory, secret_resolver
 from tflock_reaper.notify.dispatch import DispatchResult, MemoryLedger, NotificationLedger, dispatch
 from tflock_reaper.notify.events import Notification
 from tflock_reaper.policy import Channel, Policy, load_policy, parse_policy
-from tflock_reaper.service import HolderChecks, SweepReport, sweep
+from tflock_reaper.service import TIME_RESERVE_SECONDS, HolderChecks, LockSource, SweepReport, combine_reports, sweep
 from tflock_reaper.settings import Settings
 from tflock_reaper.state import MemoryStateStore, StateStore
+
+logger = logging.getLogger(__name__)
 
 _CHANNELS: TypeAdapter[dict[str, Channel]] = TypeAdapter(dict[str, Channel])
 
@@ -73,32 +80,115 @@ def state_store(clients: AwsClients, state_table: str | None) -> StateStore:
     return StateTable(clients.dynamodb(), state_table) if state_table else MemoryStateStore()
 
 
-def run_sweep(settings: Settings, clients: AwsClients | None = None) -> SweepReport:
-    clients = clients or default_clients()
-    policy = load_deployed_policy(settings)
+@dataclass(frozen=True)
+class SweepTarget:
+    """What one sweep covers: lock tables and buckets of one account, with that account's clients."""
+
+    label: str
+    lock_tables: tuple[str, ...]
+    buckets: tuple[str, ...]
+    role_arn: str | None = None
+    region: str | None = None
+    external_id: str | None = None
+
+
+def sweep_targets(settings: Settings) -> list[SweepTarget]:
+    """This account's tables and buckets (if any), then each other account's."""
+    home = [SweepTarget("this account", settings.lock_table_names, settings.state_buckets)]
+    others = [
+        SweepTarget(f"account {t.account}", t.lock_tables, t.buckets, t.role_arn, t.region, t.external_id)
+        for t in settings.targets
+    ]
+    return [t for t in home if t.lock_tables or t.buckets] + others
+
+
+def _sources(
+    clients: AwsClients, target: SweepTarget, segments: int | None
+) -> tuple[LockSource | None, LockfileBuckets | None]:
     dynamodb = clients.dynamodb()
-    state = state_store(clients, settings.state_table_name)
+    tables = [LockTable(dynamodb, name, segments=segments) for name in target.lock_tables]
+    lock_table: LockSource | None = (tables[0] if len(tables) == 1 else LockTables(tables)) if tables else None
     lockfiles = (
-        LockfileBuckets(clients.client("s3"), [BucketLocation.parse(b) for b in settings.state_buckets])
-        if settings.state_buckets
+        LockfileBuckets(clients.client("s3"), [BucketLocation.parse(b) for b in target.buckets])
+        if target.buckets
         else None
     )
+    return lock_table, lockfiles
+
+
+def run_sweep(
+    settings: Settings,
+    clients: AwsClients | None = None,
+    *,
+    remaining_seconds: Callable[[], float] | None = None,
+) -> SweepReport:
+    """One sweep of every target. A target that cannot be reached (its role, its tables) is reported in the
+    report's errors and the others are still swept; if none can be, the error is raised."""
+    clients = clients or default_clients()
+    policy = load_deployed_policy(settings)
+    state = state_store(clients, settings.state_table_name)
+    holders = holder_checks(clients, state)
+    reports: list[SweepReport] = []
+    errors: list[str] = []
+    for target in sweep_targets(settings):
+        if remaining_seconds is not None and remaining_seconds() < TIME_RESERVE_SECONDS:
+            errors.append(f"{target.label}: not swept, the sweep ran out of time")
+            continue
+        try:
+            reports.append(
+                _sweep_target(
+                    target,
+                    settings=settings,
+                    clients=clients,
+                    policy=policy,
+                    state=state,
+                    holders=holders,
+                    remaining_seconds=remaining_seconds,
+                )
+            )
+        except (AwsAccessError, ClientError, BotoCoreError) as err:
+            message = str(err) if isinstance(err, AwsAccessError) else describe(err)
+            logger.error("target not swept", extra={"target": target.label, "error": message})
+            errors.append(f"{target.label}: {message}")
+    if not reports:
+        raise AwsAccessError("; ".join(errors) or "nothing to sweep")
+    return combine_reports(reports, errors)
+
+
+def _sweep_target(
+    target: SweepTarget,
+    *,
+    settings: Settings,
+    clients: AwsClients,
+    policy: Policy,
+    state: StateStore,
+    holders: HolderChecks,
+    remaining_seconds: Callable[[], float] | None,
+) -> SweepReport:
+    """State, alerts and holder checks stay with the reaper's own account; the locks are the target's."""
+    source_clients = (
+        clients.assume_role(target.role_arn, region=target.region, external_id=target.external_id)
+        if target.role_arn
+        else clients
+    )
+    lock_table, lockfiles = _sources(source_clients, target, settings.scan_segments)
     alerts = make_alerter(
         policy,
-        table=settings.lock_table_name or ", ".join(settings.state_buckets),
+        table=", ".join(target.lock_tables or target.buckets),
         clients=clients,
         state=state,
         state_table=settings.state_table_name,
         default_topic_arn=settings.alert_topic_arn,
     )
     return sweep(
-        lock_table=LockTable(dynamodb, settings.lock_table_name) if settings.lock_table_name else None,
+        lock_table=lock_table,
         lockfiles=lockfiles,
         state=state,
         policy=policy,
         mode=settings.reaper_mode,
         alerts=alerts,
-        holders=holder_checks(clients, state),
+        holders=holders,
+        remaining_seconds=remaining_seconds,
     )
 
 

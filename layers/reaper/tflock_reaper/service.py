@@ -152,6 +152,8 @@ class SweepReport:
     notes: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     """Paths of the locks read but neither judged nor acted on: the sweep ran out of time (next sweep's work)."""
+    errors: list[str] = field(default_factory=list)
+    """Targets (accounts, tables) that could not be swept at all: nothing of theirs was judged or deleted."""
 
     def summary(self) -> dict[str, int]:
         outcomes = Counter(r.outcome.value for r in self.locks)
@@ -160,6 +162,7 @@ class SweepReport:
             "digests": self.digests,
             "skipped": len(self.skipped),
             "deferred": len(self.deferred),
+            "errors": len(self.errors),
             "stale": sum(1 for r in self.locks if r.verdict.action is not Action.KEEP),
             **{o.value.replace("-", "_"): outcomes.get(o.value, 0) for o in Outcome},
         }
@@ -175,8 +178,29 @@ class SweepReport:
             "locks": [r.to_dict() for r in self.locks],
             "skipped": [{"lock_id": s.lock_id, "reason": s.reason} for s in self.skipped],
             "deferred": self.deferred,
+            "errors": self.errors,
             "summary": self.summary(),
         }
+
+
+def combine_reports(reports: list[SweepReport], errors: list[str]) -> SweepReport:
+    """One report for the sweeps of several targets (accounts) made by one invocation."""
+    first = reports[0]
+    combined = SweepReport(
+        table=", ".join(r.table for r in reports if r.table) or None,
+        buckets=", ".join(r.buckets for r in reports if r.buckets) or None,
+        mode=first.mode,
+        started_at=first.started_at,
+        breaker="; ".join(r.breaker for r in reports if r.breaker) or None,
+        errors=[*errors, *(e for r in reports for e in r.errors)],
+    )
+    for report in reports:
+        combined.locks.extend(report.locks)
+        combined.skipped.extend(report.skipped)
+        combined.digests += report.digests
+        combined.notes.extend(report.notes)
+        combined.deferred.extend(report.deferred)
+    return combined
 
 
 class HolderChecks:

@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+TableName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_.-]{3,255}$")]
+
+
+def _comma_separated(value: object) -> object:
+    return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+
+class Target(BaseModel):
+    """Lock tables and buckets of another account, swept through a role the reaper assumes there."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$")
+    lock_tables: tuple[TableName, ...] = ()
+    buckets: tuple[str, ...] = ()
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    """Default: the reaper's own region."""
+    external_id: str | None = Field(default=None, min_length=2, max_length=1224)
+
+    @property
+    def account(self) -> str:
+        return self.role_arn.split(":")[4]
+
+    @model_validator(mode="after")
+    def _something_to_sweep(self) -> Target:
+        if not self.lock_tables and not self.buckets:
+            raise ValueError(f"target {self.role_arn}: give lock_tables, buckets, or both")
+        return self
 
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    lock_table_name: str | None = Field(default=None, alias="LOCK_TABLE_NAME", min_length=3, max_length=255)
-    """The Terraform lock table (DynamoDB locking), if any."""
+    lock_table_names: tuple[TableName, ...] = Field(
+        default=(), validation_alias=AliasChoices("LOCK_TABLE_NAMES", "LOCK_TABLE_NAME")
+    )
+    """The Terraform lock tables of this account (DynamoDB locking), comma-separated; ``LOCK_TABLE_NAME`` too."""
     state_buckets: tuple[str, ...] = Field(default=(), alias="STATE_BUCKETS")
     """State buckets whose ``.tflock`` lockfiles are swept (S3-native locking): ``B`` or ``B/prefix``."""
     state_table_name: str | None = Field(default=None, alias="STATE_TABLE_NAME")
@@ -25,19 +57,29 @@ class Settings(BaseModel):
     task_root: str = Field(default=".", alias="LAMBDA_TASK_ROOT")
     alert_topic_arn: str | None = Field(default=None, alias="ALERT_TOPIC_ARN")
     """The stack's SNS topic: where ``type: sns`` channels without a ``topic_arn`` publish."""
+    targets: tuple[Target, ...] = Field(default=(), alias="TARGETS")
+    """Other accounts to sweep (JSON list of :class:`Target`); state, alerts and logs stay in this account."""
+    scan_segments: int | None = Field(default=None, alias="SCAN_SEGMENTS", ge=1, le=16)
+    """Parallel Scan segments per lock table; empty: chosen from each table's size."""
 
-    @field_validator("state_buckets", mode="before")
+    _comma_separated = field_validator("lock_table_names", "state_buckets", mode="before")(_comma_separated)
+
+    @field_validator("targets", mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+    def _json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else ()
+        return value
 
     @model_validator(mode="after")
     def _something_to_sweep(self) -> Settings:
-        if not self.lock_table_name and not self.state_buckets:
-            raise ValueError("set LOCK_TABLE_NAME (DynamoDB locking), STATE_BUCKETS (lockfiles), or both")
+        if not self.lock_table_names and not self.state_buckets and not self.targets:
+            raise ValueError(
+                "set LOCK_TABLE_NAMES (DynamoDB locking), STATE_BUCKETS (lockfiles) or TARGETS (other accounts)"
+            )
         return self
 
-    @field_validator("lock_table_name", "state_table_name", "policy_parameter", "alert_topic_arn", mode="before")
+    @field_validator("scan_segments", "state_table_name", "policy_parameter", "alert_topic_arn", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value
