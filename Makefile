@@ -63,8 +63,9 @@ unit: venv ## Unit tests only (pure, no network)
 	$(VENV)/bin/pytest tests/unit
 
 .PHONY: sam-validate
-sam-validate: $(SAM_VENV)/.installed venv ## sam validate --lint
+sam-validate: $(SAM_VENV)/.installed venv ## sam validate --lint (the stack, and the cross-account target role)
 	$(SAM) validate --lint
+	$(SAM) validate --lint -t cross-account/target-role.yaml
 
 .PHONY: sam-build
 sam-build: $(SAM_VENV)/.installed venv ## sam build, then check the layer holds arm64 wheels for the runtime

@@ -27,6 +27,7 @@ def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, 
 _TaggedLoader.add_multi_constructor("!", _tagged)
 
 
-def load_template() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_TaggedLoader)  # noqa: S506
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """template.yaml, or another CloudFormation template of the repository."""
+    loaded: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaggedLoader)  # noqa: S506
     return loaded
