@@ -3,17 +3,27 @@ the state table for signs of progress. :func:`make_providers` wires them for one
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
-from tflock_reaper.holder import ProviderBuilder
-from tflock_reaper.holders.aws_ci import codebuild_provider, codepipeline_provider
-from tflock_reaper.holders.github import github_provider
-from tflock_reaper.holders.gitlab import gitlab_provider
-from tflock_reaper.holders.http import http_provider
+from tflock_reaper.holder import HolderCheck, ProviderBuilder
 from tflock_reaper.holders.progress import StateProgress
 from tflock_reaper.policy import SecretRef
 from tflock_reaper.state import StateStore
+
+
+def _lazy(module: str, name: str, argument: Any) -> ProviderBuilder:
+    """The provider ``tflock_reaper.holders.<module>.<name>(argument)``, imported and made when the sweep builds
+    its first check of that kind (not at a cold start), then shared by its other checks of that kind."""
+    made: list[ProviderBuilder] = []
+
+    def build(settings: Any) -> HolderCheck:
+        if not made:
+            made.append(getattr(importlib.import_module(f"tflock_reaper.holders.{module}"), name)(argument))
+        return made[0](settings)
+
+    return build
 
 
 def make_providers(
@@ -21,12 +31,13 @@ def make_providers(
 ) -> dict[str, ProviderBuilder]:
     """One builder per check kind. Each built check caches its queries, and the sweep builds each configured
     check once, so a (provider, target) pair is queried at most once per sweep."""
+
     providers: dict[str, ProviderBuilder] = {
         "state_progress": lambda settings: StateProgress(settings, state),
-        "codebuild": codebuild_provider(lambda: clients.client("codebuild")),
-        "codepipeline": codepipeline_provider(lambda: clients.client("codepipeline")),
-        "github": github_provider(secrets),
-        "gitlab": gitlab_provider(secrets),
-        "http": http_provider(secrets),
+        "codebuild": _lazy("aws_ci", "codebuild_provider", lambda: clients.client("codebuild")),
+        "codepipeline": _lazy("aws_ci", "codepipeline_provider", lambda: clients.client("codepipeline")),
+        "github": _lazy("github", "github_provider", secrets),
+        "gitlab": _lazy("gitlab", "gitlab_provider", secrets),
+        "http": _lazy("http", "http_provider", secrets),
     }
     return providers

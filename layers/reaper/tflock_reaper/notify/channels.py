@@ -10,9 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from tflock_reaper.aws import AwsClients
 from tflock_reaper.notify.base import Notifier, NotifyError
-from tflock_reaper.notify.pagerduty import PagerDutyNotifier
-from tflock_reaper.notify.slack import SlackNotifier
-from tflock_reaper.notify.sns import SnsNotifier
 from tflock_reaper.policy import Channel, PagerDutyChannel, SecretRef, SlackChannel
 
 if TYPE_CHECKING:
@@ -110,16 +107,24 @@ def make_channel_factory(
 ) -> Callable[[str, Channel], Notifier]:
     secret = resolve or secret_resolver(clients)
 
+    # Each adapter is imported when a channel of its kind is first built, not at a cold start: slack_sdk and the
+    # others cost a Lambda's init time even when the policy names no such channel.
     def build(name: str, channel: Channel) -> Notifier:
         if isinstance(channel, SlackChannel):
+            from tflock_reaper.notify.slack import SlackNotifier  # noqa: PLC0415
+
             ref = channel.webhook
             return SlackNotifier(lambda: secret(ref), name=name)
         if isinstance(channel, PagerDutyChannel):
+            from tflock_reaper.notify.pagerduty import PagerDutyNotifier  # noqa: PLC0415
+
             key = channel.routing_key
             return PagerDutyNotifier(lambda: secret(key), url=channel.url, name=name)
         topic = channel.topic_arn or default_topic_arn
         if not topic:
             return _Unconfigured(name, "no topic_arn in the policy and no ALERT_TOPIC_ARN in the deployment")
+        from tflock_reaper.notify.sns import SnsNotifier  # noqa: PLC0415
+
         return SnsNotifier(clients.sns, topic, name=name)
 
     return build
