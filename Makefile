@@ -38,7 +38,7 @@ demo: venv ## Local demo: moto server + real Terraform, a live and a stale lock,
 	PYTHONPATH=tests $(PY) scripts/demo.py
 
 .PHONY: bench
-bench: venv ## Benchmarks (figures as ratios to baselines measured in the same run; not part of make test)
+bench: venv sam-build ## Benchmarks: sweep, stream, cold start and package sizes, as ratios to baselines of the same run
 	PYTHONPATH=tests $(PY) scripts/bench_stream.py --server
 	PYTHONPATH=tests $(PY) scripts/bench_sweep.py
 	$(PY) scripts/bench_coldstart.py

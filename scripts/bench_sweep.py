@@ -159,7 +159,31 @@ def run_scan(client: Any, table: str, counter: CallCounter) -> tuple[Run, int, i
     return Run("bare Scan", seconds, Counter(counter.calls)), pages, items
 
 
-def run_sweep(label: str, client: Any, table: str, state: Any, counter: CallCounter) -> Run:
+def item_bytes(item: dict[str, Any]) -> int:
+    """DynamoDB's size of an item of string attributes: the names' and the values' UTF-8 lengths."""
+    return sum(len(name.encode()) + len(str(next(iter(value.values()))).encode()) for name, value in item.items())
+
+
+def table_bytes(client: Any, table: str) -> int:
+    """The table's size, as DynamoDB reports it in ``TableSizeBytes`` (moto reports 0: computed here)."""
+    return sum(
+        item_bytes(item)
+        for page in client.get_paginator("scan").paginate(TableName=table)
+        for item in page.get("Items", [])
+    )
+
+
+def choose_segments(client: Any, table: str) -> int:
+    """The segments the sweeper would choose from DynamoDB's TableSizeBytes (which moto leaves at 0)."""
+    from tflock_reaper.dal.lock_table import segments_for  # noqa: PLC0415 - after the environment is set
+
+    size = table_bytes(client, table)
+    segments = segments_for(size)
+    print(f"        table size {size / 2**20:.1f} MiB: {segments} parallel Scan segments (as the sweeper chooses)")
+    return segments
+
+
+def run_sweep(label: str, client: Any, table: str, state: Any, counter: CallCounter, *, segments: int | None) -> Run:
     from tflock_reaper.dal.lock_table import LockTable  # noqa: PLC0415 - after the environment is set
     from tflock_reaper.policy import Policy  # noqa: PLC0415
     from tflock_reaper.service import sweep  # noqa: PLC0415
@@ -167,7 +191,8 @@ def run_sweep(label: str, client: Any, table: str, state: Any, counter: CallCoun
     policy = Policy()  # defaults: dry-run, warn after 30m, reap after 2h, holder unknown, no channels
     counter.reset()
     started = time.perf_counter()
-    report = sweep(lock_table=LockTable(client, table), state=state, policy=policy, mode="dry-run", clock=lambda: NOW)
+    source = LockTable(client, table, segments=segments)
+    report = sweep(lock_table=source, state=state, policy=policy, mode="dry-run", clock=lambda: NOW)
     seconds = time.perf_counter() - started
     return Run(label, seconds, Counter(counter.calls), report.summary())
 
@@ -183,6 +208,32 @@ def print_sweep(run: Run, scan: Run, pages: int) -> None:
     print(f"    requests           {run.total}  ({run.total / pages:.2f}x the Scan pages)")
     print(f"    per operation      {per_op}")
     print(f"    summary            {outcomes}")
+
+
+TIME_TARGET = 1.5
+
+
+def print_targets(steady: Run, first: Run, scan: Run, pages: int) -> None:
+    """The issue's targets against the Lambda's sweep (state table, steady state)."""
+    ratio = steady.seconds / scan.seconds
+    verdict = "holds" if ratio <= TIME_TARGET else "MISSED"
+    print("\ntargets (the Lambda's dry-run sweep, steady state):")
+    print(f"  time      <= {TIME_TARGET}x the bare Scan: {ratio:.2f}x  {verdict}")
+    allowed = pages + steady.calls["DeleteItem"] + steady.calls["UpdateItem"]
+    extra = steady.total - allowed
+    print(
+        f"  requests  <= Scan pages + deletes + state writes = {allowed}: {steady.total} "
+        f"({'holds' if extra <= 0 else f'{extra} over: ' + _over(steady)})"
+    )
+    print(
+        f"  first sweep: {first.calls['UpdateItem']} state writes for {first.summary.get('locks', 0)} new locks "
+        f"(one each), {first.seconds / scan.seconds:.2f}x the bare Scan"
+    )
+
+
+def _over(run: Run) -> str:
+    parts = [f"{run.calls[op]} {op}" for op in ("BatchGetItem", "DescribeTable") if run.calls[op]]
+    return ", ".join(parts) + " (state reads, 100 keys each: the API's maximum)"
 
 
 def main() -> int:
@@ -219,13 +270,18 @@ def main() -> int:
             writes = fill_lock_table(client, lock_table, args.locks)
         print(f"        {writes} batch_write_item requests")
 
+        segments = choose_segments(client, lock_table)
+
         with phase(f"bare Scan x{args.runs}"):
             scans = [run_scan(client, lock_table, counter) for _ in range(args.runs)]
         scan, pages, items = min(scans, key=lambda s: s[0].seconds)
 
         with phase(f"dry-run sweep, MemoryStateStore x{args.runs}"):
             memory = [
-                run_sweep("MemoryStateStore", client, lock_table, MemoryStateStore(), counter) for _ in range(args.runs)
+                run_sweep(
+                    "MemoryStateStore (the CLI)", client, lock_table, MemoryStateStore(), counter, segments=segments
+                )
+                for _ in range(args.runs)
             ]
 
         first: list[Run] = []
@@ -237,12 +293,22 @@ def main() -> int:
                 create_table(client, create_state_table, name)
                 tables.append(name)
                 first.append(
-                    run_sweep("StateTable, first sweep", client, lock_table, StateTable(client, name), counter)
+                    run_sweep(
+                        "StateTable, first sweep",
+                        client,
+                        lock_table,
+                        StateTable(client, name),
+                        counter,
+                        segments=segments,
+                    )
                 )
         with phase(f"dry-run sweep, StateTable: steady state x{args.runs}"):
             store = StateTable(client, tables[-1])
             steady = [
-                run_sweep("StateTable, steady state", client, lock_table, store, counter) for _ in range(args.runs)
+                run_sweep(
+                    "StateTable, steady state (the Lambda)", client, lock_table, store, counter, segments=segments
+                )
+                for _ in range(args.runs)
             ]
 
     print(f"\nlocks                {args.locks} (+ {args.locks} digests: {items} items scanned)")
@@ -250,6 +316,7 @@ def main() -> int:
     print("sweeps (dry run, default policy, no channels; best of each):")
     for run in (best(memory), best(first), best(steady)):
         print_sweep(run, scan, pages)
+    print_targets(best(steady), best(first), scan, pages)
     print(f"\ntotal {time.perf_counter() - overall:.1f} s")
     return 0
 
