@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cfn_template import load_template
+
 LOCK_TABLE = "tf-locks"
 STATE_TABLE = "tflock-reaper-state"
 
@@ -18,13 +20,13 @@ def create_lock_table(client: Any, name: str = LOCK_TABLE) -> None:
 
 
 def create_state_table(client: Any, name: str = STATE_TABLE) -> None:
+    """The reaper's state table exactly as template.yaml declares it (keys and indexes)."""
+    declared = load_template()["Resources"]["StateTable"]["Properties"]
     client.create_table(
         TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
+        KeySchema=declared["KeySchema"],
+        AttributeDefinitions=declared["AttributeDefinitions"],
+        GlobalSecondaryIndexes=declared["GlobalSecondaryIndexes"],
         BillingMode="PAY_PER_REQUEST",
     )
 

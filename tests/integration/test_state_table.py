@@ -89,7 +89,7 @@ def test_observe_only_reads_and_settle_writes_once_per_new_lock_with_its_warning
     locks = _locks(3)
     calls = _count_updates(dynamodb)
     store.observe(locks, NOW)
-    assert calls == ["BatchGetItem"]
+    assert calls == ["Query", "BatchGetItem"]  # the bucket's open observations, then the locks not among them
     assert table_items(dynamodb, STATE_TABLE) == []  # nothing written until the sweep settles
 
     calls.clear()
@@ -133,3 +133,74 @@ def test_settle_reports_failed_writes_after_attempting_every_one(dynamodb):
     with pytest.raises(AwsAccessError, match="1 of 4 observation writes failed"):
         store.settle([], NOW)
     assert len(table_items(dynamodb, STATE_TABLE)) == 3
+
+
+def _bucket_locks(bucket: str, n: int) -> list[LockRecord]:
+    out = []
+    for i in range(n):
+        lock = classify_item(lock_item(f"{bucket}/s{i}.tfstate"), NOW)
+        assert isinstance(lock, LockRecord)
+        out.append(lock)
+    return out
+
+
+def test_a_steady_sweep_reads_its_observations_with_one_query_per_bucket_and_writes_nothing(dynamodb):
+    store = StateTable(dynamodb, STATE_TABLE)
+    locks = _bucket_locks("tf-state", 150) + _bucket_locks("other-state", 2)
+    store.observe(locks, NOW)
+    store.settle([], NOW)
+    calls = _count_updates(dynamodb)
+
+    states = store.observe(locks, NOW + timedelta(minutes=5))
+    store.settle([], NOW + timedelta(minutes=5))
+
+    assert sorted(calls) == ["Query", "Query"]  # no BatchGetItem, no write
+    assert len(states) == 152
+    assert {s.first_seen for s in states.values()} == {NOW}
+
+
+def test_an_observation_missing_from_the_index_is_read_consistently_and_put_back(dynamodb):
+    store = StateTable(dynamodb, STATE_TABLE)
+    (lock,) = _bucket_locks("tf-state", 1)
+    store.observe([lock], NOW)
+    store.settle([], NOW)
+    # As if the index lagged, or the record predates the index: the item is there, not in the index.
+    dynamodb.update_item(TableName=STATE_TABLE, Key=_key_of(lock), UpdateExpression="REMOVE open_bucket")
+
+    state = store.observe([lock], NOW + timedelta(minutes=5))[lock_key(lock)]
+    store.settle([], NOW + timedelta(minutes=5))
+
+    assert state.first_seen == NOW
+    (item,) = table_items(dynamodb, STATE_TABLE)
+    assert item["open_bucket"] == {"S": "tf-state"}
+    assert item["first_seen"] == {"S": NOW.isoformat()}
+
+
+def test_a_lock_gone_from_the_table_is_taken_out_of_the_index_and_its_record_kept(dynamodb):
+    store = StateTable(dynamodb, STATE_TABLE)
+    held, released = _bucket_locks("tf-state", 2)
+    store.observe([held, released], NOW)
+    store.settle([], NOW)
+
+    store.observe([held], NOW + timedelta(minutes=5))
+    store.settle([], NOW + timedelta(minutes=5))
+
+    items = {i["sk"]["S"]: i for i in table_items(dynamodb, STATE_TABLE)}
+    assert "open_bucket" in items[f"ID#{held.lock_id}"]
+    assert "open_bucket" not in items[f"ID#{released.lock_id}"]
+    assert items[f"ID#{released.lock_id}"]["first_seen"] == {"S": NOW.isoformat()}
+
+
+def test_a_release_recorded_from_the_stream_closes_the_observation(dynamodb):
+    store = StateTable(dynamodb, STATE_TABLE)
+    (lock,) = _bucket_locks("tf-state", 1)
+    store.observe([lock], NOW)
+    store.settle([], NOW)
+    store.record_released(lock.lock_path, lock.lock_id, NOW + timedelta(minutes=1), "1" * 21)
+    (item,) = table_items(dynamodb, STATE_TABLE)
+    assert "open_bucket" not in item
+    assert "released_at" in item
+
+
+def _key_of(lock: LockRecord) -> dict:
+    return {"pk": {"S": f"LOCK#{lock.lock_path}"}, "sk": {"S": f"ID#{lock.lock_id}"}}

@@ -36,6 +36,11 @@ PERSISTED_SK = "PERSISTED"
 #: DynamoDB stream sequence numbers have 21 to 40 digits.
 SEQUENCE_WIDTH = 40
 _BATCH_GET_MAX = 100
+#: A sparse index of the observations of locks still held: ``open_bucket`` (the lock path's bucket) is set when a
+#: sweep records a lock and removed when the lock's release is recorded (stream) or a sweep finds it gone. A
+#: sweep reads a bucket's open observations with a few Query pages instead of a BatchGetItem per 100 locks.
+OPEN_INDEX = "open-locks"
+OPEN_KEY = "open_bucket"
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 _BATCH_GET_ATTEMPTS = 5
@@ -46,6 +51,15 @@ WORKERS = 8
 
 def _key(lock_path: str, lock_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"LOCK#{lock_path}"}, "sk": {"S": f"ID#{lock_id}"}}
+
+
+def _item_key(item: dict[str, Any]) -> LockKey:
+    return (item["pk"]["S"].removeprefix("LOCK#"), item["sk"]["S"].removeprefix("ID#"))
+
+
+def _bucket(lock_path: str) -> str:
+    """The bucket of a lock path (``<bucket>/<key>``, for table items and lockfiles alike)."""
+    return lock_path.split("/", 1)[0]
 
 
 def _time(item: dict[str, Any], name: str) -> datetime | None:
@@ -64,6 +78,8 @@ class StateTable:
         self._workers = workers
         self._unrecorded: dict[LockKey, tuple[LockRecord, datetime]] = {}
         """Locks observed by the current sweep whose observation is still to be written (see :meth:`settle`)."""
+        self._gone: list[LockKey] = []
+        """Open observations of the swept buckets whose lock the sweep did not find: closed by :meth:`settle`."""
 
     def _in_parallel(self, work: Callable[[_T], _R], tasks: Sequence[_T]) -> list[_R]:
         """``work`` over ``tasks``, several requests at a time (in order); the first error is raised."""
@@ -89,22 +105,47 @@ class StateTable:
         chunks = [keys[start : start + _BATCH_GET_MAX] for start in range(0, len(keys), _BATCH_GET_MAX)]
         return [item for items in self._in_parallel(self._batch_get_chunk, chunks) for item in items]
 
+    def _query_open(self, bucket: str) -> list[dict[str, Any]]:
+        """The open observations of one bucket's locks (the index is eventually consistent: see :meth:`observe`)."""
+        items: list[dict[str, Any]] = []
+        for page in self._client.get_paginator("query").paginate(
+            TableName=self.name,
+            IndexName=OPEN_INDEX,
+            KeyConditionExpression=f"{OPEN_KEY} = :bucket",
+            ExpressionAttributeValues={":bucket": {"S": bucket}},
+        ):
+            items.extend(dict(item) for item in page.get("Items", []))
+        return items
+
     def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
         """Reads only: a lock not seen before is first seen ``now``, written by :meth:`settle` together with
-        its warning (one write per new lock, not two)."""
+        its warning (one write per new lock, not two).
+
+        The observations of locks already recorded come from the open-locks index, a Query per bucket; the locks
+        it does not list (new ones, or an index a moment behind) are read with consistent BatchGetItem calls. A
+        lagging index can only miss an observation, never give a wrong one (each time is written once), and a
+        missed one is read consistently: so the index is safe to read eventually consistent."""
         try:
+            wanted = {lock_key(lock) for lock in locks}
             found: dict[LockKey, dict[str, Any]] = {}
-            for item in self._batch_get([_key(lock.lock_path, lock.lock_id) for lock in locks]):
-                found[(item["pk"]["S"].removeprefix("LOCK#"), item["sk"]["S"].removeprefix("ID#"))] = item
+            buckets = sorted({_bucket(lock.lock_path) for lock in locks})
+            for item in (i for items in self._in_parallel(self._query_open, buckets) for i in items):
+                found[_item_key(item)] = item
+            indexed = set(found)
+            missing = [_key(*key) for key in wanted - indexed]
+            for item in self._batch_get(missing):
+                found[_item_key(item)] = item
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot use state table {self.name!r}: {describe(err)}") from err
+        self._gone = sorted(indexed - wanted)
         states: dict[LockKey, LockState] = {}
         for lock in locks:
-            item = found.get(lock_key(lock), {})
+            key = lock_key(lock)
+            item = found.get(key, {})
             expires = int(item.get("expires_at", {}).get("N", "0"))
-            if _time(item, "first_seen") is None or expires < (now + REFRESH_WITHIN).timestamp():
-                self._unrecorded.setdefault(lock_key(lock), (lock, now))
-            states[lock_key(lock)] = LockState(
+            if key not in indexed or _time(item, "first_seen") is None or expires < (now + REFRESH_WITHIN).timestamp():
+                self._unrecorded.setdefault(key, (lock, now))
+            states[key] = LockState(
                 first_seen=_time(item, "first_seen") or now,
                 acquired_at=_time(item, "acquired_at"),
                 warned_at=_time(item, "warned_at"),
@@ -126,9 +167,20 @@ class StateTable:
         for lock in warned:
             recorded, seen, _ = writes.get(lock_key(lock), (lock, None, None))
             writes[lock_key(lock)] = (recorded, seen, now)
+        gone, self._gone = self._gone, []
         errors = [err for err in self._in_parallel(self._settle_one, list(writes.values())) if err is not None]
+        errors += [err for err in self._in_parallel(self._close, gone) if err is not None]
         if errors:
-            raise AwsAccessError(f"{len(errors)} of {len(writes)} observation writes failed: {errors[0]}")
+            total = len(writes) + len(gone)
+            raise AwsAccessError(f"{len(errors)} of {total} observation writes failed: {errors[0]}")
+
+    def _close(self, key: LockKey) -> str | None:
+        """Take a lock the sweep no longer finds out of the open-locks index (its record stays)."""
+        try:
+            self._client.update_item(TableName=self.name, Key=_key(*key), UpdateExpression=f"REMOVE {OPEN_KEY}")
+        except (ClientError, BotoCoreError) as err:
+            return describe(err)
+        return None
 
     def _settle_one(self, write: tuple[LockRecord, datetime | None, datetime | None]) -> str | None:
         lock, seen, warned = write
@@ -136,12 +188,13 @@ class StateTable:
         values: dict[str, Any] = {}
         if seen is not None:
             parts.append("first_seen = if_not_exists(first_seen, :seen), lock_path = :path, lock_id = :id")
-            parts.append("expires_at = :ttl")
+            parts.append(f"expires_at = :ttl, {OPEN_KEY} = :bucket")
             values |= {
                 ":seen": {"S": seen.isoformat()},
                 ":path": {"S": lock.lock_path},
                 ":id": {"S": lock.lock_id},
                 ":ttl": _epoch(seen + OBSERVATION_TTL),
+                ":bucket": {"S": _bucket(lock.lock_path)},
             }
         if warned is not None:
             parts.append("warned_at = if_not_exists(warned_at, :warned)")
@@ -279,7 +332,7 @@ class StateTable:
         written, attributes = self._conditional(
             _key(lock_path, lock_id),
             "SET released_at = :t, released_seq = :seq, lock_path = :path, lock_id = :id, "
-            "expires_at = if_not_exists(expires_at, :ttl)",
+            f"expires_at = if_not_exists(expires_at, :ttl) REMOVE {OPEN_KEY}",
             "attribute_not_exists(released_at)",
             {
                 ":t": {"S": server_time.isoformat()},
