@@ -8,12 +8,12 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from fakes import FakeLambdaContext
 from tables import create_state_table
 from tflab import Backend, TerraformWorkspace, policy_yaml, wait_until_older_than
 from tflab.reaper import REPO_ROOT
@@ -24,20 +24,6 @@ pytestmark = pytest.mark.e2e
 
 SCHEDULE_EVENT = REPO_ROOT / "events" / "sweeper_schedule.json"
 NAMESPACE = "TflockReaperE2E"
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "tflock-reaper-sweeper"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper-sweeper"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/tflock-reaper-sweeper"
-    log_stream_name: str = "2026/11/26/[$LATEST]0123456789abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
 
 
 @pytest.fixture

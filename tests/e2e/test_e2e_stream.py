@@ -17,13 +17,14 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import stream_handler
+from fakes import FakeLambdaContext
 from tables import create_state_table
 from tflab import (
     Backend,
@@ -50,18 +51,6 @@ HOLD_S = 3
 """The `sleep` in the held apply's provisioner: it holds the state lock at least this long."""
 AUDIT_EVENTS = {"lock_acquired", "lock_released", "state_persisted", "item_ignored"}
 NAMESPACE = "TflockReaperE2E"
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "tflock-reaper-stream"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper-stream"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 @dataclass(frozen=True)

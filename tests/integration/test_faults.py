@@ -20,6 +20,7 @@ import botocore.endpoint
 import pytest
 from botocore.awsrequest import AWSResponse
 from factories import digest_item, lock_item
+from fakes import FakeLambdaContext
 from moto.core.botocore_stubber import MockRawResponse
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
 from tflock_reaper.app import make_alerter
@@ -411,13 +412,6 @@ def test_a_failing_holder_check_means_unknown_never_deleted_and_the_sweep_goes_o
 
 
 # -- the Lambda handler ---------------------------------------------------------------------------------------------
-class Context:
-    function_name = "tflock-reaper-sweeper"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper-sweeper"
-    aws_request_id = "c0ffee00-0000-4000-8000-000000000001"
-
-
 def test_the_lambda_reports_a_throttled_scan_as_an_error_and_deletes_nothing(dynamodb, sleeps, monkeypatch, tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text("mode: enforce\ndefaults: {min_observed: 0s, holder: {assume: gone}}\n")
@@ -442,10 +436,10 @@ def test_the_lambda_reports_a_throttled_scan_as_an_error_and_deletes_nothing(dyn
     faults.fail("Scan", THROTTLED, table=LOCK_TABLE)
     try:
         with pytest.raises(AwsAccessError, match="ProvisionedThroughputExceededException"):
-            sweeper_handler.lambda_handler({}, Context())
+            sweeper_handler.lambda_handler({}, FakeLambdaContext())
         assert _paths(dynamodb) == [A]
         faults.clear()
-        result = sweeper_handler.lambda_handler({}, Context())
+        result = sweeper_handler.lambda_handler({}, FakeLambdaContext())
         assert result["summary"]["reaped"] == 1
         assert _paths(dynamodb) == []
     finally:

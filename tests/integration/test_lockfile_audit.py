@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from factories import go_time, lock_info
+from fakes import FakeLambdaContext
 from tables import STATE_TABLE
 from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
@@ -24,13 +25,6 @@ BUCKET = "tf-state"
 KEY = "dev/network/terraform.tfstate.tflock"
 LOCK_PATH = f"{BUCKET}/dev/network/terraform.tfstate"
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-class Context:
-    function_name = "tflock-reaper-stream"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper-stream"
-    aws_request_id = "9f0c1a8e-5d6b-4f3e-8a2d-1b2c3d4e5f60"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -319,7 +313,7 @@ def test_lambda_handler_dispatches_eventbridge_events_and_reads_s3_itself(handle
     for cache in caches:
         cache.cache_clear()
     try:
-        assert module.lambda_handler(event, Context()) is None
+        assert module.lambda_handler(event, FakeLambdaContext()) is None
     finally:
         for cache in caches:
             cache.cache_clear()

@@ -23,6 +23,7 @@ import pytest
 from alert_stack import ROUTING_KEY, SLACK_PATH, AlertStack
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from factories import lock_item
+from fakes import FakeLambdaContext
 from http_stub import Reply
 from streams import stream_record
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
@@ -31,13 +32,6 @@ EVENT = json.loads((Path(__file__).parents[2] / "events" / "sweeper_schedule.jso
 PROD = "tf-state/prod/network/terraform.tfstate"
 #: The webhook's secret part (the URL's host is the loopback stub) and the routing key.
 SECRETS = (SLACK_PATH, SLACK_PATH.rsplit("/", 1)[1], ROUTING_KEY)
-
-
-class Context:
-    function_name = "tflock-reaper"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper"
-    aws_request_id = "52fdfc07-2182-454f-963f-5f0f9a621d72"
 
 
 class _Everything(logging.Handler):
@@ -62,13 +56,13 @@ class Captured:
         import sweeper_handler  # noqa: PLC0415
 
         with contextlib.redirect_stdout(self.out), contextlib.redirect_stderr(self.out):
-            return sweeper_handler.lambda_handler(EVENT, Context())
+            return sweeper_handler.lambda_handler(EVENT, FakeLambdaContext())
 
     def stream(self, *records: dict[str, Any]) -> Any:
         import stream_handler  # noqa: PLC0415
 
         with contextlib.redirect_stdout(self.out), contextlib.redirect_stderr(self.out):
-            return stream_handler.handle_batch({"Records": list(records)}, Context())
+            return stream_handler.handle_batch({"Records": list(records)}, FakeLambdaContext())
 
     def emf(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.out.getvalue().splitlines() if line.startswith('{"_aws"')]

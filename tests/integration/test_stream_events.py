@@ -8,19 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fakes import FakeLambdaContext
 from tables import LOCK_TABLE, STATE_TABLE
 
 EVENTS = Path(__file__).parents[2] / "events"
 LOCK_PATH = "tf-state/dev/network/terraform.tfstate"
 FOREIGN_PATH = "tf-state/migration-in-progress"
 NAMESPACE = "TflockReaper"
-
-
-class Context:
-    function_name = "tflock-reaper-stream"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper-stream"
-    aws_request_id = "9566c74d-1003-4c4d-bbbb-0407d1e2c649"
 
 
 def load(name: str) -> dict:
@@ -70,7 +64,7 @@ def deliver(stream_handler, dynamodb, logs):
     from tflock_reaper.dal.state_table import StateTable  # noqa: PLC0415
 
     def run(name: str) -> list[dict]:
-        result = stream_handler.handle_batch(load(name), Context(), store=StateTable(dynamodb, STATE_TABLE))
+        result = stream_handler.handle_batch(load(name), FakeLambdaContext(), store=StateTable(dynamodb, STATE_TABLE))
         assert result == {"batchItemFailures": []}, logs.getvalue()
         lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
         return [line for line in lines if "event" in line]
@@ -173,7 +167,7 @@ def test_lambda_handler_on_the_batch_emits_the_metrics(stream_handler, dynamodb,
     get_settings.cache_clear()
     stream_handler.default_store.cache_clear()
     try:
-        result = stream_handler.lambda_handler(load("stream_batch.json"), Context())
+        result = stream_handler.lambda_handler(load("stream_batch.json"), FakeLambdaContext())
     finally:
         get_settings.cache_clear()
         stream_handler.default_store.cache_clear()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 from factories import digest_item, go_time, lock_item
-from fakes import FakeLockTable
+from fakes import FakeLambdaContext, FakeLockTable
 from streams import stream_record
 from tables import STATE_TABLE, table_items
 from tflock_reaper.dal.state_table import StateTable
@@ -17,13 +17,6 @@ from tflock_reaper.policy import parse_policy
 from tflock_reaper.service import sweep
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-class Context:
-    function_name = "tflock-reaper-stream"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper-stream"
-    aws_request_id = "9f0c1a8e-5d6b-4f3e-8a2d-1b2c3d4e5f60"
 
 
 @pytest.fixture
@@ -65,7 +58,7 @@ def test_a_batch_is_logged_one_line_per_event(dynamodb, stream):
         stream_record("MODIFY", new=digest_item("tf-state/a.tfstate"), at=NOW + timedelta(seconds=20)),
         stream_record("REMOVE", old=lock, at=NOW + timedelta(seconds=42)),
     )
-    result = module.handle_batch(batch, Context(), StateTable(dynamodb, STATE_TABLE))
+    result = module.handle_batch(batch, FakeLambdaContext(), StateTable(dynamodb, STATE_TABLE))
     assert result == {"batchItemFailures": []}
     events = _events(logs)
     assert [e["event"] for e in events] == ["lock_acquired", "state_persisted", "lock_released"]
@@ -83,7 +76,7 @@ def test_throttled_state_table_fails_exactly_the_affected_records(dynamodb, stre
         stream_record("MODIFY", new=digest_item("tf-state/throttled.tfstate"), at=NOW),
         stream_record("MODIFY", new=digest_item("tf-state/ok.tfstate"), at=NOW),
     ]
-    result = module.handle_batch(_batch(*records), Context(), StateTable(dynamodb, STATE_TABLE))
+    result = module.handle_batch(_batch(*records), FakeLambdaContext(), StateTable(dynamodb, STATE_TABLE))
     failed = [f["itemIdentifier"] for f in result["batchItemFailures"]]
     assert failed == [records[1]["dynamodb"]["SequenceNumber"], records[2]["dynamodb"]["SequenceNumber"]]
     assert [(e["event"], e["lock_path"]) for e in _events(logs)] == [
@@ -97,7 +90,7 @@ def test_poison_records_are_logged_and_never_fail_the_batch(dynamodb, stream):
     poison = {"eventName": "INSERT", "eventSource": "aws:dynamodb", "dynamodb": {"SequenceNumber": "7"}}
     foreign = stream_record("INSERT", new={"LockID": {"S": "tf-state/x"}, "Info": {"S": "{"}}, at=NOW)
     good = stream_record("INSERT", new=lock_item("tf-state/good.tfstate"), at=NOW)
-    result = module.handle_batch(_batch(poison, foreign, good), Context(), StateTable(dynamodb, STATE_TABLE))
+    result = module.handle_batch(_batch(poison, foreign, good), FakeLambdaContext(), StateTable(dynamodb, STATE_TABLE))
     assert result == {"batchItemFailures": []}
     events = _events(logs)
     assert [e["event"] for e in events] == ["item_ignored", "item_ignored", "lock_acquired"]
@@ -114,10 +107,10 @@ def test_redelivered_batch_records_and_logs_nothing_twice(dynamodb, stream):
         stream_record("REMOVE", old=lock, at=NOW + timedelta(seconds=5)),
     )
     store = StateTable(dynamodb, STATE_TABLE)
-    module.handle_batch(batch, Context(), store)
+    module.handle_batch(batch, FakeLambdaContext(), store)
     state_after_first = table_items(dynamodb, STATE_TABLE)
     logged_first = len(_events(logs))
-    module.handle_batch(batch, Context(), store)
+    module.handle_batch(batch, FakeLambdaContext(), store)
     assert table_items(dynamodb, STATE_TABLE) == state_after_first
     assert len(_events(logs)) == logged_first == 3
 
@@ -128,8 +121,8 @@ def test_digest_writes_in_the_same_second_are_each_recorded_once(dynamodb, strea
     first = stream_record("MODIFY", new=digest, at=NOW, sequence="500000000000000000001")
     second = stream_record("MODIFY", new=digest, at=NOW, sequence="500000000000000000002")
     store = StateTable(dynamodb, STATE_TABLE)
-    module.handle_batch(_batch(first, second), Context(), store)
-    module.handle_batch(_batch(first, second), Context(), store)
+    module.handle_batch(_batch(first, second), FakeLambdaContext(), store)
+    module.handle_batch(_batch(first, second), FakeLambdaContext(), store)
     assert [e["event"] for e in _events(logs)] == ["state_persisted", "state_persisted"]
     (persisted,) = [i for i in table_items(dynamodb, STATE_TABLE) if i["sk"]["S"] == "PERSISTED"]
     assert persisted["persisted_seq"]["S"].lstrip("0") == "500000000000000000002"
@@ -139,7 +132,7 @@ def _sweep_after_stream(dynamodb, lock, acquired_at):
     store = StateTable(dynamodb, STATE_TABLE)
     import stream_handler  # noqa: PLC0415
 
-    stream_handler.handle_batch(_batch(stream_record("INSERT", new=lock, at=acquired_at)), Context(), store)
+    stream_handler.handle_batch(_batch(stream_record("INSERT", new=lock, at=acquired_at)), FakeLambdaContext(), store)
     policy = parse_policy(
         "mode: enforce\ndefaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, holder: {assume: gone}}"
     )
@@ -205,9 +198,9 @@ def test_a_resolved_that_failed_is_retried_with_its_record_and_sent_once(dynamod
     # With another record in the batch: when every record fails, Powertools fails the whole invocation instead.
     other = stream_record("INSERT", new=lock_item("tf-state/b.tfstate"), at=NOW)
     batch = _batch(stream_record("REMOVE", old=lock, at=NOW + timedelta(minutes=5)), other)
-    first = module.handle_batch(batch, Context(), store, announce)
-    second = module.handle_batch(batch, Context(), store, announce)
-    third = module.handle_batch(batch, Context(), store, announce)
+    first = module.handle_batch(batch, FakeLambdaContext(), store, announce)
+    second = module.handle_batch(batch, FakeLambdaContext(), store, announce)
+    third = module.handle_batch(batch, FakeLambdaContext(), store, announce)
     sequence = batch["Records"][0]["dynamodb"]["SequenceNumber"]
     assert first == {"batchItemFailures": [{"itemIdentifier": sequence}]}
     assert second == third == {"batchItemFailures": []}

@@ -167,7 +167,7 @@ def test_handler_emits_the_dashboard_metrics_from_the_sweep(handler, dynamodb, c
         lock_item("tf-state/dev/fresh.tfstate", created=datetime.now(UTC) - timedelta(minutes=1)),
         lock_item("tf-state/prod/db.tfstate", created=datetime.now(UTC) - timedelta(hours=1)),
     )
-    result = handler(EVENT, Context())
+    result = handler(EVENT, FakeLambdaContext())
     emf = _emf(capsys.readouterr().out)
     assert emf["LocksSeen"] == [3.0]
     assert emf["StaleLocks"] == [2.0]  # the 5 h lock (reaped) and the 1 h one (past warn_after, no rule to reap)
@@ -182,7 +182,7 @@ def test_handler_emits_the_dashboard_metrics_from_the_sweep(handler, dynamodb, c
 
 
 def test_an_empty_table_reports_zero_locks_and_a_zero_oldest_age(handler, dynamodb, capsys):
-    handler(EVENT, Context())
+    handler(EVENT, FakeLambdaContext())
     emf = _emf(capsys.readouterr().out)
     assert emf["LocksSeen"] == [0.0]
     assert emf["OldestLockAgeSeconds"] == [0.0]

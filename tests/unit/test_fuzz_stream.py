@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from factories import NOW, lock_item
-from fakes import MemoryAuditStore
+from fakes import FakeLambdaContext, MemoryAuditStore
 from fuzz import Case, json_value, lock_table_cases
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -25,13 +25,6 @@ SAMPLES = [
     for name in ("stream_lock_acquired.json", "stream_lock_released.json", "stream_digest_written.json")
     for record in json.loads((EVENTS / name).read_text())["Records"]
 ]
-
-
-class Context:
-    function_name = "tflock-reaper-stream"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tflock-reaper-stream"
-    aws_request_id = "0d3a1e9c-5b1f-4e0a-9a61-4c7f6f3c2b10"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +44,7 @@ def _announce(notification: Any, channels: str) -> Any:
 
 def _run(handler: Any, records: list[dict[str, Any]], store: MemoryAuditStore) -> dict[str, Any]:
     try:
-        return dict(handler.handle_batch({"Records": records}, Context(), store=store, announce=_announce))
+        return dict(handler.handle_batch({"Records": records}, FakeLambdaContext(), store=store, announce=_announce))
     finally:
         handler.metrics.metric_set.clear()  # shared across instances: leave no metric (but the dimensions) behind
 
