@@ -15,11 +15,13 @@ def _fresh_process_caches() -> Iterator[None]:
     """A warm Lambda keeps its boto3 clients (and secret caches) across invocations; tests are separate
     "processes", each with its own moto backend, so they start cold."""
     from tflock_reaper.app import default_clients  # noqa: PLC0415 - after pytest set the import path
+    from tflock_reaper.dal import lock_table  # noqa: PLC0415
     from tflock_reaper.notify import channels  # noqa: PLC0415
 
     yield
     default_clients.cache_clear()
     channels._RESOLVERS.clear()
+    lock_table._SEGMENTS.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -92,6 +92,9 @@ def test_segments_are_chosen_from_the_table_size(dynamodb):
     dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
     assert len(list(LockTable(dynamodb, LOCK_TABLE).scan())) == 1
     assert calls == ["DescribeTable", "Scan"]  # a small table: one segment
+    calls.clear()
+    assert len(list(LockTable(dynamodb, LOCK_TABLE).scan())) == 1
+    assert calls == ["Scan"]  # the size is kept by a warm process
 
 
 def test_a_failing_segment_fails_the_whole_scan(dynamodb):

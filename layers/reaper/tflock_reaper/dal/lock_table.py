@@ -6,6 +6,7 @@ Nothing here ever puts or updates an item: the reaper's IAM role does not even a
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ SEGMENT_BYTES = 2 * 1024 * 1024
 MAX_SEGMENTS = 16
 
 
+#: How long a warm process keeps a table's segment count: DynamoDB refreshes TableSizeBytes about every 6 hours.
+SIZE_CACHE_SECONDS = 3600.0
+_SEGMENTS: dict[tuple[str, str | None, str], tuple[float, int]] = {}
+
+
 def segments_for(table_size_bytes: int) -> int:
     """Parallel Scan segments for a table of this size: one per ``SEGMENT_BYTES`` (two pages), 1 to 16."""
     return max(1, min(MAX_SEGMENTS, math.ceil(table_size_bytes / SEGMENT_BYTES)))
@@ -50,8 +56,15 @@ class LockTable:
     def _segments(self) -> int:
         if self.segments is not None:
             return max(1, min(MAX_SEGMENTS, self.segments))
-        # TableSizeBytes is refreshed by DynamoDB about every six hours: good enough to size a scan.
-        return segments_for(int(self._client.describe_table(TableName=self.name)["Table"].get("TableSizeBytes", 0)))
+        # TableSizeBytes is refreshed by DynamoDB about every six hours: good enough to size a scan, and kept by a
+        # warm process for an hour so that most sweeps make no DescribeTable call.
+        key = (self._client.meta.region_name, self._client.meta.endpoint_url, self.name)
+        cached = _SEGMENTS.get(key)
+        if cached is not None and time.monotonic() - cached[0] < SIZE_CACHE_SECONDS:
+            return cached[1]
+        table = self._client.describe_table(TableName=self.name)["Table"]
+        _SEGMENTS[key] = (time.monotonic(), segments_for(int(table.get("TableSizeBytes", 0))))
+        return _SEGMENTS[key][1]
 
     def _scan_segment(self, segment: int, total: int) -> list[DynamoItem]:
         kwargs: dict[str, Any] = {"Segment": segment, "TotalSegments": total} if total > 1 else {}
