@@ -20,8 +20,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from tflock_reaper.app import default_clients, send_resolved
 from tflock_reaper.audit import AuditEvent, EventKind, UnreadableRecordError, parse_record
+from tflock_reaper.aws import default_clients
 from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.dal.state_table import StateTable
 from tflock_reaper.lock import LOCKFILE_SUFFIX, LockfileObject
@@ -90,6 +90,9 @@ Announce = Callable[[Notification, str], DispatchResult]
 
 
 def default_announce(notification: Notification, channels_json: str) -> DispatchResult:
+    # Imported here: only a release of a lock that was alerted about needs the alert channels (cold start).
+    from tflock_reaper.app import send_resolved  # noqa: PLC0415
+
     return send_resolved(notification, channels_json, settings=get_settings(), clients=default_clients())
 
 

@@ -15,8 +15,9 @@ from factories import NOW, lock_item
 from fakes import FakeLockTable
 from tflock_reaper.alerting import Alerter, notifications_for
 from tflock_reaper.decision import Outcome
+from tflock_reaper.durations import format_duration
 from tflock_reaper.notify import MemoryLedger, Notification
-from tflock_reaper.policy import Channel, Policy, format_duration, parse_policy
+from tflock_reaper.policy import Channel, Policy, parse_policy
 from tflock_reaper.service import SweepReport, sweep
 from tflock_reaper.state import MemoryStateStore
 

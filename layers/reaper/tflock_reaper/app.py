@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter
 
 from tflock_reaper.alerting import Alerter
-from tflock_reaper.aws import AwsClients
+from tflock_reaper.aws import AwsClients, default_clients
 from tflock_reaper.dal.errors import AwsAccessError, describe
 from tflock_reaper.dal.lock_table import LockTable, LockTables
 from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
@@ -62,12 +61,6 @@ def make_alerter(
     ledger: NotificationLedger = DynamoLedger(clients.dynamodb(), state_table) if state_table else MemoryLedger()
     factory = make_channel_factory(clients, default_topic_arn=default_topic_arn)
     return Alerter(policy, table=table, factory=factory, ledger=ledger, state=state, send=send)
-
-
-@lru_cache(maxsize=1)
-def default_clients() -> AwsClients:
-    """One boto3 session per process: a warm Lambda reuses its clients (and its cached secrets)."""
-    return AwsClients()
 
 
 def holder_checks(clients: AwsClients, state: StateStore) -> HolderChecks:

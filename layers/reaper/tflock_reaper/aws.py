@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -79,3 +80,9 @@ class AwsClients:
     def sns(self) -> SNSClient:
         client: SNSClient = self.client("sns")
         return client
+
+
+@lru_cache(maxsize=1)
+def default_clients() -> AwsClients:
+    """One boto3 session per process: a warm Lambda reuses its clients (and its cached secrets)."""
+    return AwsClients()

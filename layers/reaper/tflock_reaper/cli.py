@@ -21,9 +21,10 @@ from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.dal.lock_table import LockTable
 from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.dal.table_admin import StreamConfigError, enable_stream
+from tflock_reaper.durations import format_duration
 from tflock_reaper.holder import describe_answers
 from tflock_reaper.lock import DigestRecord, SkippedItem
-from tflock_reaper.policy import Policy, PolicyError, format_duration, load_policy
+from tflock_reaper.policy import Policy, PolicyError, load_policy
 from tflock_reaper.service import HolderChecks, LockReport, Mode, SweepReport, explain, sweep
 from tflock_reaper.state import StateStore
 

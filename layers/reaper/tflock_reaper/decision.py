@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from tflock_reaper.durations import format_duration
 from tflock_reaper.holder import HolderState, HolderStatus
 from tflock_reaper.lock import LockRecord
-from tflock_reaper.policy import EffectiveRule, format_duration
+from tflock_reaper.policy import EffectiveRule
 
 #: Holder and server clocks may disagree by this much before a lock counts as skewed (alert, never reap).
 SKEW_TOLERANCE = timedelta(minutes=5)

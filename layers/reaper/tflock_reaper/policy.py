@@ -12,45 +12,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from tflock_reaper.durations import format_duration, parse_duration
 from tflock_reaper.lock import LockRecord
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(value: object) -> timedelta:
-    """``90s``, ``30m``, ``2h``, ``1d`` or combinations such as ``1h30m``."""
-    if isinstance(value, timedelta):  # defaults built in code; YAML never yields one
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"must be a duration string like 90s, 30m, 2h or 1d, not {value!r}")  # noqa: TRY004
-    match = _DURATION.match(value.strip())
-    if not value.strip() or not match:
-        raise ValueError(f"{value!r} is not a duration (use 90s, 30m, 2h, 1d or combinations like 1h30m)")
-    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    try:
-        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    except OverflowError as err:
-        raise ValueError(f"{value!r} is too long a duration (at most 999999999d)") from err
-
-
-def format_duration(delta: timedelta) -> str:
-    """The inverse of :func:`parse_duration`, for messages: ``1h30m``, ``45s``, ``0s``."""
-    total = int(delta.total_seconds())
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size:
-            parts.append(f"{total // size}{unit}")
-            total %= size
-    return sign + ("".join(parts) or "0s")
-
+if TYPE_CHECKING:
+    import yaml
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
@@ -343,6 +314,8 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
 
 
 def _yaml_error(err: yaml.YAMLError, source: str) -> PolicyError:
+    import yaml  # noqa: PLC0415 - only loading a policy needs it: the stream function never does (cold start)
+
     if isinstance(err, yaml.MarkedYAMLError):
         mark = err.problem_mark or err.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -351,6 +324,8 @@ def _yaml_error(err: yaml.YAMLError, source: str) -> PolicyError:
 
 
 def _parse_policy(text: str, source: str) -> Policy:
+    import yaml  # noqa: PLC0415 - only loading a policy needs it: the stream function never does (cold start)
+
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
@@ -385,6 +360,8 @@ def _index_marks(
     duplicates: list[str],
     source: str,
 ) -> None:
+    import yaml  # noqa: PLC0415 - only loading a policy needs it: the stream function never does (cold start)
+
     marks[loc] = node.start_mark
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()

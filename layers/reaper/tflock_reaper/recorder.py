@@ -25,6 +25,7 @@ from tflock_reaper.audit import (
     lock_event,
     release_event,
 )
+from tflock_reaper.durations import format_duration
 from tflock_reaper.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
 from tflock_reaper.lockfile_audit import (
     OBJECT_CREATED,
@@ -37,7 +38,6 @@ from tflock_reaper.lockfile_audit import (
     same_etag,
 )
 from tflock_reaper.notify.events import Notification, NotificationKind
-from tflock_reaper.policy import format_duration
 
 
 class AuditStore(Protocol):

@@ -34,9 +34,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tflock_reaper.decision import SKEW_TOLERANCE
+from tflock_reaper.durations import format_duration
 from tflock_reaper.holder import HolderState, HolderStatus, ProviderBuilder
 from tflock_reaper.lock import LockRecord
-from tflock_reaper.policy import CodeBuildCheck, CodePipelineCheck, format_duration
+from tflock_reaper.policy import CodeBuildCheck, CodePipelineCheck
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from tflock_reaper.durations import format_duration
 from tflock_reaper.holder import HolderState, HolderStatus
 from tflock_reaper.lock import LockRecord
-from tflock_reaper.policy import StateProgressCheck, format_duration
+from tflock_reaper.policy import StateProgressCheck
 from tflock_reaper.state import StateStore
 
 
