@@ -74,9 +74,9 @@ sam-build: $(SAM_VENV)/.installed venv ## sam build, then check the layer holds 
 
 # checkov --skip-download: it looks nothing up on the network (guidelines, severities, custom policies).
 .PHONY: scan
-scan: $(SCAN_VENV)/.installed ## Scan template.yaml: cfn-lint with the serverless rules, checkov (skips carry reasons)
-	$(SCAN_VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
-	$(SCAN_VENV)/bin/checkov --file template.yaml --framework cloudformation \
+scan: $(SCAN_VENV)/.installed ## Scan the templates: cfn-lint with the serverless rules, checkov (skips carry reasons)
+	$(SCAN_VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml cross-account/target-role.yaml
+	$(SCAN_VENV)/bin/checkov --file template.yaml --file cross-account/target-role.yaml --framework cloudformation \
 		--skip-download --quiet --compact
 
 .PHONY: test
