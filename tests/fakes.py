@@ -9,6 +9,8 @@ from typing import Any
 
 from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.dal.lock_table import DeleteResult
+from tflock_reaper.dal.lockfiles import LockfileDeleteResult
+from tflock_reaper.lock import LockfileObject
 
 
 class FakeLockTable:
@@ -34,6 +36,34 @@ class FakeLockTable:
             return DeleteResult(deleted=False, item=current)
         self.deletes.append(lock_path)
         return DeleteResult(deleted=True, item=self.items.pop(lock_path))
+
+
+class FakeLockfiles:
+    """The ``.tflock`` objects of some buckets, with S3's conditional delete (``DeleteObject If-Match``, as in
+    dal/lockfiles.py): only the very object read (same ETag) is deleted, and it is then gone."""
+
+    def __init__(self, objects: list[LockfileObject], name: str = "s3://tf-state") -> None:
+        self.name = name
+        self.objects = list(objects)
+        self.deletes: list[str] = []
+        self.replaced: dict[str, str] = {}
+        """location -> the ETag the object has now (re-written after the scan)."""
+
+    def scan(self) -> Iterator[LockfileObject]:
+        yield from list(self.objects)
+
+    def delete_if_unchanged(self, obj: LockfileObject) -> LockfileDeleteResult:
+        current = next((o for o in self.objects if o.location == obj.location), None)
+        if current is None:
+            return LockfileDeleteResult(deleted=False, reason="NoSuchKey: The specified key does not exist.")
+        if self.replaced.get(obj.location, current.etag) != obj.etag:
+            return LockfileDeleteResult(
+                deleted=False,
+                reason="PreconditionFailed: At least one of the pre-conditions you specified did not hold",
+            )
+        self.objects = [o for o in self.objects if o is not current]
+        self.deletes.append(obj.location)
+        return LockfileDeleteResult(deleted=True)
 
 
 class MemoryAuditStore:

@@ -9,24 +9,13 @@ from typing import Any
 import pytest
 from factories import NOW
 from fakes import FakeLockTable
-from fuzz import Case, broken_items, digest_items, lock_table_cases, no_lock_id_cases, well_formed_locks
+from fuzz import AGGRESSIVE, Case, broken_items, digest_items, lock_table_cases, no_lock_id_cases, well_formed_locks
 from hypothesis import example, given
 from hypothesis import strategies as st
 from tflock_reaper.decision import Outcome
 from tflock_reaper.lock import DigestRecord, LockRecord, SkippedItem, classify_item
-from tflock_reaper.policy import parse_policy
 from tflock_reaper.service import sweep
 from tflock_reaper.state import MemoryStateStore
-
-#: Everything a policy can open: past every age at once, observed long enough at once, holder declared gone,
-#: no circuit breaker in practice. Only the lock model stands between an item and its deletion.
-AGGRESSIVE = parse_policy(
-    """
-mode: enforce
-max_reaps_per_sweep: 1000000
-defaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s, holder: {assume: gone}}
-"""
-)
 
 _KINDS = {"lock": LockRecord, "digest": DigestRecord, "skipped": SkippedItem}
 

@@ -4,14 +4,12 @@ server time, and reaped on both sides of a dual backend, each conditional, the l
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from factories import NOW, lock_info, lock_item
-from fakes import FakeLockTable
+from fakes import FakeLockfiles, FakeLockTable
 from tflock_reaper.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
 from tflock_reaper.policy import parse_policy
 from tflock_reaper.service import explain, sweep
@@ -42,33 +40,6 @@ def lockfile(
         info.setdefault("created", (written or NOW - timedelta(hours=3)) + timedelta(milliseconds=3))
         body = json.dumps(lock_info(path, **info), separators=(",", ":")).encode()
     return LockfileObject(bucket, key + ".tflock", body, etag, written or NOW - timedelta(hours=3))
-
-
-@dataclass
-class FakeLockfiles:
-    """Lockfiles with S3's If-Match semantics: the delete succeeds only on the ETag observed."""
-
-    objects: list[LockfileObject]
-    name: str = "s3://tf-state"
-    deletes: list[str] = field(default_factory=list)
-    replaced: dict[str, str] = field(default_factory=dict)
-    """key -> the ETag the object has now (re-written after the scan)."""
-
-    def scan(self) -> Iterator[LockfileObject]:
-        yield from self.objects
-
-    def delete_if_unchanged(self, obj: LockfileObject) -> Any:
-        current = self.replaced.get(obj.key, obj.etag)
-        if current != obj.etag:
-            return _Deleted(deleted=False, reason="PreconditionFailed: At least one of the pre-conditions ...")
-        self.deletes.append(obj.location)
-        return _Deleted(deleted=True)
-
-
-@dataclass(frozen=True)
-class _Deleted:
-    deleted: bool
-    reason: str | None = None
 
 
 def _sweep(table: FakeLockTable | None, files: FakeLockfiles | None, mode: str = "enforce") -> Any:
@@ -140,7 +111,8 @@ def test_a_lockfile_whose_created_disagrees_with_last_modified_is_not_reaped():
 
 def test_a_lockfile_replaced_after_it_was_read_is_not_deleted():
     obj = lockfile()
-    files = FakeLockfiles([obj], replaced={obj.key: '"e2"'})
+    files = FakeLockfiles([obj])
+    files.replaced[obj.location] = '"e2"'
     [entry] = _sweep(None, files).locks
     assert entry.outcome.value == "changed"
     assert any("the lockfile s3://" in reason and "changed after it was read" in reason for reason in entry.reasons)
@@ -167,7 +139,7 @@ def test_a_dual_backend_lock_is_one_lock_and_both_sides_are_reaped_file_first():
 
 def test_a_dual_backend_whose_lockfile_changed_leaves_the_lock_item_alone():
     table, files = _dual()
-    files.replaced[files.objects[0].key] = '"e2"'
+    files.replaced[files.objects[0].location] = '"e2"'
     [entry] = _sweep(table, files).locks
     assert entry.outcome.value == "changed"
     assert "the DynamoDB lock item was left alone" in entry.reasons
