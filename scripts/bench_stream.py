@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import random
 import sys
 import time
@@ -34,38 +33,17 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import boto3
+from offline_env import use_offline_aws
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 NAMESPACE = "TflockReaperBench"
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/tf-locks/stream/2026-11-26T00:00:00.000"
 BUCKET = "tf-state"
 START_EPOCH = 1_795_716_000  # 2026-11-26T16:40:00Z
 AUDIT_EVENTS = frozenset({"lock_acquired", "lock_released", "state_persisted", "item_ignored"})
-
-
-def _setup_environment() -> None:
-    """Dummy credentials and the deployed function's Powertools settings, before the handler is imported."""
-    for name in [n for n in os.environ if n.startswith(("AWS_", "POWERTOOLS_"))]:
-        del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # a dummy value for moto  # noqa: S106
-        AWS_DEFAULT_REGION=REGION,
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        POWERTOOLS_SERVICE_NAME="tflock-reaper",
-        POWERTOOLS_METRICS_NAMESPACE=NAMESPACE,
-        POWERTOOLS_LOG_LEVEL="INFO",
-    )
-    for path in ("layers/reaper", "functions/stream"):
-        if str(REPO_ROOT / path) not in sys.path:
-            sys.path.insert(0, str(REPO_ROOT / path))
 
 
 # -- the batch ----------------------------------------------------------------------------------------------
@@ -317,7 +295,13 @@ def main() -> int:
     parser.add_argument("--server", action="store_true", help="also run against a moto server on 127.0.0.1")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    _setup_environment()
+    use_offline_aws(
+        REGION,
+        ("layers/reaper", "functions/stream"),
+        POWERTOOLS_SERVICE_NAME="tflock-reaper",
+        POWERTOOLS_METRICS_NAMESPACE=NAMESPACE,
+        POWERTOOLS_LOG_LEVEL="INFO",
+    )
 
     batch = build_batch(args.records, args.seed)
     mix = ", ".join(f"{n} {kind}" for kind, n in sorted(batch.counts.items()))

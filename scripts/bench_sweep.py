@@ -22,7 +22,6 @@ helpers come from `tests/`).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import uuid
@@ -31,32 +30,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from offline_env import use_offline_aws
+
 REGION = "us-east-1"
 BUCKET = "tf-state"
 NOW = datetime(2026, 11, 26, 18, 0, 0, tzinfo=UTC)
 """The sweep's (fixed) clock: lock ages do not drift while the benchmark runs."""
 MAX_AGE = timedelta(hours=4)
 BATCH_WRITE_MAX = 25
-
-
-def _setup_environment() -> None:
-    """Dummy credentials, nothing pointing at real AWS, and the layer on the path."""
-    for name in [n for n in os.environ if n.startswith(("AWS_", "POWERTOOLS_"))]:
-        del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # a dummy value for moto  # noqa: S106
-        AWS_DEFAULT_REGION=REGION,
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    )
-    if str(REPO_ROOT / "layers/reaper") not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT / "layers/reaper"))
 
 
 # -- counting DynamoDB requests ---------------------------------------------------------------------------
@@ -269,7 +252,7 @@ def _arguments() -> argparse.Namespace:
 def main() -> int:
     args = _arguments()
     first_runs = max(1, args.first_runs)
-    _setup_environment()
+    use_offline_aws(REGION)
     try:
         from tables import create_lock_table, create_state_table  # noqa: PLC0415
         from tflab import MotoServer  # noqa: PLC0415

@@ -14,28 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from offline_env import use_offline_aws
+
 REGION = "us-east-1"
 MAX_SHOWN = 20
-
-
-def _setup_environment() -> None:
-    """Dummy credentials, nothing pointing at real AWS or through a proxy, and the layer on the path."""
-    for name in [n for n in os.environ if n.startswith(("AWS_", "POWERTOOLS_")) or n.lower().endswith("_proxy")]:
-        del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # a dummy value for moto  # noqa: S106
-        AWS_DEFAULT_REGION=REGION,
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    )
-    for path in (REPO_ROOT / "layers/reaper", REPO_ROOT / "tests"):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
 
 
 def main() -> int:
@@ -43,7 +26,7 @@ def main() -> int:
     parser.add_argument("--lifetimes", type=int, default=int(os.environ.get("SOAK_LIFETIMES") or 10000))
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS") or 240))
     args = parser.parse_args()
-    _setup_environment()
+    use_offline_aws(REGION, ("layers/reaper", "tests"))
     from racelab import Figures, RaceConfig, run_race  # noqa: PLC0415 - after the environment is set
 
     def progress(figures: Figures, elapsed: float) -> None:

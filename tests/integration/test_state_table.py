@@ -12,10 +12,10 @@ from tflock_reaper.lock import LockRecord, classify_item
 from tflock_reaper.state import lock_key
 
 
-def _locks(n: int) -> list[LockRecord]:
+def _locks(n: int, bucket: str = "tf-state") -> list[LockRecord]:
     out = []
     for i in range(n):
-        lock = classify_item(lock_item(f"tf-state/s{i}.tfstate"), NOW)
+        lock = classify_item(lock_item(f"{bucket}/s{i}.tfstate"), NOW)
         assert isinstance(lock, LockRecord)
         out.append(lock)
     return out
@@ -135,18 +135,9 @@ def test_settle_reports_failed_writes_after_attempting_every_one(dynamodb):
     assert len(table_items(dynamodb, STATE_TABLE)) == 3
 
 
-def _bucket_locks(bucket: str, n: int) -> list[LockRecord]:
-    out = []
-    for i in range(n):
-        lock = classify_item(lock_item(f"{bucket}/s{i}.tfstate"), NOW)
-        assert isinstance(lock, LockRecord)
-        out.append(lock)
-    return out
-
-
 def test_a_steady_sweep_reads_its_observations_with_one_query_per_bucket_and_writes_nothing(dynamodb):
     store = StateTable(dynamodb, STATE_TABLE)
-    locks = _bucket_locks("tf-state", 150) + _bucket_locks("other-state", 2)
+    locks = _locks(150, "tf-state") + _locks(2, "other-state")
     store.observe(locks, NOW)
     store.settle([], NOW)
     calls = _count_updates(dynamodb)
@@ -161,7 +152,7 @@ def test_a_steady_sweep_reads_its_observations_with_one_query_per_bucket_and_wri
 
 def test_an_observation_missing_from_the_index_is_read_consistently_and_put_back(dynamodb):
     store = StateTable(dynamodb, STATE_TABLE)
-    (lock,) = _bucket_locks("tf-state", 1)
+    (lock,) = _locks(1, "tf-state")
     store.observe([lock], NOW)
     store.settle([], NOW)
     # As if the index lagged, or the record predates the index: the item is there, not in the index.
@@ -178,7 +169,7 @@ def test_an_observation_missing_from_the_index_is_read_consistently_and_put_back
 
 def test_a_lock_gone_from_the_table_is_taken_out_of_the_index_and_its_record_kept(dynamodb):
     store = StateTable(dynamodb, STATE_TABLE)
-    held, released = _bucket_locks("tf-state", 2)
+    held, released = _locks(2, "tf-state")
     store.observe([held, released], NOW)
     store.settle([], NOW)
 
@@ -193,7 +184,7 @@ def test_a_lock_gone_from_the_table_is_taken_out_of_the_index_and_its_record_kep
 
 def test_a_release_recorded_from_the_stream_closes_the_observation(dynamodb):
     store = StateTable(dynamodb, STATE_TABLE)
-    (lock,) = _bucket_locks("tf-state", 1)
+    (lock,) = _locks(1, "tf-state")
     store.observe([lock], NOW)
     store.settle([], NOW)
     store.record_released(lock.lock_path, lock.lock_id, NOW + timedelta(minutes=1), "1" * 21)
