@@ -31,3 +31,10 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """template.yaml, or another CloudFormation template of the repository."""
     loaded: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaggedLoader)  # noqa: S506
     return loaded
+
+
+def function_policies(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    """A function's inline policy documents (each with its ``Statement`` list), read from the explicit role the
+    function names (``Role: !GetAtt <Role>.Arn``)."""
+    role = template["Resources"][function]["Properties"]["Role"]["!GetAtt"].removesuffix(".Arn")
+    return [policy["PolicyDocument"] for policy in template["Resources"][role]["Properties"]["Policies"]]

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from cfn_template import load_template
+from cfn_template import function_policies, load_template
 from tflock_reaper.holders.aws_ci import IAM_ACTIONS
 
 
@@ -16,7 +16,7 @@ def template() -> dict[str, Any]:
 
 
 def _statements(template: dict[str, Any], function: str) -> list[Any]:
-    policies = template["Resources"][function]["Properties"]["Policies"]
+    policies = function_policies(template, function)
     return [statement for policy in policies for statement in policy["Statement"]]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cfn_template import load_template
+from cfn_template import function_policies, load_template
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_the_lockfile_audit_exists_only_with_both_the_stream_function_and_the_bu
 
 
 def test_the_stream_function_may_read_lockfiles_only_and_query_the_state_table(template):
-    policies = template["Resources"]["StreamFunction"]["Properties"]["Policies"]
+    policies = function_policies(template, "StreamFunction")
     conditional = {
         s["!If"][1]["Sid"]: s["!If"][1]
         for policy in policies

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cfn_template import load_template
+from cfn_template import function_policies, load_template
 
 FUNCTIONS = ("SweeperFunction", "StreamFunction")
 
@@ -17,9 +17,9 @@ def template() -> dict[str, Any]:
     return load_template()
 
 
-def _statements(function: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _statements(template: dict[str, Any], function: str) -> Iterator[dict[str, Any]]:
     """Every statement of a function's inline policies, both branches of each ``!If``."""
-    for policy in function["Properties"]["Policies"]:
+    for policy in function_policies(template, function):
         for statement in policy["Statement"]:
             if "!If" in statement:
                 yield from (branch for branch in statement["!If"][1:] if branch != {"!Ref": "AWS::NoValue"})
@@ -33,23 +33,46 @@ def _listed(value: Any) -> list[Any]:
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_no_statement_grants_a_wildcard_action_or_resource(template, function):
-    statements = list(_statements(template["Resources"][function]))
+    statements = list(_statements(template, function))
     assert statements
     for statement in statements:
         assert statement["Effect"] == "Allow"
         assert statement.get("Sid"), statement
         for action in _listed(statement["Action"]):
             assert "*" not in action, (statement["Sid"], action)
+        if statement["Sid"] == "XRayWrite":
+            # X-Ray has no resource-level permissions: "*" is the only resource it accepts (and the only one here).
+            assert sorted(statement["Action"]) == ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+            continue
         for resource in _listed(statement["Resource"]):
             # Only a literal "*" (or an ARN ending in one) would be a wildcard; names with a `${Prefix}*` tail are
             # the documented prefixes (AlertTopicPrefix, SecretsPrefix/*) and are checked by name below.
             assert resource != "*", statement["Sid"]
 
 
+@pytest.mark.parametrize(
+    ("function", "group"), [("SweeperFunction", "SweeperLogGroup"), ("StreamFunction", "StreamLogGroup")]
+)
+def test_each_function_has_an_explicit_role_with_no_managed_policy_writing_only_its_own_logs(template, function, group):
+    """With a role of its own making SAM attaches nothing: no AWSLambdaBasicExecutionRole (logs on "*")."""
+    resources = template["Resources"]
+    role = resources[function]["Properties"]["Role"]["!GetAtt"].removesuffix(".Arn")
+    assert resources[role]["Type"] == "AWS::IAM::Role"
+    assert resources[role].get("Condition") == resources[function].get("Condition")
+    assert "ManagedPolicyArns" not in resources[role]["Properties"]
+    assert "Policies" not in resources[function]["Properties"]
+    assert resources[function]["Properties"]["LoggingConfig"] == {"LogGroup": {"!Ref": group}}
+    (logs,) = [s for s in _statements(template, function) if s["Sid"] == "OwnLogsWrite"]
+    assert sorted(logs["Action"]) == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert logs["Resource"] == {"!GetAtt": f"{group}.Arn"}
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_the_only_prefix_wildcards_are_the_alert_topics_and_secrets_under_their_prefixes(template, function):
     wildcards = set()
-    for statement in _statements(template["Resources"][function]):
+    for statement in _statements(template, function):
+        if statement["Sid"] in ("XRayWrite", "OwnLogsWrite"):  # checked above and below: "*" for X-Ray, own streams
+            continue
         for resource in _listed(statement["Resource"]):
             text = str(resource)
             if "*" in text and ".tflock" not in text and "/stream/*" not in text:
@@ -74,7 +97,7 @@ def test_the_stream_is_read_through_an_explicit_mapping_not_a_sam_event(template
 
 
 def test_the_stream_role_reads_the_lock_tables_streams_only_and_sends_failures_to_its_queue(template):
-    statements = {s["Sid"]: s for s in _statements(template["Resources"]["StreamFunction"])}
+    statements = {s["Sid"]: s for s in _statements(template, "StreamFunction")}
     read = statements["LockTableStreamRead"]
     assert sorted(read["Action"]) == [
         "dynamodb:DescribeStream",
@@ -104,7 +127,7 @@ def test_data_at_rest_is_encrypted(template):
 def test_each_function_has_its_log_group_with_a_retention(template, group, function):
     log_group = template["Resources"][group]
     assert log_group["Type"] == "AWS::Logs::LogGroup"
-    assert log_group["Properties"]["LogGroupName"] == {"!Sub": f"/aws/lambda/${{{function}}}"}
+    assert template["Resources"][function]["Properties"]["LoggingConfig"] == {"LogGroup": {"!Ref": group}}
     assert log_group["Properties"]["RetentionInDays"] == {"!Ref": "LogRetentionDays"}
     assert log_group.get("Condition") == template["Resources"][function].get("Condition")
 
@@ -125,4 +148,9 @@ def test_every_scanner_skip_carries_its_reason(template):
         if "cfn-lint" in resource.get("Metadata", {})
     }
     # Each ignore is explained by a comment beside it in template.yaml; keep the list short and deliberate.
-    assert ignored == {"StreamFailureQueue": ["ES6000"]}
+    assert ignored == {
+        "StreamFailureQueue": ["ES6000"],
+        # The functions name their log groups in LoggingConfig; WS1004 knows only groups named after a function.
+        "SweeperFunction": ["WS1004"],
+        "StreamFunction": ["WS1004"],
+    }

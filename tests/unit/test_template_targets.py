@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfn_template import TEMPLATE, load_template
+from cfn_template import TEMPLATE, function_policies, load_template
 
 TARGET_ROLE = TEMPLATE.parent / "cross-account" / "target-role.yaml"
 SHARED_SIDS = ("LockTableRead", "LockTableDeleteLocksOnly", "StateBucketsList", "LockfilesReadDelete")
@@ -20,8 +20,8 @@ def _statements(statements: list[Any]) -> dict[str, dict[str, Any]]:
 
 
 def _sweeper_statements() -> dict[str, dict[str, Any]]:
-    policies = load_template()["Resources"]["SweeperFunction"]["Properties"]["Policies"]
-    return _statements(policies[0]["Statement"])
+    (policy,) = function_policies(load_template(), "SweeperFunction")
+    return _statements(policy["Statement"])
 
 
 def _target_statements() -> dict[str, dict[str, Any]]:
