@@ -306,7 +306,7 @@ def test_a_reap_that_cannot_be_recorded_first_is_not_attempted(aws, dynamodb):
 
 
 def test_bookkeeping_after_the_delete_may_fail_without_stopping_the_sweep(aws, dynamodb):
-    """end_reap and mark_warned are best effort: the lock is reaped, and the next lock too."""
+    """end_reap and the warnings settle records are best effort: the lock is reaped, and the next lock too."""
     clients, faults = aws
     put(dynamodb, lock_item(A, created=OLD), lock_item(B, created=OLD))
     faults.fail(

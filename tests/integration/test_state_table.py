@@ -73,8 +73,8 @@ def test_warning_time_is_kept_from_the_first_warning(dynamodb):
     store = StateTable(dynamodb, STATE_TABLE)
     (lock,) = _locks(1)
     store.observe([lock], NOW)
-    store.mark_warned(lock, NOW)
-    store.mark_warned(lock, NOW + timedelta(hours=1))
+    store.settle([lock], NOW)
+    store.settle([lock], NOW + timedelta(hours=1))
     assert store.observe([lock], NOW)[lock_key(lock)].warned_at == NOW
 
 

@@ -22,7 +22,7 @@ from tflock_reaper.notify.channels import make_channel_factory, secret_resolver
 from tflock_reaper.notify.dispatch import DispatchResult, MemoryLedger, NotificationLedger, dispatch
 from tflock_reaper.notify.events import Notification
 from tflock_reaper.policy import Channel, Policy, load_policy, parse_policy
-from tflock_reaper.service import TIME_RESERVE_SECONDS, HolderChecks, LockSource, SweepReport, combine_reports, sweep
+from tflock_reaper.service import HolderChecks, LockSource, SweepReport, combine_reports, out_of_time, sweep
 from tflock_reaper.settings import Settings
 from tflock_reaper.state import MemoryStateStore, StateStore
 
@@ -87,12 +87,12 @@ class SweepTarget:
 
 def sweep_targets(settings: Settings) -> list[SweepTarget]:
     """This account's tables and buckets (if any), then each other account's."""
-    home = [SweepTarget("this account", settings.lock_table_names, settings.state_buckets)]
+    home = SweepTarget("this account", settings.lock_table_names, settings.state_buckets)
     others = [
         SweepTarget(f"account {t.account}", t.lock_tables, t.buckets, t.role_arn, t.region, t.external_id)
         for t in settings.targets
     ]
-    return [t for t in home if t.lock_tables or t.buckets] + others
+    return [home, *others] if home.lock_tables or home.buckets else others
 
 
 def _sources(
@@ -124,7 +124,7 @@ def run_sweep(
     reports: list[SweepReport] = []
     errors: list[str] = []
     for target in sweep_targets(settings):
-        if remaining_seconds is not None and remaining_seconds() < TIME_RESERVE_SECONDS:
+        if out_of_time(remaining_seconds):
             errors.append(f"{target.label}: not swept, the sweep ran out of time")
             continue
         try:

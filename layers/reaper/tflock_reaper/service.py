@@ -309,7 +309,8 @@ def _new_report(
     )
 
 
-def _out_of_time(remaining_seconds: Callable[[], float] | None) -> bool:
+def out_of_time(remaining_seconds: Callable[[], float] | None) -> bool:
+    """Fewer than ``TIME_RESERVE_SECONDS`` left of the invocation (never, without a clock)."""
     return remaining_seconds is not None and remaining_seconds() < TIME_RESERVE_SECONDS
 
 
@@ -335,13 +336,13 @@ def sweep(
     now = clock()
     report = _new_report(lock_table, lockfiles, policy, mode, now)
 
-    out_of_time = partial(_out_of_time, remaining_seconds)
+    no_time_left = partial(out_of_time, remaining_seconds)
     locks = _read_locks(lock_table, lockfiles, now, report)
     observed = state.observe(locks, now)
     states = {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
     verdicts: list[Verdict] = []
     for lock in locks:  # a holder check may take seconds: the clock is checked before each
-        if out_of_time():
+        if no_time_left():
             break
         verdicts.append(judge(lock, states[lock_key(lock)], policy, now, holders))
     plan = plan_sweep(verdicts, enforce=report.mode == "enforce", max_reaps=policy.max_reaps_per_sweep)
@@ -351,7 +352,7 @@ def sweep(
 
     warned: list[LockRecord] = []
     for lock, verdict, planned in zip(locks, verdicts, plan.outcomes, strict=False):
-        if out_of_time():
+        if no_time_left():
             break
         entry = LockReport(lock, verdict, planned, states[lock_key(lock)])
         if verdict.action is Action.REAP and plan.breaker:

@@ -40,8 +40,6 @@ class StateStore(Protocol):
         (kept from the first warning)."""
         ...
 
-    def mark_warned(self, lock: LockRecord, now: datetime) -> None: ...
-
     def mark_alerted(self, lock: LockRecord, channels: str) -> None:
         """Remember (once) the channels alerted about this lock, as JSON, so its release can be announced."""
         ...
@@ -73,11 +71,8 @@ class MemoryStateStore:
 
     def settle(self, warned: Iterable[LockRecord], now: datetime) -> None:
         for lock in warned:
-            self.mark_warned(lock, now)
-
-    def mark_warned(self, lock: LockRecord, now: datetime) -> None:
-        key = lock_key(lock)
-        self.states[key] = replace(self.states[key], warned_at=self.states[key].warned_at or now)
+            key = lock_key(lock)
+            self.states[key] = replace(self.states[key], warned_at=self.states[key].warned_at or now)
 
     def mark_alerted(self, lock: LockRecord, channels: str) -> None:
         self.alerted.setdefault(lock_key(lock), channels)

@@ -36,17 +36,17 @@ PERSISTED_SK = "PERSISTED"
 #: DynamoDB stream sequence numbers have 21 to 40 digits.
 SEQUENCE_WIDTH = 40
 _BATCH_GET_MAX = 100
+_BATCH_GET_ATTEMPTS = 5
 #: A sparse index of the observations of locks still held: ``open_bucket`` (the lock path's bucket) is set when a
 #: sweep records a lock and removed when the lock's release is recorded (stream) or a sweep finds it gone. A
 #: sweep reads a bucket's open observations with a few Query pages instead of a BatchGetItem per 100 locks.
 OPEN_INDEX = "open-locks"
 OPEN_KEY = "open_bucket"
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-_BATCH_GET_ATTEMPTS = 5
 #: Concurrent requests for a sweep's batched reads and its observation writes (boto3 clients are thread-safe;
 #: botocore's connection pool holds 10 connections).
 WORKERS = 8
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def _key(lock_path: str, lock_id: str) -> dict[str, Any]:
@@ -256,9 +256,6 @@ class StateTable:
             ReturnValues="ALL_NEW",
         )
         return dict(response.get("Attributes", {}))
-
-    def mark_warned(self, lock: LockRecord, now: datetime) -> None:
-        self._write(lock, "SET warned_at = if_not_exists(warned_at, :now)", {":now": {"S": now.isoformat()}})
 
     def mark_alerted(self, lock: LockRecord, channels: str) -> None:
         self._write(lock, "SET alert_channels = if_not_exists(alert_channels, :c)", {":c": {"S": channels}})
