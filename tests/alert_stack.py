@@ -33,6 +33,7 @@ defaults:
   warn_after: 30m
   reap_after: 12h
   min_observed: 0s
+  trust_holder_clock: true
   notify: {{channels: [slack, sns, pagerduty], renotify_every: 1h}}
 rules:
   - match: "tf-state/ci/*"

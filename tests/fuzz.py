@@ -50,7 +50,7 @@ AGGRESSIVE = parse_policy(
     """
 mode: enforce
 max_reaps_per_sweep: 1000000
-defaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s, holder: {assume: gone}}
+defaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s, trust_holder_clock: true, holder: {assume: gone}}
 """
 )
 

@@ -39,7 +39,7 @@ mode: enforce
 max_reaps_per_sweep: 3
 channels:
   oncall: {{type: sns, topic_arn: "{topic}"}}
-defaults: {{warn_after: 1s, reap_after: 2s, min_observed: 0s, notify: {{channels: [oncall]}}}}
+defaults: {{warn_after: 1s, reap_after: 2s, min_observed: 0s, trust_holder_clock: true, notify: {{channels: [oncall]}}}}
 rules:
   - match: "{bucket}/*"
     holder:

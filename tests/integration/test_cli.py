@@ -13,7 +13,7 @@ STALE_PATH = "tf-state/dev/app.tfstate"
 POLICY = """\
 mode: enforce
 max_reaps_per_sweep: 3
-defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s}
+defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, trust_holder_clock: true}
 rules:
   - match: "tf-state/dev/*"
     holder: {assume: gone}
@@ -111,7 +111,7 @@ def test_explain_of_a_digest_and_of_nothing(dynamodb, stale, policy, capsys):
 
 def test_state_table_remembers_first_seen_across_runs(dynamodb, stale, tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text(POLICY.replace("min_observed: 0s", "min_observed: 1h"))
+    path.write_text(POLICY.replace("min_observed: 0s,", "min_observed: 1h,"))
     args = ("sweep", "--table", "tf-locks", "--policy", str(path), "--state-table", STATE_TABLE, "--json")
     first = json.loads(_run(*args)[1])["locks"][0]
     second = json.loads(_run(*args)[1])["locks"][0]

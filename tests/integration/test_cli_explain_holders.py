@@ -12,7 +12,7 @@ from tables import put
 from tflock_reaper.cli import EXIT_OK, main
 
 POLICY = """\
-defaults: {warn_after: 30m, reap_after: 1h, min_observed: 0s}
+defaults: {warn_after: 30m, reap_after: 1h, min_observed: 0s, trust_holder_clock: true}
 rules:
   - match: "tf-state/dev/*"
     holder: {codebuild: {project: infra-apply}, state_progress: {within: 10m}}

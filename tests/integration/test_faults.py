@@ -39,7 +39,7 @@ POLICY = parse_policy(
     """
 mode: enforce
 max_reaps_per_sweep: 10
-defaults: {warn_after: 0s, reap_after: 1h, min_observed: 0s, holder: {assume: gone}}
+defaults: {warn_after: 0s, reap_after: 1h, min_observed: 0s, trust_holder_clock: true, holder: {assume: gone}}
 rules:
   - match: "tf-state/unknown/*"
     holder: {assume: unknown}
@@ -414,7 +414,7 @@ def test_a_failing_holder_check_means_unknown_never_deleted_and_the_sweep_goes_o
 # -- the Lambda handler ---------------------------------------------------------------------------------------------
 def test_the_lambda_reports_a_throttled_scan_as_an_error_and_deletes_nothing(dynamodb, sleeps, monkeypatch, tmp_path):
     policy = tmp_path / "policy.yaml"
-    policy.write_text("mode: enforce\ndefaults: {min_observed: 0s, holder: {assume: gone}}\n")
+    policy.write_text("mode: enforce\ndefaults: {min_observed: 0s, trust_holder_clock: true, holder: {assume: gone}}\n")
     for name, value in {
         "LOCK_TABLE_NAME": LOCK_TABLE,
         "STATE_TABLE_NAME": STATE_TABLE,

@@ -361,7 +361,7 @@ def test_a_succeeded_pipeline_in_moto_is_not_running_and_a_missing_one_unknown(a
 
 SWEEP_POLICY = """\
 max_reaps_per_sweep: 20
-defaults: {warn_after: 30m, reap_after: 1h, min_observed: 0s}
+defaults: {warn_after: 30m, reap_after: 1h, min_observed: 0s, trust_holder_clock: true}
 rules:
   - match: "tf-state/a/*"
     holder: {codebuild: {project: infra-apply}}

@@ -649,7 +649,7 @@ def test_an_unreadable_token_is_unknown_and_github_is_not_asked(github):
 POLICY = """
 mode: enforce
 max_reaps_per_sweep: 10
-defaults: {{warn_after: 30m, reap_after: 2h, min_observed: 0s}}
+defaults: {{warn_after: 30m, reap_after: 2h, min_observed: 0s, trust_holder_clock: true}}
 rules:
   - match: "tf-state/prod/*"
     holder:

@@ -172,7 +172,7 @@ def test_the_secret_never_appears_in_an_error(endpoint):
 POLICY = """
 mode: enforce
 max_reaps_per_sweep: 10
-defaults: {{warn_after: 30m, reap_after: 2h, min_observed: 0s}}
+defaults: {{warn_after: 30m, reap_after: 2h, min_observed: 0s, trust_holder_clock: true}}
 rules:
   - match: "tf-state/by-lock/*"
     holder:

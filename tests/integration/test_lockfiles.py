@@ -28,7 +28,7 @@ PATH = f"{BUCKET}/{KEY}"
 POLICY = parse_policy(
     """
 mode: enforce
-defaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s}
+defaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s, trust_holder_clock: true}
 rules:
   - match: "tf-state/*"
     holder: {assume: gone}
@@ -223,7 +223,7 @@ def test_cli_without_table_or_bucket_says_which_to_give(s3, capsys):
 def test_cli_lists_explains_and_sweeps_lockfiles_with_their_backend(s3, dynamodb, tmp_path: Path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(
-        "mode: enforce\ndefaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s}\n"
+        "mode: enforce\ndefaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s, trust_holder_clock: true}\n"
         'rules: [{match: "tf-state/*", holder: {assume: gone}}]\n'
     )
     body = _body(lock_id="dual-id")

@@ -16,7 +16,7 @@ from tflock_reaper.aws import AwsClients
 EVENT: dict[str, Any] = {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}
 OTHER_ACCOUNT = "222222222222"
 ROLE_ARN = f"arn:aws:iam::{OTHER_ACCOUNT}:role/tflock-reaper-target"
-POLICY = "mode: enforce\ndefaults: {min_observed: 0s, holder: {assume: gone}}\n"
+POLICY = "mode: enforce\ndefaults: {min_observed: 0s, trust_holder_clock: true, holder: {assume: gone}}\n"
 
 
 def _stale(path: str) -> dict[str, Any]:

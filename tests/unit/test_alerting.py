@@ -31,6 +31,7 @@ defaults:
   warn_after: 30m
   reap_after: 4h
   min_observed: 0s
+  trust_holder_clock: true
   notify: {channels: [slack], renotify_every: 1h}
 rules:
   - match: "tf-state/prod/*"

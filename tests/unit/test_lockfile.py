@@ -19,7 +19,7 @@ PATH = "tf-state/dev/network/terraform.tfstate"
 POLICY = parse_policy(
     """
 mode: enforce
-defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s}
+defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, trust_holder_clock: true}
 rules:
   - match: "tf-state/*"
     holder: {assume: gone}

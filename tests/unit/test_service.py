@@ -15,7 +15,7 @@ POLICY = parse_policy(
     """
 mode: enforce
 max_reaps_per_sweep: 2
-defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s}
+defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, trust_holder_clock: true}
 rules:
   - match: "tf-state/gone/*"
     holder: {assume: gone}
@@ -24,7 +24,7 @@ rules:
 POLICY_TEXT_NO_LIMIT = """
 mode: enforce
 max_reaps_per_sweep: 10
-defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, holder: {assume: gone}}
+defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, trust_holder_clock: true, holder: {assume: gone}}
 """
 STALE = lock_item("tf-state/gone/a.tfstate", created=NOW - timedelta(hours=5))
 LIVE_UNKNOWN = lock_item("tf-state/other/b.tfstate", created=NOW - timedelta(hours=5))
@@ -65,7 +65,7 @@ def test_dry_run_deletes_nothing():
 
 def test_enforce_needs_both_keys():
     table = FakeLockTable([STALE])
-    report = _sweep(table, policy=parse_policy("mode: dry-run\ndefaults: {min_observed: 0s}"))
+    report = _sweep(table, policy=parse_policy("mode: dry-run\ndefaults: {min_observed: 0s, trust_holder_clock: true}"))
     assert report.mode == "dry-run"
     assert "policy says mode: dry-run" in report.notes[0]
     assert table.deletes == []
@@ -133,7 +133,7 @@ def test_a_holder_check_that_raises_counts_as_unknown():
     class Exploding:
         name = "exploding"
 
-        def status(self, lock, now):
+        def status(self, lock, now, acquired_by):
             raise TimeoutError("CI API timed out")
 
     table = FakeLockTable([STALE])
@@ -152,7 +152,7 @@ def test_holder_is_asked_only_for_locks_old_enough_to_reap():
     class Recording:
         name = "recording"
 
-        def status(self, lock, now):
+        def status(self, lock, now, acquired_by):
             asked.append(lock.lock_path)
             return HolderStatus(HolderState.RUNNING, "busy", self.name)
 
@@ -252,3 +252,60 @@ def test_a_sweep_out_of_time_before_judging_acts_on_nothing():
     assert report.locks == []
     assert report.deferred == ["tf-state/gone/a.tfstate"]
     assert table.deletes == []
+
+
+SLOW_CLOCK_POLICY = """
+mode: enforce
+defaults: {warn_after: 30m, reap_after: 2h, min_observed: 10m, holder: {assume: gone}}
+"""
+
+
+def test_a_holder_clock_running_slow_never_gets_a_fresh_lock_reaped():
+    """Issue 13.1: taken 12 minutes ago by a host whose clock is 3 h behind, no stream time: Created says 3h12m.
+    Seen by a sweep 12 minutes ago and again now, it is reported and alerted, never reaped, until the reaper itself
+    has seen it for reap_after."""
+    table = FakeLockTable([lock_item("tf-state/slow/a.tfstate", created=NOW - timedelta(hours=3, minutes=12))])
+    state = MemoryStateStore()
+    policy = parse_policy(SLOW_CLOCK_POLICY)
+    first_sweep = NOW - timedelta(minutes=12)
+    sweep(lock_table=table, state=state, policy=policy, mode="enforce", clock=lambda: first_sweep)
+
+    report = sweep(lock_table=table, state=state, policy=policy, mode="enforce", clock=lambda: NOW)
+
+    (entry,) = report.locks
+    assert entry.outcome is Outcome.BLOCKED
+    assert table.deletes == []
+    lock = entry.to_dict()
+    assert (lock["age_seconds"], lock["age_basis"]) == (3 * 3600 + 12 * 60, "Created, the holder's clock")
+    assert (lock["reap_age_seconds"], lock["reap_age_basis"]) == (12 * 60, "first seen by the reaper")
+
+    # Once the reaper has seen it for reap_after, the reap goes ahead (the holder is assumed gone here).
+    later = first_sweep + timedelta(hours=2)
+    again = sweep(lock_table=table, state=state, policy=policy, mode="enforce", clock=lambda: later)
+    assert again.locks[0].outcome is Outcome.REAPED
+
+
+def test_holder_checks_get_the_server_side_bound_not_created():
+    bounds = []
+
+    class Recording:
+        name = "recording"
+
+        def status(self, lock, now, acquired_by):
+            bounds.append(acquired_by)
+            return HolderStatus(HolderState.RUNNING, "busy", self.name)
+
+    table = FakeLockTable([lock_item("tf-state/slow/a.tfstate", created=NOW - timedelta(hours=5))])
+    state = MemoryStateStore()
+    first_seen = NOW - timedelta(hours=3)
+    policy = parse_policy(SLOW_CLOCK_POLICY)
+    sweep(lock_table=table, state=state, policy=policy, mode="enforce", clock=lambda: first_seen)
+    sweep(
+        lock_table=table,
+        state=state,
+        policy=policy,
+        mode="enforce",
+        clock=lambda: NOW,
+        holders=HolderChecks(lambda spec: Recording()),
+    )
+    assert bounds == [first_seen]

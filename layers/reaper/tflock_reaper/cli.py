@@ -253,6 +253,8 @@ def _explain_text(report: LockReport) -> str:
         f"Version   {info.version}",
         f"Created   {info.created.isoformat()}  (workspace {report.lock.workspace})",
         f"Age       {format_duration(report.verdict.age)} (by {report.verdict.age_basis})",
+        f"Reap age  {format_duration(report.verdict.reap_age)} (by {report.verdict.reap_age_basis}: what reap_after "
+        "is measured against)",
         f"Rule      {report.verdict.rule.name}",
         f"Verdict   {report.verdict.action.value} -> {report.outcome.value}",
         "Reasons:",

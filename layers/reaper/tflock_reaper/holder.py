@@ -42,7 +42,7 @@ class HolderCheck(Protocol):
     @property
     def name(self) -> str: ...
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus: ...
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus: ...
 
 
 #: Builds the check of one kind from its policy settings (e.g. ``GitHubCheck``).
@@ -55,7 +55,7 @@ class AssumeGone:
 
     name: str = "assume: gone"
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus:
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         return HolderStatus(HolderState.NOT_RUNNING, "the policy assumes the holder is gone", self.name)
 
 
@@ -65,7 +65,7 @@ class AssumeUnknown:
 
     name: str = "assume: unknown"
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus:
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         return HolderStatus(
             HolderState.UNKNOWN,
             "no holder check is configured for this lock (holder: {assume: unknown}), so it is never reaped",
@@ -80,14 +80,14 @@ class Unavailable:
     name: str
     why: str
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus:
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         return HolderStatus(HolderState.UNKNOWN, self.why, self.name)
 
 
-def safe_status(check: HolderCheck, lock: LockRecord, now: datetime) -> HolderStatus:
+def safe_status(check: HolderCheck, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
     """A check that raises has not answered: ``unknown``, with the error as evidence."""
     try:
-        return check.status(lock, now)
+        return check.status(lock, now, acquired_by)
     except Exception as err:  # noqa: BLE001 - any failure of a check means "we do not know"
         return HolderStatus(HolderState.UNKNOWN, f"the check failed: {type(err).__name__}: {err}", check.name)
 
@@ -99,8 +99,8 @@ class AllChecks:
     checks: tuple[HolderCheck, ...]
     name: str = "checks"
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus:
-        answers = tuple(safe_status(check, lock, now) for check in self.checks)
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
+        answers = tuple(safe_status(check, lock, now, acquired_by) for check in self.checks)
         if len(answers) == 1:
             return answers[0]
         for state in (HolderState.RUNNING, HolderState.UNKNOWN):

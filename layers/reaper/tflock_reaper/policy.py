@@ -176,6 +176,10 @@ class Defaults(_Strict):
     warn_after: Duration = timedelta(minutes=30)
     reap_after: Duration = timedelta(hours=2)
     min_observed: Duration = timedelta(minutes=10)
+    trust_holder_clock: bool = Field(default=False, strict=True)
+    """Let the holder's ``Created`` count toward ``reap_after`` when the server's acquisition time is unknown.
+    Off: without the stream (or a lockfile's LastModified), the reap waits until the reaper itself has seen the
+    lock for ``reap_after``. A holder whose clock runs slow would otherwise make a fresh lock look old."""
     holder: HolderSpec = HolderSpec()
     notify: NotifySpec = NotifySpec(channels=[], renotify_every=timedelta(hours=1))
 
@@ -187,6 +191,7 @@ class Rule(_Strict):
     warn_after: Duration | None = None
     reap_after: Duration | None = None
     min_observed: Duration | None = None
+    trust_holder_clock: bool | None = Field(default=None, strict=True)
     holder: HolderSpec | None = None
     notify: NotifySpec | None = None
 
@@ -209,6 +214,7 @@ class EffectiveRule:
     holder: HolderSpec
     channels: tuple[str, ...] = ()
     renotify_every: timedelta = timedelta(hours=1)
+    trust_holder_clock: bool = False
 
 
 class Policy(_Strict):
@@ -265,7 +271,14 @@ class Policy(_Strict):
         default_renotify = pick(d.notify.renotify_every, timedelta(hours=1))
         if rule is None:
             return EffectiveRule(
-                name, d.warn_after, d.reap_after, d.min_observed, d.holder, default_channels, default_renotify
+                name,
+                d.warn_after,
+                d.reap_after,
+                d.min_observed,
+                d.holder,
+                default_channels,
+                default_renotify,
+                d.trust_holder_clock,
             )
         notify = rule.notify or NotifySpec()
         return EffectiveRule(
@@ -276,6 +289,7 @@ class Policy(_Strict):
             holder=rule.holder or d.holder,
             channels=default_channels if notify.channels is None else tuple(notify.channels),
             renotify_every=pick(notify.renotify_every, default_renotify),
+            trust_holder_clock=d.trust_holder_clock if rule.trust_holder_clock is None else rule.trust_holder_clock,
         )
 
     def rule_for(self, lock: LockRecord) -> EffectiveRule:

@@ -21,6 +21,7 @@ from tflock_reaper.decision import (
     Outcome,
     Verdict,
     decide,
+    lock_ages,
     needs_holder_check,
     plan_sweep,
 )
@@ -129,6 +130,8 @@ class LockReport:
             "workspace": self.lock.workspace,
             "age_seconds": int(self.verdict.age.total_seconds()),
             "age_basis": self.verdict.age_basis,
+            "reap_age_seconds": int(self.verdict.reap_age.total_seconds()),
+            "reap_age_basis": self.verdict.reap_age_basis,
             "first_seen": self.state.first_seen.isoformat(),
             "rule": self.verdict.rule.name,
             "action": self.verdict.action.value,
@@ -224,11 +227,13 @@ class HolderChecks:
             logger.exception("holder check could not be built")
             return Unavailable("holder", f"the check could not be set up: {type(err).__name__}: {err}")
 
-    def status(self, spec: HolderSpec, lock: LockRecord, now: datetime) -> HolderStatus:
+    def status(self, spec: HolderSpec, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
+        """``acquired_by``: the latest moment the lock can have been taken, by server-side evidence (see
+        :func:`tflock_reaper.decision.acquisition_bound`): a run that started after it cannot hold the lock."""
         check = self._checks.get(spec)
         if check is None:
             check = self._checks[spec] = self._build(spec)
-        status = safe_status(check, lock, now)
+        status = safe_status(check, lock, now, acquired_by)
         if status.state is HolderState.UNKNOWN and status.evidence.startswith("the check failed"):
             logger.warning("holder check failed", extra={"lock_path": lock.lock_path, "check": check.name})
         return status
@@ -243,9 +248,10 @@ def judge(
 ) -> Verdict:
     """The verdict for one lock, asking its holder check only when the lock is old enough to reap."""
     rule: EffectiveRule = policy.rule_for(lock)
+    ages = lock_ages(lock, rule, first_seen=state.first_seen, now=now, acquired_at=state.acquired_at)
     holder = None
-    if needs_holder_check(lock, rule, now, state.acquired_at):
-        holder = holders.status(rule.holder, lock, now)
+    if needs_holder_check(ages, rule):
+        holder = holders.status(rule.holder, lock, now, ages.acquired_by)
     return decide(lock, rule=rule, first_seen=state.first_seen, now=now, holder=holder, acquired_at=state.acquired_at)
 
 

@@ -205,7 +205,7 @@ class CodeBuildProject:
     def _answer(self, state: HolderState, evidence: str) -> HolderStatus:
         return HolderStatus(state, evidence, self.name)
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus:
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         project = self._project
         listing = self._reads.get(project)
         if isinstance(listing, ReadFailure):
@@ -263,7 +263,7 @@ class CodePipelineExecutions:
     def _answer(self, state: HolderState, evidence: str) -> HolderStatus:
         return HolderStatus(state, evidence, self.name)
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus:
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         pipeline = self._pipeline
         listing = self._reads.get(pipeline)
         if isinstance(listing, ReadFailure):

@@ -233,7 +233,7 @@ class GitHubActions:
 
     # -- answers -----------------------------------------------------------------------------------------------
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus:
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         try:
             page = self._runs()
         except _NoAnswerError as failure:

@@ -151,7 +151,7 @@ class GitLabPipelines:
         self.session = session or GitLabSession()
         self._base = settings.url.rstrip("/")
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus:
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         try:
             page = self._page()
         except _NoAnswerError as failure:

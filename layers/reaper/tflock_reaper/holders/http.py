@@ -81,7 +81,7 @@ class HttpHolderCheck:
         self.max_attempts = max_attempts
         self.session = session or HttpSession()
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus:
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         url = fill_url(self.settings.url, lock)
         header = self.settings.header
         key = (url, header.name if header else None, header.value if header else None)

@@ -29,7 +29,7 @@ class StateProgress:
             self._cache[state_path] = self._state.last_persisted(state_path)
         return self._cache[state_path]
 
-    def status(self, lock: LockRecord, now: datetime) -> HolderStatus:
+    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         written = self._last_write(lock.lock_path)
         window = format_duration(self._within)
         if written is not None and written >= lock.info.created and now - written <= self._within:
