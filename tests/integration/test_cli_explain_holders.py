@@ -60,7 +60,7 @@ def test_explain_prints_every_check_with_its_answer_and_evidence(dynamodb, codeb
     assert "Verdict   reap -> would-reap" in text
     codebuild_line, progress_line = _holder_section(text)
     assert codebuild_line.startswith(
-        "  codebuild: not_running: no build of project infra-apply started by the lock's Created"
+        "  codebuild: not_running: no build of project infra-apply started by the lock's acquisition (at the latest "
     )
     assert "read all 1 build(s)" in codebuild_line
     assert progress_line == (

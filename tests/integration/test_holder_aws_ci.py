@@ -19,8 +19,9 @@ from tables import LOCK_TABLE, put
 from tflock_reaper.app import holder_checks
 from tflock_reaper.aws import AwsClients
 from tflock_reaper.dal.lock_table import LockTable
-from tflock_reaper.holder import HolderState
+from tflock_reaper.holder import HolderState, HolderStatus
 from tflock_reaper.holders.aws_ci import (
+    BUILD_FINISHED,
     CLOCK_SLACK,
     IAM_ACTIONS,
     MAX_BUILD_LIFETIME,
@@ -34,6 +35,8 @@ from tflock_reaper.service import sweep
 from tflock_reaper.state import MemoryStateStore
 
 CREATED = NOW - timedelta(hours=3)
+#: When the holding run of the slow-clock tests started: 13 minutes ago (the lock was taken 12 minutes ago).
+SLOW_START = NOW - timedelta(minutes=13)
 PROJECT = "infra-apply"
 PIPELINE = "infra"
 
@@ -44,8 +47,11 @@ def _lock(path: str = "tf-state/dev/app.tfstate", created: datetime = CREATED) -
     return record
 
 
-def _build(number: int, status: str, started: datetime | None) -> dict[str, Any]:
-    build: dict[str, Any] = {"id": f"{PROJECT}:{number:08d}-uuid", "buildNumber": number, "buildStatus": status}
+def _build(number: int, status: str | None, started: datetime | None) -> dict[str, Any]:
+    """A build as ``BatchGetBuilds`` returns it; without ``buildStatus`` when ``status`` is None."""
+    build: dict[str, Any] = {"id": f"{PROJECT}:{number:08d}-uuid", "buildNumber": number}
+    if status is not None:
+        build["buildStatus"] = status
     if started is not None:
         build["startTime"] = started
     return build
@@ -95,7 +101,7 @@ def test_a_build_in_progress_since_before_the_lock_is_running(codebuild):
             _build(10, "FAILED", CREATED - timedelta(hours=5)),
         ],
     )
-    status = _codebuild_check(client).status(_lock(), NOW)
+    status = _codebuild_check(client).status(_lock(), NOW, CREATED)
     assert status.state is HolderState.RUNNING
     assert status.check == "codebuild"
     assert f"build {PROJECT}:00000011-uuid of project {PROJECT} is in progress" in status.evidence
@@ -114,11 +120,57 @@ def test_a_build_in_progress_since_before_the_lock_is_running(codebuild):
 def test_only_a_build_that_started_by_the_lock_plus_slack_can_be_its_holder(codebuild, started_after_created, expected):
     client, stubber = codebuild
     _stub_builds(stubber, [_build(7, "IN_PROGRESS", CREATED + started_after_created)])
-    status = _codebuild_check(client).status(_lock(), NOW)
+    status = _codebuild_check(client).status(_lock(), NOW, CREATED)
     assert status.state is expected
     if expected is HolderState.NOT_RUNNING:
-        assert "1 build(s) started after the lock was taken are in progress, not its holder" in status.evidence
+        assert "1 build(s) started after the lock was taken are not finished, not its holder" in status.evidence
         assert f"{PROJECT}:00000007-uuid" in status.evidence
+
+
+def test_slow_holder_clock_does_not_exclude_the_holding_run(codebuild):
+    # Given a lock taken 12 minutes ago by a build started 13 minutes ago, in a container whose clock runs 3 hours
+    # slow: Created says 3h12m ago. The reaper first saw the lock 10 minutes ago.
+    created, first_seen, started = NOW - timedelta(hours=3, minutes=12), NOW - timedelta(minutes=10), SLOW_START
+    client, stubber = codebuild
+    _stub_builds(stubber, [_build(21, "IN_PROGRESS", started), _build(20, "SUCCEEDED", NOW - timedelta(hours=4))])
+
+    # When the check is asked with the server-side bound (not Created)
+    status = _codebuild_check(client).status(_lock(created=created), NOW, first_seen)
+
+    # Then the build that holds the lock is running (judged by Created, it started "after the lock": not_running)
+    assert status.state is HolderState.RUNNING
+    assert status.evidence.startswith(
+        f"build {PROJECT}:00000021-uuid of project {PROJECT} is in progress since {started.isoformat()}, started by "
+        f"the lock's acquisition (at the latest {first_seen.isoformat()}, +5m clock slack)"
+    )
+
+
+@pytest.mark.parametrize("status", [None, "QUEUED", "PENDING"])
+def test_a_build_status_not_known_to_be_final_counts_as_not_finished(codebuild, status):
+    # Given the only build that started before the lock has no status, or one CodeBuild does not document
+    client, stubber = codebuild
+    _stub_builds(stubber, [_build(8, status, CREATED - timedelta(minutes=2))])
+    answer = _codebuild_check(client).status(_lock(), NOW, CREATED)
+    # Then it may hold the lock: running, saying the status was not recognised
+    assert answer.state is HolderState.RUNNING
+    shown = "has no status" if status is None else f"has the unrecognised status {status!r}"
+    assert f"build {PROJECT}:00000008-uuid of project {PROJECT} {shown} (counted as not finished) since" in (
+        answer.evidence
+    )
+
+
+@pytest.mark.parametrize("status", [None, "QUEUED"])
+def test_a_build_not_known_to_be_finished_without_a_start_time_is_unknown(codebuild, status):
+    client, stubber = codebuild
+    _stub_builds(stubber, [_build(9, status, None)])
+    assert _codebuild_check(client).status(_lock(), NOW, CREATED).state is HolderState.UNKNOWN
+
+
+@pytest.mark.parametrize("status", sorted(BUILD_FINISHED))
+def test_every_documented_final_build_status_means_finished(codebuild, status):
+    client, stubber = codebuild
+    _stub_builds(stubber, [_build(4, status, CREATED - timedelta(minutes=2))])
+    assert _codebuild_check(client).status(_lock(), NOW, CREATED).state is HolderState.NOT_RUNNING
 
 
 def test_finished_builds_mean_not_running(aws_env):
@@ -127,16 +179,18 @@ def test_finished_builds_mean_not_running(aws_env):
         create_codebuild_project(client, PROJECT)
         for _ in range(3):
             client.start_build(projectName=PROJECT)
-        status = _codebuild_check(client).status(_lock(created=datetime.now(UTC)), datetime.now(UTC))
+        now = datetime.now(UTC)
+        status = _codebuild_check(client).status(_lock(created=now), now, now)
     assert status.state is HolderState.NOT_RUNNING
-    assert f"no build of project {PROJECT} started by the lock's Created (+5m clock slack)" in status.evidence
+    assert f"no build of project {PROJECT} started by the lock's acquisition (at the latest " in status.evidence
+    assert ", +5m clock slack) is unfinished" in status.evidence
     assert "read all 3 build(s)" in status.evidence
 
 
 def test_a_project_without_builds_is_not_running_and_costs_one_call(codebuild):
     client, stubber = codebuild
     _stub_builds(stubber, [])  # no BatchGetBuilds: the stubber fails on any call not queued
-    assert _codebuild_check(client).status(_lock(), NOW).state is HolderState.NOT_RUNNING
+    assert _codebuild_check(client).status(_lock(), NOW, CREATED).state is HolderState.NOT_RUNNING
 
 
 @pytest.mark.parametrize(
@@ -152,7 +206,7 @@ def test_a_failed_read_is_unknown_with_its_reason(codebuild, operation, code, me
     if operation == "batch_get_builds":
         stubber.add_response("list_builds_for_project", {"ids": [f"{PROJECT}:1"]}, {"projectName": PROJECT})
     stubber.add_client_error(operation, service_error_code=code, service_message=message, http_status_code=400)
-    status = _codebuild_check(client).status(_lock(), NOW)
+    status = _codebuild_check(client).status(_lock(), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert status.evidence == f"cannot read the builds of project {PROJECT}: {code}: {message}"
 
@@ -164,7 +218,7 @@ def test_an_unreachable_endpoint_is_unknown(aws_env):
         endpoint_url="http://127.0.0.1:9",
         config=Config(retries={"max_attempts": 1}, connect_timeout=1),
     )
-    status = _codebuild_check(client).status(_lock(), NOW)
+    status = _codebuild_check(client).status(_lock(), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert "EndpointConnectionError" in status.evidence
 
@@ -177,7 +231,7 @@ def test_missing_credentials_are_unknown(aws_env, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     # A session of its own: boto3's default session may hold credentials resolved by an earlier test.
     client = boto3.Session(region_name="us-east-1").client("codepipeline")
-    answer = CodePipelineExecutions(CodePipelineCheck(pipeline=PIPELINE), lambda: client).status(_lock(), NOW)
+    answer = CodePipelineExecutions(CodePipelineCheck(pipeline=PIPELINE), lambda: client).status(_lock(), NOW, CREATED)
     assert answer.state is HolderState.UNKNOWN
     assert answer.evidence == (
         f"cannot read the executions of pipeline {PIPELINE}: NoCredentialsError: Unable to locate credentials"
@@ -189,7 +243,7 @@ def test_a_failed_read_is_remembered_for_the_sweep(codebuild):
     calls = CallCounter(client)
     stubber.add_client_error("list_builds_for_project", service_error_code="ThrottlingException")
     check = _codebuild_check(client)
-    answers = [check.status(_lock(f"tf-state/dev/{n}.tfstate"), NOW).state for n in range(4)]
+    answers = [check.status(_lock(f"tf-state/dev/{n}.tfstate"), NOW, CREATED).state for n in range(4)]
     assert answers == [HolderState.UNKNOWN] * 4
     assert calls.total("ListBuildsForProject") == 1
 
@@ -202,7 +256,7 @@ def test_builds_listed_but_not_returned_are_unknown(codebuild):
         {"builds": [_build(2, "SUCCEEDED", CREATED)], "buildsNotFound": [f"{PROJECT}:b"]},
         {"ids": [f"{PROJECT}:a", f"{PROJECT}:b"]},
     )
-    status = _codebuild_check(client).status(_lock(), NOW)
+    status = _codebuild_check(client).status(_lock(), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert f"{PROJECT}:b" in status.evidence
 
@@ -210,7 +264,7 @@ def test_builds_listed_but_not_returned_are_unknown(codebuild):
 def test_an_in_progress_build_without_a_start_time_is_unknown(codebuild):
     client, stubber = codebuild
     _stub_builds(stubber, [_build(3, "IN_PROGRESS", None)])
-    assert _codebuild_check(client).status(_lock(), NOW).state is HolderState.UNKNOWN
+    assert _codebuild_check(client).status(_lock(), NOW, CREATED).state is HolderState.UNKNOWN
 
 
 @pytest.mark.parametrize(
@@ -238,7 +292,7 @@ def test_a_truncated_listing_proves_nothing_unless_older_builds_must_have_ended(
         [_build(500, "SUCCEEDED", NOW - timedelta(minutes=30)), _build(401, "FAILED", oldest_listed)],
         next_token="page-2",
     )
-    status = _codebuild_check(client).status(_lock(created=created), NOW)
+    status = _codebuild_check(client).status(_lock(created=created), NOW, created)
     assert status.state is expected
     if expected is HolderState.UNKNOWN:
         assert "an older build may still be in progress" in status.evidence
@@ -252,7 +306,11 @@ def test_checks_built_by_one_provider_share_one_read_per_project(codebuild):
     _stub_builds(stubber, [_build(1, "SUCCEEDED", CREATED)])
     build = codebuild_provider(lambda: client)
     first, second = build(CodeBuildCheck(project=PROJECT)), build(CodeBuildCheck(project=PROJECT))
-    assert first.status(_lock(), NOW).state is second.status(_lock(), NOW).state is HolderState.NOT_RUNNING
+    assert (
+        first.status(_lock(), NOW, CREATED).state
+        is second.status(_lock(), NOW, CREATED).state
+        is HolderState.NOT_RUNNING
+    )
     assert calls.total("ListBuildsForProject") == calls.total("BatchGetBuilds") == 1
 
 
@@ -268,15 +326,17 @@ def test_the_client_is_made_on_first_use_only(codebuild):
     check = build(CodeBuildCheck(project=PROJECT))
     assert made == []
     _stub_builds(stubber, [])
-    check.status(_lock(), NOW)
+    check.status(_lock(), NOW, CREATED)
     assert made == [1]
 
 
 # CodePipeline ------------------------------------------------------------------------------------------------
 
 
-def _execution(n: int, status: str, started: datetime | None) -> dict[str, Any]:
-    summary: dict[str, Any] = {"pipelineExecutionId": f"exec-{n}", "status": status}
+def _execution(n: int, status: str | None, started: datetime | None) -> dict[str, Any]:
+    summary: dict[str, Any] = {"pipelineExecutionId": f"exec-{n}"}
+    if status is not None:
+        summary["status"] = status
     if started is not None:
         summary["startTime"] = started
     return summary
@@ -300,7 +360,7 @@ def test_an_execution_in_progress_since_before_the_lock_is_running(codepipeline,
         stubber,
         [_execution(9, "Failed", CREATED + timedelta(hours=1)), _execution(8, status, CREATED - timedelta(minutes=20))],
     )
-    answer = _pipeline_check(client).status(_lock(), NOW)
+    answer = _pipeline_check(client).status(_lock(), NOW, CREATED)
     assert answer.state is HolderState.RUNNING
     assert answer.check == "codepipeline"
     assert f"execution exec-8 of pipeline {PIPELINE} is {status}" in answer.evidence
@@ -312,23 +372,60 @@ def test_finished_executions_mean_not_running(codepipeline, status):
     _stub_executions(
         stubber, [_execution(2, status, CREATED - timedelta(minutes=20)), _execution(1, "Succeeded", None)]
     )
-    answer = _pipeline_check(client).status(_lock(), NOW)
+    answer = _pipeline_check(client).status(_lock(), NOW, CREATED)
     assert answer.state is HolderState.NOT_RUNNING
     assert "read all 2 execution(s) in its history" in answer.evidence
+
+
+def test_slow_holder_clock_does_not_exclude_the_holding_execution(codepipeline):
+    # Given a lock taken 12 minutes ago by an execution started 13 minutes ago, from a build whose clock runs 3
+    # hours slow: Created says 3h12m ago. The reaper first saw the lock 10 minutes ago.
+    created, first_seen, started = NOW - timedelta(hours=3, minutes=12), NOW - timedelta(minutes=10), SLOW_START
+    client, stubber = codepipeline
+    _stub_executions(stubber, [_execution(7, "InProgress", started), _execution(6, "Succeeded", CREATED)])
+
+    # When the check is asked with the server-side bound (not Created)
+    answer = _pipeline_check(client).status(_lock(created=created), NOW, first_seen)
+
+    # Then the execution that holds the lock is running (judged by Created, it started "after the lock")
+    assert answer == HolderStatus(
+        HolderState.RUNNING,
+        f"execution exec-7 of pipeline {PIPELINE} is InProgress since {started.isoformat()}, started by the lock's "
+        f"acquisition (at the latest {first_seen.isoformat()}, +5m clock slack)",
+        "codepipeline",
+    )
+
+
+@pytest.mark.parametrize("status", [None, "Queued", "PendingApproval"])
+def test_an_execution_status_not_known_to_be_final_counts_as_not_finished(codepipeline, status):
+    client, stubber = codepipeline
+    _stub_executions(stubber, [_execution(3, status, CREATED - timedelta(minutes=2))])
+    answer = _pipeline_check(client).status(_lock(), NOW, CREATED)
+    assert answer.state is HolderState.RUNNING
+    shown = "has no status" if status is None else f"has the unrecognised status {status!r}"
+    assert answer.evidence.startswith(f"execution exec-3 of pipeline {PIPELINE} {shown} (counted as not finished)")
+
+
+def test_an_execution_not_known_to_be_finished_without_a_start_time_is_unknown(codepipeline):
+    client, stubber = codepipeline
+    _stub_executions(stubber, [_execution(4, None, None)])
+    assert _pipeline_check(client).status(_lock(), NOW, CREATED).state is HolderState.UNKNOWN
 
 
 def test_an_execution_started_after_the_lock_is_not_its_holder(codepipeline):
     client, stubber = codepipeline
     _stub_executions(stubber, [_execution(5, "InProgress", CREATED + timedelta(hours=1))])
-    answer = _pipeline_check(client).status(_lock(), NOW)
+    answer = _pipeline_check(client).status(_lock(), NOW, CREATED)
     assert answer.state is HolderState.NOT_RUNNING
-    assert "1 execution(s) started after the lock was taken are in progress, not its holder (exec-5)" in answer.evidence
+    assert (
+        "1 execution(s) started after the lock was taken are not finished, not its holder (exec-5)" in answer.evidence
+    )
 
 
 def test_a_truncated_execution_history_is_unknown(codepipeline):
     client, stubber = codepipeline
     _stub_executions(stubber, [_execution(300, "Succeeded", NOW - timedelta(minutes=5))], next_token="more")
-    answer = _pipeline_check(client).status(_lock(), NOW)
+    answer = _pipeline_check(client).status(_lock(), NOW, CREATED)
     assert answer.state is HolderState.UNKNOWN
     assert "an older execution may still be in progress" in answer.evidence
 
@@ -338,7 +435,7 @@ def test_a_throttled_pipeline_read_is_unknown(codepipeline):
     stubber.add_client_error(
         "list_pipeline_executions", service_error_code="ThrottlingException", service_message="Rate exceeded"
     )
-    answer = _pipeline_check(client).status(_lock(), NOW)
+    answer = _pipeline_check(client).status(_lock(), NOW, CREATED)
     assert answer.state is HolderState.UNKNOWN
     assert answer.evidence == f"cannot read the executions of pipeline {PIPELINE}: ThrottlingException: Rate exceeded"
 
@@ -349,8 +446,10 @@ def test_a_succeeded_pipeline_in_moto_is_not_running_and_a_missing_one_unknown(a
         create_pipeline(boto3.client("iam", region_name="us-east-1"), client, PIPELINE)
         client.start_pipeline_execution(name=PIPELINE)
         now = datetime.now(UTC)
-        answer = _pipeline_check(client).status(_lock(created=now), now)
-        missing = CodePipelineExecutions(CodePipelineCheck(pipeline="nope"), lambda: client).status(_lock(), now)
+        answer = _pipeline_check(client).status(_lock(created=now), now, now)
+        missing = CodePipelineExecutions(CodePipelineCheck(pipeline="nope"), lambda: client).status(
+            _lock(), now, CREATED
+        )
     assert answer.state is HolderState.NOT_RUNNING
     assert "read all 1 execution(s)" in answer.evidence
     assert missing.state is HolderState.UNKNOWN

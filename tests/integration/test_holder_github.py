@@ -44,6 +44,8 @@ RUNS = github_runs_path(PREFIX)
 PATH = "tf-state/prod/network/terraform.tfstate"
 CREATED = NOW - timedelta(hours=3)
 HOST = "ci-runner-7"
+#: How the evidence states the acquisition bound when it is CREATED.
+ACQUISITION = f"the lock's acquisition (at the latest {CREATED:%Y-%m-%dT%H:%M:%SZ}, +5m clock slack)"
 
 
 @pytest.fixture
@@ -102,21 +104,19 @@ def test_a_run_not_finished_and_created_before_the_lock_means_running(github, un
     github.route(github_jobs_path(9012, PREFIX), github_jobs_reply())
 
     # When the check is asked
-    status = check(github).status(lock(who="root@laptop"), NOW)
+    status = check(github).status(lock(who="root@laptop"), NOW, CREATED)
 
     # Then it is running, naming the run
     assert status.state is HolderState.RUNNING
     assert status.evidence.startswith(f"run #12 'Terraform' (id 9012, {unfinished}) created ")
-    assert f"of {GITHUB_REPO} {GITHUB_WORKFLOW}: not finished, created at or before the lock's acquisition" in (
-        status.evidence
-    )
+    assert f"of {GITHUB_REPO} {GITHUB_WORKFLOW}: not finished, created by {ACQUISITION}" in (status.evidence)
     assert "no job of these runs ran on the lock's host 'laptop'" in status.evidence
     assert_secret_free(status)
 
 
 def test_the_runs_request_is_the_documented_one_with_the_token_in_the_header_only(github):
     github.route(RUNS, github_runs_reply())
-    check(github).status(lock(), NOW)
+    check(github).status(lock(), NOW, CREATED)
     (request,) = github.requests
     assert (request.method, request.route) == (
         "GET",
@@ -131,10 +131,10 @@ def test_the_runs_request_is_the_documented_one_with_the_token_in_the_header_onl
 
 def test_without_a_workflow_the_repository_runs_are_listed(github):
     github.route(github_runs_path(PREFIX, workflow=None), github_runs_reply())
-    status = check(github, target={"workflow": None}).status(lock(), NOW)
+    status = check(github, target={"workflow": None}).status(lock(), NOW, CREATED)
     assert [r.route for r in github.requests] == [f"{PREFIX}/repos/{GITHUB_REPO}/actions/runs"]
     assert status.state is HolderState.NOT_RUNNING
-    assert status.evidence.startswith(f"no run of {GITHUB_REPO} was in progress")
+    assert status.evidence.startswith(f"no run of {GITHUB_REPO} created by {ACQUISITION} is unfinished")
 
 
 def test_only_finished_runs_mean_not_running_with_the_number_checked(github, no_token_logged):
@@ -146,11 +146,10 @@ def test_only_finished_runs_mean_not_running_with_the_number_checked(github, no_
             *(run(9000 + i, "completed", CREATED - timedelta(hours=i), conclusion="failure") for i in (2, 3)),
         ),
     )
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert status == HolderStatus(
         HolderState.NOT_RUNNING,
-        f"no run of {GITHUB_REPO} {GITHUB_WORKFLOW} was in progress at or before the lock's acquisition "
-        "(checked 3 recent runs)",
+        f"no run of {GITHUB_REPO} {GITHUB_WORKFLOW} created by {ACQUISITION} is unfinished (checked 3 recent runs)",
         "github",
     )
     assert [r.route for r in github.requests] == [RUNS]  # nothing to gain from the jobs: none asked
@@ -165,7 +164,7 @@ def test_a_run_started_after_the_lock_is_not_its_holder(github):
             run(9019, "completed", CREATED - timedelta(minutes=30), conclusion="cancelled"),
         ),
     )
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert status.state is HolderState.NOT_RUNNING
     assert status.evidence.endswith("(checked 2 recent runs; 1 run(s) created after the lock cannot hold it)")
 
@@ -174,13 +173,44 @@ def test_a_run_created_within_the_clock_slack_after_the_lock_still_counts(github
     # The holder's clock may run a little fast: a run GitHub dates 3 minutes after Created may be the holder.
     github.route(RUNS, github_runs_reply(run(9021, "in_progress", CREATED + timedelta(minutes=3))))
     github.route(github_jobs_path(9021, PREFIX), github_jobs_reply())
-    assert check(github).status(lock(), NOW).state is HolderState.RUNNING
+    assert check(github).status(lock(), NOW, CREATED).state is HolderState.RUNNING
+
+
+def test_slow_holder_clock_does_not_exclude_the_holding_run(github):
+    # Given a lock taken 12 minutes ago by a job on the lock's host, in a run created 13 minutes ago, whose
+    # host's clock runs 3 hours slow: Created says 3h12m ago. The reaper first saw the lock 10 minutes ago.
+    created = NOW - timedelta(hours=3, minutes=12)
+    first_seen = NOW - timedelta(minutes=10)
+    github.route(
+        RUNS,
+        github_runs_reply(
+            run(9025, "in_progress", NOW - timedelta(minutes=13)),
+            run(9024, "completed", NOW - timedelta(hours=4), conclusion="success"),
+        ),
+    )
+    github.route(
+        github_jobs_path(9025, PREFIX),
+        github_jobs_reply(
+            github_job(5, run_id=9025, runner_name=HOST, status="in_progress", started=NOW - timedelta(minutes=13))
+        ),
+    )
+
+    # When the check is asked with the server-side bound (not Created)
+    status = check(github).status(lock(created=created), NOW, first_seen)
+
+    # Then the run that holds the lock is running (judged by Created, it started "after the lock": not_running)
+    assert status == HolderStatus(
+        HolderState.RUNNING,
+        f"run #25 'Terraform' (id 9025, in_progress) of {GITHUB_REPO} {GITHUB_WORKFLOW} is not finished: its job "
+        f"'apply' ran on runner '{HOST}', the lock's host, when the lock was taken",
+        "github",
+    )
 
 
 def test_a_status_github_may_add_later_counts_as_running(github):
     github.route(RUNS, github_runs_reply(run(9022, "awaiting_something_new", CREATED - timedelta(minutes=5))))
     github.route(github_jobs_path(9022, PREFIX), github_jobs_reply())
-    assert check(github).status(lock(who="@pod"), NOW).state is HolderState.RUNNING
+    assert check(github).status(lock(who="@pod"), NOW, CREATED).state is HolderState.RUNNING
 
 
 # -- completeness -----------------------------------------------------------------------------------------------
@@ -188,10 +218,11 @@ def test_a_page_that_does_not_hold_every_run_that_could_still_go_is_unknown(gith
     # Given 100 finished runs of the last days, out of 5000: an older run (up to 35 days) may still be going
     runs = [run(9100 + i, "completed", CREATED - timedelta(hours=i), conclusion="success") for i in range(100)]
     github.route(RUNS, github_runs_reply(*runs, total_count=5000))
-    status = check(github).status(lock(who="root@laptop"), NOW)
+    status = check(github).status(lock(who="root@laptop"), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert status.evidence.startswith(
-        f"the 100 most recent of 5000 runs of {GITHUB_REPO} {GITHUB_WORKFLOW} show none in progress"
+        f"the 100 most recent of 5000 runs of {GITHUB_REPO} {GITHUB_WORKFLOW} show none unfinished that was created by "
+        f"{ACQUISITION}"
     )
     assert "a run can last 35 days" in status.evidence
 
@@ -200,7 +231,7 @@ def test_a_page_reaching_back_beyond_the_35_day_run_limit_is_complete(github):
     runs = [run(9200, "completed", CREATED - timedelta(hours=1), conclusion="success")]
     runs.append(run(9199, "completed", NOW - timedelta(days=36), conclusion="success"))
     github.route(RUNS, github_runs_reply(*runs, total_count=5000))
-    status = check(github).status(lock(who="root@laptop"), NOW)
+    status = check(github).status(lock(who="root@laptop"), NOW, CREATED)
     assert status.state is HolderState.NOT_RUNNING
 
 
@@ -237,7 +268,7 @@ def test_the_host_picks_its_own_run_among_unfinished_ones(github, no_token_logge
         ),
     )
 
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
 
     assert status == HolderStatus(
         HolderState.RUNNING,
@@ -284,12 +315,13 @@ def test_a_finished_run_identified_by_the_host_is_not_running_even_while_another
         ),
     )
 
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
 
     assert status.state is HolderState.NOT_RUNNING
     assert status.evidence == (
         f"the lock's host '{HOST}' is runner '{HOST}', which ran job 'apply' of run #40 'Terraform' (id 9040, "
-        f"completed) of {GITHUB_REPO} {GITHUB_WORKFLOW} when the lock was taken; that run finished (cancelled) at "
+        f"completed) of {GITHUB_REPO} {GITHUB_WORKFLOW} around the lock's acquisition (at the latest "
+        f"{CREATED:%Y-%m-%dT%H:%M:%SZ}); that run finished (cancelled) at "
         f"{(CREATED + timedelta(minutes=40)).strftime('%Y-%m-%dT%H:%M:%SZ')}, so the run that took the lock is over; "
         "1 other unfinished run(s) did not run on this host then"
     )
@@ -315,7 +347,7 @@ def test_a_host_identified_finished_run_decides_even_when_the_page_is_incomplete
             )
         ),
     )
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert status.state is HolderState.NOT_RUNNING
     assert "that run finished (failure)" in status.evidence
     # only the run that was going when the lock was taken had its jobs read
@@ -355,7 +387,7 @@ def test_a_job_that_ran_on_the_host_after_the_lock_does_not_identify_the_holder(
             )
         ),
     )
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert status.state is HolderState.RUNNING
     assert status.evidence.startswith("run #51 'Terraform' (id 9051, in_progress)")
     assert status.evidence.endswith(f"; no job of these runs ran on the lock's host '{HOST}'")
@@ -407,7 +439,7 @@ def test_a_job_that_ran_on_the_host_well_before_the_lock_does_not_identify_the_h
             ),
         ),
     )
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert status.state is HolderState.RUNNING
     assert status.evidence.endswith(f"; no job of these runs ran on the lock's host '{HOST}'")
 
@@ -445,7 +477,7 @@ def test_another_runner_named_like_the_host_keeps_the_answer_repository_wide(git
             )
         ),
     )
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert status.state is HolderState.RUNNING
     assert f"runner '{HOST}-b' also resembles the lock's host '{HOST}'" in status.evidence
 
@@ -479,7 +511,7 @@ def test_unreadable_jobs_of_an_unfinished_run_keep_the_answer_repository_wide(gi
             )
         ),
     )
-    status = check(github, max_attempts=1).status(lock(), NOW)
+    status = check(github, max_attempts=1).status(lock(), NOW, CREATED)
     assert status.state is HolderState.RUNNING
     assert "the jobs of run #71 'Terraform' (id 9071, in_progress) could not be read" in status.evidence
 
@@ -490,8 +522,8 @@ def test_job_lookups_are_bounded_per_sweep(github):
     for r in runs:
         github.route(github_jobs_path(r["id"], PREFIX), github_jobs_reply())
     session = GitHubSession(max_job_lookups=2)
-    first = check(github, session=session).status(lock(), NOW)
-    second = check(github, session=session).status(lock("tf-state/prod/other.tfstate"), NOW)
+    first = check(github, session=session).status(lock(), NOW, CREATED)
+    second = check(github, session=session).status(lock("tf-state/prod/other.tfstate"), NOW, CREATED)
     assert first.state is second.state is HolderState.RUNNING
     assert len(github.requests) == 1 + 2
 
@@ -504,7 +536,7 @@ def test_a_hanging_github_times_out_within_bounds_and_is_not_asked_again(github,
     github.route(RUNS, Reply(hang=30))
     session = GitHubSession()
     started = time.monotonic()
-    status = check(github, session=session, timeout=0.3, max_attempts=2).status(lock(), NOW)
+    status = check(github, session=session, timeout=0.3, max_attempts=2).status(lock(), NOW, CREATED)
     elapsed = time.monotonic() - started
     assert status.state is HolderState.UNKNOWN
     assert status.evidence.startswith("the GitHub API did not answer for the runs of ")
@@ -512,7 +544,7 @@ def test_a_hanging_github_times_out_within_bounds_and_is_not_asked_again(github,
     assert 0.6 <= elapsed < 3
     assert len(github.requests) == 2
 
-    other = check(github, session=session, target={"repo": "octo-org/app"}).status(lock(), NOW)
+    other = check(github, session=session, target={"repo": "octo-org/app"}).status(lock(), NOW, CREATED)
     assert other.state is HolderState.UNKNOWN
     assert "GitHub was not asked for the runs of octo-org/app terraform.yml" in other.evidence
     assert len(github.requests) == 2
@@ -538,7 +570,7 @@ def test_a_rate_limit_is_unknown_at_once_and_the_sweep_stops_asking_github(githu
     github.route(RUNS, reply)
     session = GitHubSession()
     started = time.monotonic()
-    status = check(github, session=session).status(lock(), NOW)
+    status = check(github, session=session).status(lock(), NOW, CREATED)
     assert time.monotonic() - started < 1  # neither retried nor waited out
     assert status.state is HolderState.UNKNOWN
     assert status.evidence.startswith(f"GitHub rate limit reached (HTTP {reply.status}")
@@ -549,9 +581,9 @@ def test_a_rate_limit_is_unknown_at_once_and_the_sweep_stops_asking_github(githu
 
     # When the same sweep asks about another repository, a workflow and more locks
     again = [
-        check(github, session=session, target={"repo": "octo-org/app"}).status(lock(), NOW),
-        check(github, session=session, target={"workflow": None}).status(lock(), NOW),
-        check(github, session=session).status(lock("tf-state/prod/dns.tfstate"), NOW),
+        check(github, session=session, target={"repo": "octo-org/app"}).status(lock(), NOW, CREATED),
+        check(github, session=session, target={"workflow": None}).status(lock(), NOW, CREATED),
+        check(github, session=session).status(lock("tf-state/prod/dns.tfstate"), NOW, CREATED),
     ]
     assert len(github.requests) == 1
     assert all(a.state is HolderState.UNKNOWN for a in again)
@@ -561,9 +593,9 @@ def test_a_rate_limit_is_unknown_at_once_and_the_sweep_stops_asking_github(githu
 def test_the_last_request_of_the_rate_limit_is_used_and_then_github_is_left_alone(github):
     github.route(RUNS, github_runs_reply(x_ratelimit_remaining="0", x_ratelimit_reset="1795694400"))
     session = GitHubSession()
-    status = check(github, session=session).status(lock(), NOW)
+    status = check(github, session=session).status(lock(), NOW, CREATED)
     assert status.state is HolderState.NOT_RUNNING
-    other = check(github, session=session, target={"repo": "octo-org/app"}).status(lock(), NOW)
+    other = check(github, session=session, target={"repo": "octo-org/app"}).status(lock(), NOW, CREATED)
     assert other.state is HolderState.UNKNOWN
     assert "GitHub's rate limit was used up (resets at 2026-11-26T" in other.evidence
     assert len(github.requests) == 1
@@ -573,7 +605,7 @@ def test_a_rejected_token_is_unknown_and_never_shown(github, no_token_logged):
     github.route(
         RUNS, Reply(401, '{"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}')
     )
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert status == HolderStatus(
         HolderState.UNKNOWN, "GitHub rejected the token (HTTP 401: Bad credentials)", "github"
     )
@@ -581,7 +613,7 @@ def test_a_rejected_token_is_unknown_and_never_shown(github, no_token_logged):
 
 def test_a_token_echoed_in_an_error_is_redacted(github):
     github.route(RUNS, Reply(400, f'{{"message": "token {TOKEN} is malformed"}}'))
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert (
         status.evidence
         == "GitHub answered HTTP 400 for the runs of octo-org/infra terraform.yml: token <redacted> is malformed"
@@ -594,17 +626,17 @@ def test_forbidden_without_rate_limit_is_unknown_but_github_is_still_asked_for_o
     )
     github.route(github_runs_path(PREFIX, repo="octo-org/app"), github_runs_reply())
     session = GitHubSession()
-    status = check(github, session=session).status(lock(), NOW)
+    status = check(github, session=session).status(lock(), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert "GitHub denied access to the runs of" in status.evidence
     assert "Resource not accessible by integration" in status.evidence
-    other = check(github, session=session, target={"repo": "octo-org/app"}).status(lock(), NOW)
+    other = check(github, session=session, target={"repo": "octo-org/app"}).status(lock(), NOW, CREATED)
     assert other.state is HolderState.NOT_RUNNING
 
 
 def test_an_unknown_repository_or_workflow_is_unknown(github):
     github.route(RUNS, Reply(404, '{"message": "Not Found"}'))
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert "(HTTP 404)" in status.evidence
 
@@ -624,14 +656,14 @@ def test_an_unknown_repository_or_workflow_is_unknown(github):
 )
 def test_a_malformed_answer_is_unknown(github, body, why):
     github.route(RUNS, Reply(200, body))
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert status.evidence.startswith(why)
 
 
 def test_a_server_error_is_retried_once(github):
     github.route(RUNS, Reply(502, "Bad Gateway"), github_runs_reply())
-    status = check(github).status(lock(), NOW)
+    status = check(github).status(lock(), NOW, CREATED)
     assert status.state is HolderState.NOT_RUNNING
     assert len(github.requests) == 2
 
@@ -640,7 +672,7 @@ def test_an_unreadable_token_is_unknown_and_github_is_not_asked(github):
     def missing() -> str:
         raise RuntimeError("boom")
 
-    status = check(github, token=missing).status(lock(), NOW)
+    status = check(github, token=missing).status(lock(), NOW, CREATED)
     assert status == HolderStatus(HolderState.UNKNOWN, "cannot read the GitHub token (RuntimeError)", "github")
     assert github.requests == []
 
@@ -712,7 +744,7 @@ def test_one_query_per_target_whatever_the_number_of_locks_and_rules(github, aws
     assert len([r for r in github.requests if r.route.startswith(f"{PREFIX}/nothing-here/")]) == 3
     prod = next(r for r in report.locks if r.lock.lock_path == "tf-state/prod/app0.tfstate")
     assert prod.verdict.holder is not None
-    assert prod.verdict.holder.evidence.startswith(f"no run of {GITHUB_REPO} {GITHUB_WORKFLOW} was in progress")
+    assert prod.verdict.holder.evidence.startswith(f"no run of {GITHUB_REPO} {GITHUB_WORKFLOW} created by the lock's")
 
 
 def test_a_missing_token_secret_is_unknown_and_blocks_the_reap(github, aws):

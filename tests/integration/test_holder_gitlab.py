@@ -33,6 +33,8 @@ PIPELINES = "/gitlab/api/v4/projects/platform%2Finfra/pipelines"  # a self-manag
 PATH = "tf-state/prod/network/terraform.tfstate"
 CREATED = NOW - timedelta(hours=3)
 RUNNER_HOST = f"runner-t3x_AbC1-project-{PROJECT_ID}-concurrent-0"
+#: How the evidence states the acquisition bound when it is CREATED.
+ACQUISITION = f"the lock's acquisition (at the latest {CREATED:%Y-%m-%dT%H:%M:%SZ}, +5m clock slack)"
 
 
 @pytest.fixture
@@ -80,19 +82,19 @@ def test_a_pipeline_not_finished_and_created_before_the_lock_means_running(gitla
             pipeline(88011, "success", CREATED - timedelta(hours=1)),
         ),
     )
-    status = check(gitlab).status(lock(), NOW)
+    status = check(gitlab).status(lock(), NOW, CREATED)
     assert status == HolderStatus(
         HolderState.RUNNING,
         f"pipeline #12 (id 88012, {unfinished}, ref 'main') created "
-        f"{(CREATED - timedelta(minutes=4)).strftime('%Y-%m-%dT%H:%M:%SZ')} of {PROJECT}: not finished, created at "
-        "or before the lock's acquisition",
+        f"{(CREATED - timedelta(minutes=4)).strftime('%Y-%m-%dT%H:%M:%SZ')} of {PROJECT}: not finished, created by "
+        f"{ACQUISITION}",
         "gitlab",
     )
 
 
 def test_the_pipelines_request_is_the_documented_one_with_the_token_in_the_header_only(gitlab):
     gitlab.route(PIPELINES, gitlab_pipelines_reply())
-    check(gitlab).status(lock(), NOW)
+    check(gitlab).status(lock(), NOW, CREATED)
     (request,) = gitlab.requests
     assert (request.method, request.route) == ("GET", PIPELINES)  # the path URL-encoded: platform%2Finfra
     assert request.query == {"per_page": ["100"], "order_by": ["id"], "sort": ["desc"]}
@@ -102,7 +104,7 @@ def test_the_pipelines_request_is_the_documented_one_with_the_token_in_the_heade
 
 def test_a_numeric_project_id_is_used_as_is(gitlab):
     gitlab.route(f"/gitlab/api/v4/projects/{PROJECT_ID}/pipelines", gitlab_pipelines_reply())
-    status = check(gitlab, project=str(PROJECT_ID)).status(lock(), NOW)
+    status = check(gitlab, project=str(PROJECT_ID)).status(lock(), NOW, CREATED)
     assert status.state is HolderState.NOT_RUNNING
     assert len(gitlab.requests) == 1
 
@@ -113,10 +115,10 @@ def test_only_finished_pipelines_on_the_last_page_mean_not_running(gitlab, final
         PIPELINES,
         gitlab_pipelines_reply(*(pipeline(88000 + i, final, CREATED - timedelta(hours=i)) for i in (1, 2))),
     )
-    status = check(gitlab).status(lock(), NOW)
+    status = check(gitlab).status(lock(), NOW, CREATED)
     assert status == HolderStatus(
         HolderState.NOT_RUNNING,
-        f"no pipeline of {PROJECT} was in progress at or before the lock's acquisition (checked 2 recent pipelines)",
+        f"no pipeline of {PROJECT} created by {ACQUISITION} is unfinished (checked 2 recent pipelines)",
         "gitlab",
     )
 
@@ -129,18 +131,44 @@ def test_a_pipeline_created_after_the_lock_is_not_its_holder(gitlab):
             pipeline(88020, "canceled", CREATED - timedelta(minutes=10)),
         ),
     )
-    status = check(gitlab).status(lock(), NOW)
+    status = check(gitlab).status(lock(), NOW, CREATED)
     assert status.state is HolderState.NOT_RUNNING
     assert "1 pipeline(s) created after the lock cannot hold it" in status.evidence
+
+
+def test_slow_holder_clock_does_not_exclude_the_holding_run(gitlab):
+    # Given a lock taken 12 minutes ago by a pipeline created 13 minutes ago, on a host whose clock runs 3 hours
+    # slow: Created says 3h12m ago. The reaper first saw the lock 10 minutes ago.
+    created = NOW - timedelta(hours=3, minutes=12)
+    first_seen = NOW - timedelta(minutes=10)
+    started = NOW - timedelta(minutes=13)
+    gitlab.route(
+        PIPELINES,
+        gitlab_pipelines_reply(
+            pipeline(88025, "running", started), pipeline(88024, "success", NOW - timedelta(hours=4))
+        ),
+    )
+
+    # When the check is asked with the server-side bound (not Created)
+    status = check(gitlab).status(lock(created=created), NOW, first_seen)
+
+    # Then the pipeline that holds the lock is running (judged by Created, it came "after the lock": not_running)
+    assert status == HolderStatus(
+        HolderState.RUNNING,
+        f"pipeline #25 (id 88025, running, ref 'main') created {started:%Y-%m-%dT%H:%M:%SZ} of {PROJECT}: not "
+        f"finished, created by the lock's acquisition (at the latest {first_seen:%Y-%m-%dT%H:%M:%SZ}, +5m clock "
+        "slack)",
+        "gitlab",
+    )
 
 
 def test_more_pipelines_than_one_page_without_an_unfinished_one_is_unknown(gitlab):
     page = [pipeline(88100 + i, "success", CREATED - timedelta(hours=i)) for i in range(100)]
     gitlab.route(PIPELINES, gitlab_pipelines_reply(*page, next_page="2"))
-    status = check(gitlab).status(lock(), NOW)
+    status = check(gitlab).status(lock(), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert status.evidence == (
-        f"the 100 most recent pipelines of {PROJECT} show none in progress at or before the lock's acquisition, "
+        f"the 100 most recent pipelines of {PROJECT} show none unfinished that was created by {ACQUISITION}, "
         "but GitLab has more and an older pipeline may still be going"
     )
 
@@ -149,13 +177,13 @@ def test_without_paging_headers_a_full_page_is_not_complete(gitlab):
     page = [pipeline(88200 + i, "success", CREATED - timedelta(hours=i)) for i in range(100)]
     reply = gitlab_pipelines_reply(*page)
     gitlab.route(PIPELINES, Reply(200, reply.body, {"Content-Type": "application/json"}))
-    assert check(gitlab).status(lock(), NOW).state is HolderState.UNKNOWN
+    assert check(gitlab).status(lock(), NOW, CREATED).state is HolderState.UNKNOWN
 
 
 # -- precision: GitLab runner build hosts -----------------------------------------------------------------------
 def test_a_runner_host_of_this_project_is_named_in_the_evidence(gitlab):
     gitlab.route(PIPELINES, gitlab_pipelines_reply(pipeline(88030, "failed", CREATED - timedelta(minutes=5))))
-    status = check(gitlab).status(lock(who=f"root@{RUNNER_HOST}"), NOW)
+    status = check(gitlab).status(lock(who=f"root@{RUNNER_HOST}"), NOW, CREATED)
     assert status.state is HolderState.NOT_RUNNING
     assert status.evidence.endswith(
         f"(checked 1 recent pipelines); the lock's host '{RUNNER_HOST}' is a GitLab runner build host of this "
@@ -166,7 +194,7 @@ def test_a_runner_host_of_this_project_is_named_in_the_evidence(gitlab):
 def test_a_kubernetes_runner_pod_of_this_project_matches_too(gitlab):
     by_id = f"/gitlab/api/v4/projects/{PROJECT_ID}/pipelines"
     gitlab.route(by_id, gitlab_pipelines_reply(pipeline(88031, "running", CREATED - timedelta(minutes=5))))
-    status = check(gitlab, project=str(PROJECT_ID)).status(lock(who=f"@{RUNNER_HOST}-x7k2p"), NOW)
+    status = check(gitlab, project=str(PROJECT_ID)).status(lock(who=f"@{RUNNER_HOST}-x7k2p"), NOW, CREATED)
     assert status.state is HolderState.RUNNING
     assert f"build host of this project ({PROJECT_ID})" in status.evidence
 
@@ -174,7 +202,7 @@ def test_a_kubernetes_runner_pod_of_this_project_matches_too(gitlab):
 def test_a_runner_host_of_another_project_is_unknown(gitlab):
     # Given this project's pipelines are all finished, but the lock was taken on a build host of project 77
     gitlab.route(PIPELINES, gitlab_pipelines_reply(pipeline(88040, "success", CREATED - timedelta(minutes=5))))
-    status = check(gitlab).status(lock(who="root@runner-zz9ZZ9zz-project-77-concurrent-3"), NOW)
+    status = check(gitlab).status(lock(who="root@runner-zz9ZZ9zz-project-77-concurrent-3"), NOW, CREATED)
     assert status == HolderStatus(
         HolderState.UNKNOWN,
         "the lock's host 'runner-zz9ZZ9zz-project-77-concurrent-3' is a GitLab runner build host of project 77, "
@@ -186,7 +214,7 @@ def test_a_runner_host_of_another_project_is_unknown(gitlab):
 
 def test_a_runner_host_cannot_be_matched_to_a_project_known_only_by_path_without_pipelines(gitlab):
     gitlab.route(PIPELINES, gitlab_pipelines_reply())
-    status = check(gitlab).status(lock(who=f"root@{RUNNER_HOST}"), NOW)
+    status = check(gitlab).status(lock(who=f"root@{RUNNER_HOST}"), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert f"whether that is {PROJECT} cannot be told" in status.evidence
 
@@ -196,11 +224,11 @@ def test_a_hanging_gitlab_times_out_within_bounds_and_is_not_asked_again(gitlab,
     gitlab.route(PIPELINES, Reply(hang=30))
     session = GitLabSession()
     started = time.monotonic()
-    status = check(gitlab, session=session, timeout=0.3, max_attempts=2).status(lock(), NOW)
+    status = check(gitlab, session=session, timeout=0.3, max_attempts=2).status(lock(), NOW, CREATED)
     assert 0.6 <= time.monotonic() - started < 3
     assert status.state is HolderState.UNKNOWN
     assert status.evidence.startswith(f"GitLab did not answer for the pipelines of {PROJECT}: no answer after 2")
-    other = check(gitlab, session=session, project="platform/dns").status(lock(), NOW)
+    other = check(gitlab, session=session, project="platform/dns").status(lock(), NOW, CREATED)
     assert other.state is HolderState.UNKNOWN
     assert "earlier in this sweep" in other.evidence
     assert len(gitlab.requests) == 2
@@ -218,11 +246,11 @@ def test_a_rate_limit_is_unknown_at_once_and_the_sweep_stops_asking_gitlab(gitla
     gitlab.route(PIPELINES, reply)
     session = GitLabSession()
     started = time.monotonic()
-    status = check(gitlab, session=session).status(lock(), NOW)
+    status = check(gitlab, session=session).status(lock(), NOW, CREATED)
     assert time.monotonic() - started < 1
     assert status.state is HolderState.UNKNOWN
     assert status.evidence.startswith(f"GitLab rate limit reached (HTTP {reply.status}")
-    again = check(gitlab, session=session, project="platform/dns").status(lock(), NOW)
+    again = check(gitlab, session=session, project="platform/dns").status(lock(), NOW, CREATED)
     assert again.state is HolderState.UNKNOWN
     assert len(gitlab.requests) == 1
 
@@ -230,8 +258,8 @@ def test_a_rate_limit_is_unknown_at_once_and_the_sweep_stops_asking_gitlab(gitla
 def test_the_last_allowed_request_is_used_and_then_gitlab_is_left_alone(gitlab):
     gitlab.route(PIPELINES, gitlab_pipelines_reply(RateLimit_Remaining="0"))
     session = GitLabSession()
-    assert check(gitlab, session=session).status(lock(), NOW).state is HolderState.NOT_RUNNING
-    other = check(gitlab, session=session, project="platform/dns").status(lock(), NOW)
+    assert check(gitlab, session=session).status(lock(), NOW, CREATED).state is HolderState.NOT_RUNNING
+    other = check(gitlab, session=session, project="platform/dns").status(lock(), NOW, CREATED)
     assert other.state is HolderState.UNKNOWN
     assert "GitLab's rate limit was used up earlier in this sweep" in other.evidence
     assert len(gitlab.requests) == 1
@@ -252,7 +280,7 @@ def test_the_last_allowed_request_is_used_and_then_gitlab_is_left_alone(gitlab):
 )
 def test_errors_and_malformed_answers_are_unknown_and_never_show_the_token(gitlab, reply, why, no_token_logged):
     gitlab.route(PIPELINES, reply)
-    status = check(gitlab).status(lock(), NOW)
+    status = check(gitlab).status(lock(), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert status.evidence.startswith(why), status.evidence
     assert TOKEN not in status.evidence
@@ -260,14 +288,14 @@ def test_errors_and_malformed_answers_are_unknown_and_never_show_the_token(gitla
 
 def test_a_token_echoed_in_an_error_is_redacted(gitlab):
     gitlab.route(PIPELINES, Reply(400, f'{{"message": {{"error": "invalid token {TOKEN}"}}}}'))
-    status = check(gitlab).status(lock(), NOW)
+    status = check(gitlab).status(lock(), NOW, CREATED)
     assert status.evidence == (
         f"GitLab answered HTTP 400 for the pipelines of {PROJECT}: {{'error': 'invalid token <redacted>'}}"
     )
 
 
 def test_an_unreadable_token_is_unknown_and_gitlab_is_not_asked(gitlab):
-    status = check(gitlab, token=lambda: "  ").status(lock(), NOW)
+    status = check(gitlab, token=lambda: "  ").status(lock(), NOW, CREATED)
     assert status == HolderStatus(HolderState.UNKNOWN, "the GitLab token is empty", "gitlab")
     assert gitlab.requests == []
 

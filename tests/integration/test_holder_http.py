@@ -61,7 +61,7 @@ def check(server: StubServer, template: str, *, header: bool = True, session=Non
 
 def test_the_url_is_filled_url_encoded_and_the_header_sent(endpoint):
     endpoint.reply(RUNNING)
-    status = check(endpoint, "/tflock/{lock_path}/holder?id={lock_id}&who={who}").status(lock(), NOW)
+    status = check(endpoint, "/tflock/{lock_path}/holder?id={lock_id}&who={who}").status(lock(), NOW, CREATED)
 
     (request,) = endpoint.requests
     assert request.method == "GET"
@@ -83,7 +83,7 @@ def test_the_url_is_filled_url_encoded_and_the_header_sent(endpoint):
 
 def test_running_false_means_not_running_and_the_query_string_stays_out_of_the_evidence(endpoint):
     endpoint.reply(GONE)
-    status = check(endpoint, "/holder?lock={lock_id}&token=in-the-template").status(lock(), NOW)
+    status = check(endpoint, "/holder?lock={lock_id}&token=in-the-template").status(lock(), NOW, CREATED)
     assert status == HolderStatus(
         HolderState.NOT_RUNNING, f"{endpoint.url('/holder')} says the holder is not running", "http"
     )
@@ -91,7 +91,7 @@ def test_running_false_means_not_running_and_the_query_string_stays_out_of_the_e
 
 def test_no_header_is_sent_when_none_is_configured(endpoint):
     endpoint.reply(GONE)
-    check(endpoint, "/holder/{lock_id}", header=False).status(lock(), NOW)
+    check(endpoint, "/holder/{lock_id}", header=False).status(lock(), NOW, CREATED)
     assert "X-Api-Key" not in endpoint.requests[0].headers
 
 
@@ -112,20 +112,20 @@ def test_no_header_is_sent_when_none_is_configured(endpoint):
 )
 def test_anything_but_a_boolean_running_in_a_2xx_json_object_is_unknown(endpoint, reply, why):
     endpoint.reply(reply)
-    status = check(endpoint, "/holder/{lock_id}").status(lock(), NOW)
+    status = check(endpoint, "/holder/{lock_id}").status(lock(), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert status.evidence == f"{endpoint.url('/holder/' + LOCK_ID)} {why}"
 
 
 def test_a_redirect_is_not_followed_so_the_secret_header_goes_nowhere_else(endpoint):
     endpoint.reply(Reply(307, "", {"Location": "/elsewhere"}), RUNNING)
-    assert check(endpoint, "/holder").status(lock(), NOW).state is HolderState.UNKNOWN
+    assert check(endpoint, "/holder").status(lock(), NOW, CREATED).state is HolderState.UNKNOWN
     assert [r.route for r in endpoint.requests] == ["/holder"]
 
 
 def test_a_server_error_is_retried(endpoint):
     endpoint.reply(Reply(503, "busy"), GONE)
-    assert check(endpoint, "/holder").status(lock(), NOW).state is HolderState.NOT_RUNNING
+    assert check(endpoint, "/holder").status(lock(), NOW, CREATED).state is HolderState.NOT_RUNNING
     assert len(endpoint.requests) == 2
 
 
@@ -133,11 +133,13 @@ def test_a_hanging_endpoint_times_out_and_its_host_is_not_asked_again_in_the_swe
     endpoint.reply(Reply(hang=30))
     session = HttpSession()
     started = time.monotonic()
-    first = check(endpoint, "/holder/{lock_id}", session=session, timeout=0.3, max_attempts=2).status(lock(), NOW)
+    first = check(endpoint, "/holder/{lock_id}", session=session, timeout=0.3, max_attempts=2).status(
+        lock(), NOW, CREATED
+    )
     assert 0.6 <= time.monotonic() - started < 3
     assert first.state is HolderState.UNKNOWN
     assert "did not answer: no answer after 2 attempt(s) of 0.3s" in first.evidence
-    second = check(endpoint, "/holder/{lock_id}", session=session).status(lock(lock_id="another-id"), NOW)
+    second = check(endpoint, "/holder/{lock_id}", session=session).status(lock(lock_id="another-id"), NOW, CREATED)
     assert second.state is HolderState.UNKNOWN
     assert f"was not asked: {endpoint.url('')} did not answer earlier in this sweep" in second.evidence
     assert len(endpoint.requests) == 2
@@ -146,8 +148,11 @@ def test_a_hanging_endpoint_times_out_and_its_host_is_not_asked_again_in_the_swe
 def test_429_stops_asking_that_host_in_the_sweep(endpoint):
     endpoint.reply(Reply(429, "slow down", {"Retry-After": "30"}))
     session = HttpSession()
-    assert check(endpoint, "/h/{lock_id}", session=session).status(lock(), NOW).state is HolderState.UNKNOWN
-    assert check(endpoint, "/h/{lock_id}", session=session).status(lock(lock_id="x"), NOW).state is HolderState.UNKNOWN
+    assert check(endpoint, "/h/{lock_id}", session=session).status(lock(), NOW, CREATED).state is HolderState.UNKNOWN
+    assert (
+        check(endpoint, "/h/{lock_id}", session=session).status(lock(lock_id="x"), NOW, CREATED).state
+        is HolderState.UNKNOWN
+    )
     assert len(endpoint.requests) == 1
 
 
@@ -155,14 +160,14 @@ def test_an_unreadable_header_secret_is_unknown_and_nothing_is_sent(endpoint):
     def missing() -> str:
         raise KeyError("nope")
 
-    status = check(endpoint, "/holder", value=missing).status(lock(), NOW)
+    status = check(endpoint, "/holder", value=missing).status(lock(), NOW, CREATED)
     assert status == HolderStatus(HolderState.UNKNOWN, "cannot read the X-Api-Key header value (KeyError)", "http")
     assert endpoint.requests == []
 
 
 def test_the_secret_never_appears_in_an_error(endpoint):
     endpoint.reply(Reply(400, json.dumps({"message": f"bad key {API_KEY}"})))
-    status = check(endpoint, "/holder").status(lock(), NOW)
+    status = check(endpoint, "/holder").status(lock(), NOW, CREATED)
     assert status.state is HolderState.UNKNOWN
     assert API_KEY not in status.evidence
     assert "bad key <redacted>" in status.evidence

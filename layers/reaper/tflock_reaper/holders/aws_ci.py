@@ -5,9 +5,15 @@ Each check reads its target once per sweep, however many locks ask: CodeBuild co
 ``ListPipelineExecutions`` (up to 100 executions, newest first) per pipeline. A failed read (throttled, access
 denied, not found, timed out) is remembered for the sweep too and answers ``unknown`` with the reason.
 
-What counts as the holder: a build or execution that is still going and started no later than the lock was
-taken (``Created``, from the holder's clock, plus :data:`CLOCK_SLACK`). One that started later cannot have taken
-the lock; it is named in the evidence but does not count.
+What counts as the holder: a build or execution that is not finished and started no later than the lock was
+taken. When that was is bounded by server-side evidence, never by the lock's ``Created`` (the holder's clock, which
+may run hours slow): ``acquired_by`` is the latest moment the lock can have been taken (the stream's acquisition
+time, a lockfile's LastModified or the reaper's first sighting of the lock; ``Created`` only where a rule sets
+``trust_holder_clock``), plus :data:`CLOCK_SLACK`. One that started later cannot have taken the lock; it is named
+in the evidence but does not count.
+
+Only a status AWS documents as final counts as finished (:data:`BUILD_FINISHED`, :data:`PIPELINE_FINISHED`):
+a missing status, or one added after this was written, counts as not finished, and the evidence says so.
 
 Precision: the lock's ``Who`` is ``user@hostname`` of the process that took it. CodeBuild documents the build's
 id in its environment (``CODEBUILD_BUILD_ID``) but not its container's hostname, and Terraform puts no
@@ -41,10 +47,9 @@ from tflock_reaper.policy import CodeBuildCheck, CodePipelineCheck
 
 logger = logging.getLogger(__name__)
 
-#: The holder's build or execution started before it took the lock, but ``Created`` comes from the holder's
-#: clock: allow it to run this far behind. The same tolerance as the skew gate: with the audit stream deployed, a
-#: lock whose ``Created`` is further from the server's acquisition time is never reaped, so every clock the gate
-#: lets through is covered. Without the audit, a holder clock more than this far behind goes unnoticed.
+#: A build's or execution's start time comes from CodeBuild's or CodePipeline's clock, the acquisition bound from
+#: DynamoDB's, S3's or the reaper's: a run that started this much after the bound still counts as a holder. The
+#: tolerance the reaper allows between clocks everywhere.
 CLOCK_SLACK = SKEW_TOLERANCE
 
 #: No CodeBuild build lives longer than the largest queued timeout (480 min) plus the largest build timeout
@@ -55,9 +60,15 @@ MAX_BUILD_LIFETIME = timedelta(minutes=480 + 2160)
 #: ``ListPipelineExecutions`` accepts ``maxResults`` up to 100.
 PAGE_SIZE = 100
 
-#: ``Stopping``: a stop that waits lets the running actions finish, so Terraform may still be at work.
-PIPELINE_ACTIVE = frozenset({"InProgress", "Stopping"})
-BUILD_ACTIVE = frozenset({"IN_PROGRESS"})
+#: The statuses the APIs document as final (CodeBuild ``StatusType``, CodePipeline ``PipelineExecutionStatus``,
+#: less the ones that are not: ``IN_PROGRESS``, ``InProgress`` and ``Stopping``, a stop that may let the running
+#: actions finish). Anything else, a missing status included, counts as not finished: a status AWS adds later
+#: (say a queued or pending one) must never make a live holder look gone.
+BUILD_FINISHED = frozenset({"SUCCEEDED", "FAILED", "FAULT", "TIMED_OUT", "STOPPED"})
+PIPELINE_FINISHED = frozenset({"Succeeded", "Failed", "Stopped", "Superseded", "Cancelled"})
+#: The documented statuses that are not final; any other unfinished one is called unrecognised in the evidence.
+BUILD_GOING = frozenset({"IN_PROGRESS"})
+PIPELINE_GOING = frozenset({"InProgress", "Stopping"})
 
 #: The IAM actions the reads below need, by check kind: template.yaml grants the sweeper exactly these, on the
 #: projects and pipelines its parameters list (the tests hold the template and the calls made to this list).
@@ -80,7 +91,8 @@ class Run:
     """A CodeBuild build or a CodePipeline execution, as far as the checks need it."""
 
     id: str
-    status: str
+    status: str | None
+    """As the API gave it; ``None`` when the answer had none."""
     started: datetime | None
 
 
@@ -135,6 +147,10 @@ class SweepReads:
         return self._results[target]
 
 
+def _status(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def read_builds(client: Any, project: str) -> Listing:
     """The newest page of ``project``'s builds with their status and start time: two calls."""
     # No sortOrder: the default is descending by build number (newest first), and the API reference warns that
@@ -147,7 +163,7 @@ def read_builds(client: Any, project: str) -> Listing:
         return Listing((), more)
     found = client.batch_get_builds(ids=ids)
     runs = tuple(
-        Run(str(build.get("id")), str(build.get("buildStatus")), build.get("startTime"))
+        Run(str(build.get("id")), _status(build.get("buildStatus")), build.get("startTime"))
         for build in found.get("builds") or []
     )
     returned = {run.id for run in runs}
@@ -159,7 +175,7 @@ def read_executions(client: Any, pipeline: str) -> Listing:
     """The newest page of ``pipeline``'s executions: one call."""
     listed = client.list_pipeline_executions(pipelineName=pipeline, maxResults=PAGE_SIZE)
     runs = tuple(
-        Run(str(summary.get("pipelineExecutionId")), str(summary.get("status")), summary.get("startTime"))
+        Run(str(summary.get("pipelineExecutionId")), _status(summary.get("status")), summary.get("startTime"))
         for summary in listed.get("pipelineExecutionSummaries") or []
     )
     return Listing(runs, bool(listed.get("nextToken")))
@@ -168,15 +184,15 @@ def read_executions(client: Any, pipeline: str) -> Listing:
 @dataclass(frozen=True)
 class _Sorted:
     holders: list[Run]
-    """Still going, and started no later than the lock was taken (with the slack)."""
+    """Not finished, and started no later than the lock was taken (the bound plus the slack)."""
     later: list[Run]
-    """Still going, but started after the lock was taken: not its holder."""
+    """Not finished, but started after the lock was taken: not its holder."""
     undated: list[Run]
-    """Still going, with no start time: cannot be judged."""
+    """Not finished, with no start time: cannot be judged."""
 
 
-def _sort(runs: Iterable[Run], active: frozenset[str], deadline: datetime) -> _Sorted:
-    going = [run for run in runs if run.status in active]
+def _sort(runs: Iterable[Run], finished: frozenset[str], deadline: datetime) -> _Sorted:
+    going = [run for run in runs if run.status not in finished]
     return _Sorted(
         holders=[run for run in going if run.started is not None and run.started <= deadline],
         later=[run for run in going if run.started is not None and run.started > deadline],
@@ -188,11 +204,25 @@ def _later_note(later: list[Run], noun: str) -> str:
     if not later:
         return ""
     ids = ", ".join(run.id for run in later[:_NAMED]) + (", ..." if len(later) > _NAMED else "")
-    return f"; {len(later)} {noun}(s) started after the lock was taken are in progress, not its holder ({ids})"
+    return f"; {len(later)} {noun}(s) started after the lock was taken are not finished, not its holder ({ids})"
+
+
+def _bound(acquired_by: datetime) -> str:
+    """The acquisition bound as the evidence states it."""
+    return f"the lock's acquisition (at the latest {_when(acquired_by)}, +{format_duration(CLOCK_SLACK)} clock slack)"
+
+
+def _standing(run: Run, going: frozenset[str]) -> str:
+    """How ``run`` (not finished) stands, saying when its status is not one the API documents."""
+    if run.status in going:
+        return f"is {run.status}"
+    if run.status is None:
+        return "has no status (counted as not finished)"
+    return f"has the unrecognised status {run.status!r} (counted as not finished)"
 
 
 class CodeBuildProject:
-    """Running while a build of the project is in progress that started no later than the lock was taken."""
+    """Running while a build of the project that started no later than the lock was taken is not finished."""
 
     name = "codebuild"
 
@@ -210,15 +240,16 @@ class CodeBuildProject:
         listing = self._reads.get(project)
         if isinstance(listing, ReadFailure):
             return self._answer(HolderState.UNKNOWN, f"cannot read the builds of project {project}: {listing.reason}")
-        deadline = lock.info.created + CLOCK_SLACK
-        runs = _sort(listing.runs, BUILD_ACTIVE, deadline)
+        deadline = acquired_by + CLOCK_SLACK
+        runs = _sort(listing.runs, BUILD_FINISHED, deadline)
         if runs.holders:
             build = max(runs.holders, key=lambda run: run.started or deadline)
             others = f" (and {len(runs.holders) - 1} more)" if len(runs.holders) > 1 else ""
+            standing = "is in progress" if build.status in BUILD_GOING else _standing(build, BUILD_GOING)
             return self._answer(
                 HolderState.RUNNING,
-                f"build {build.id} of project {project}{others} is in progress since "
-                f"{_when(build.started or deadline)}, before the lock was taken; {_ANY_BUILD}",
+                f"build {build.id} of project {project}{others} {standing} since "
+                f"{_when(build.started or deadline)}, started by {_bound(acquired_by)}; {_ANY_BUILD}",
             )
         if runs.undated or listing.missing:
             ids = ", ".join([run.id for run in runs.undated] + list(listing.missing))
@@ -243,14 +274,14 @@ class CodeBuildProject:
         )
         return self._answer(
             HolderState.NOT_RUNNING,
-            f"no build of project {project} started by the lock's Created (+{format_duration(CLOCK_SLACK)} clock "
-            f"slack) is in progress; {read}; {_ANY_BUILD}" + _later_note(runs.later, "build"),
+            f"no build of project {project} started by {_bound(acquired_by)} is unfinished; {read}; {_ANY_BUILD}"
+            + _later_note(runs.later, "build"),
         )
 
 
 class CodePipelineExecutions:
-    """Running while an execution of the pipeline is in progress (or stopping) that started no later than the
-    lock was taken."""
+    """Running while an execution of the pipeline that started no later than the lock was taken is not finished
+    (in progress, stopping, or in a status not documented as final)."""
 
     name = "codepipeline"
 
@@ -270,20 +301,20 @@ class CodePipelineExecutions:
             return self._answer(
                 HolderState.UNKNOWN, f"cannot read the executions of pipeline {pipeline}: {listing.reason}"
             )
-        deadline = lock.info.created + CLOCK_SLACK
-        runs = _sort(listing.runs, PIPELINE_ACTIVE, deadline)
+        deadline = acquired_by + CLOCK_SLACK
+        runs = _sort(listing.runs, PIPELINE_FINISHED, deadline)
         if runs.holders:
             execution = max(runs.holders, key=lambda run: run.started or deadline)
             others = f" (and {len(runs.holders) - 1} more)" if len(runs.holders) > 1 else ""
             return self._answer(
                 HolderState.RUNNING,
-                f"execution {execution.id} of pipeline {pipeline}{others} is {execution.status} since "
-                f"{_when(execution.started or deadline)}, before the lock was taken",
+                f"execution {execution.id} of pipeline {pipeline}{others} {_standing(execution, PIPELINE_GOING)} "
+                f"since {_when(execution.started or deadline)}, started by {_bound(acquired_by)}",
             )
         if runs.undated:
             ids = ", ".join(run.id for run in runs.undated)
             return self._answer(
-                HolderState.UNKNOWN, f"executions of pipeline {pipeline} in progress with no start time: {ids}"
+                HolderState.UNKNOWN, f"executions of pipeline {pipeline} not finished with no start time: {ids}"
             )
         if listing.more:
             return self._answer(
@@ -294,9 +325,8 @@ class CodePipelineExecutions:
             )
         return self._answer(
             HolderState.NOT_RUNNING,
-            f"no execution of pipeline {pipeline} started by the lock's Created (+{format_duration(CLOCK_SLACK)} "
-            f"clock slack) is in progress; read all {len(listing.runs)} execution(s) in its history"
-            + _later_note(runs.later, "execution"),
+            f"no execution of pipeline {pipeline} started by {_bound(acquired_by)} is unfinished; read all "
+            f"{len(listing.runs)} execution(s) in its history" + _later_note(runs.later, "execution"),
         )
 
 

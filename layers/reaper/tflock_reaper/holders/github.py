@@ -6,8 +6,11 @@ Instead one ``GET .../actions/runs?per_page=100`` (``.../actions/workflows/{work
 returns the newest 100 runs whatever their status, and the runs are filtered here: any status other than
 ``completed`` counts as not finished (so a status GitHub adds later is treated as running, never as gone).
 
-**When the answer is complete.** A run that holds the lock was created no later than the lock's ``Created``
-(the holder's clock, so :data:`CLOCK_SLACK` is allowed for skew). ``not_running`` needs the page to show every
+**When the answer is complete.** A run that holds the lock was created no later than the lock was taken. That
+moment is bounded by server-side evidence (``acquired_by``: the stream's acquisition time, a lockfile's
+LastModified or the reaper's first sighting; ``Created`` only where a rule sets ``trust_holder_clock``), never by
+the holder's clock, which may run hours slow; :data:`CLOCK_SLACK` allows for GitHub's clock against AWS's. A run
+created later cannot hold the lock. ``not_running`` needs the page to show every
 run that could still be going: either it holds all runs (``total_count``) or it reaches back more than
 :data:`MAX_RUN_LIFETIME` (GitHub cancels any workflow run after 35 days, waiting and approval included), so that
 every older run has necessarily finished. Otherwise, with no unfinished run on the page, the answer is
@@ -15,7 +18,7 @@ every older run has necessarily finished. Otherwise, with no unfinished run on t
 
 **Precision.** Terraform's ``Who`` is ``user@hostname``; on a self-hosted or actions-runner-controller runner the
 hostname is normally the runner's name, which the jobs API reports (``runner_name``). When a job that ran on
-the lock's host at the lock's acquisition is found, the answer is about that job's run only: still going →
+the lock's host around the acquisition bound is found, the answer is about that job's run only: still going →
 ``running`` naming it; finished → ``not_running`` for that run, even if other runs are in progress elsewhere.
 That needs the jobs of every unfinished run that could be the holder, and no other runner whose name contains
 the host (several runners on one machine share its hostname): otherwise the repository-wide answer stands.
@@ -37,6 +40,7 @@ from urllib.parse import quote
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from tflock_reaper.decision import SKEW_TOLERANCE
+from tflock_reaper.durations import format_duration
 from tflock_reaper.holder import HolderCheck, HolderState, HolderStatus, ProviderBuilder
 from tflock_reaper.holders._web import (
     HTTP_FORBIDDEN,
@@ -59,8 +63,8 @@ API_VERSION = "2022-11-28"
 RUNS_PER_PAGE = 100
 JOBS_PER_PAGE = 100
 FINISHED = "completed"
-#: The holder's ``Created`` and GitHub's timestamps come from different clocks: the tolerance the reaper
-#: already allows between a holder's clock and AWS's. A run created this long after ``Created`` still counts.
+#: GitHub's timestamps and the acquisition bound (AWS's or the reaper's clock) come from different clocks: the
+#: tolerance the reaper allows between clocks. A run created this long after the bound still counts.
 CLOCK_SLACK = SKEW_TOLERANCE
 #: "Each workflow run is limited to 35 days ... includes execution duration, and time spent on waiting and
 #: approval" (GitHub Actions usage limits).
@@ -167,6 +171,11 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _bound(acquired_by: datetime) -> str:
+    """The acquisition bound as the evidence states it."""
+    return f"the lock's acquisition (at the latest {_when(acquired_by)}, +{format_duration(CLOCK_SLACK)} clock slack)"
+
+
 def _host(who: str) -> str:
     """The host part of Terraform's ``Who`` (``user@host``); empty when there is none."""
     return who.rpartition("@")[2].strip() if "@" in who else ""
@@ -238,52 +247,52 @@ class GitHubActions:
             page = self._runs()
         except _NoAnswerError as failure:
             return self._answer(HolderState.UNKNOWN, failure.reason)
-        created = lock.info.created
-        before = [r for r in page.workflow_runs if r.created_at <= created + CLOCK_SLACK]
+        before = [r for r in page.workflow_runs if r.created_at <= acquired_by + CLOCK_SLACK]
         later = len(page.workflow_runs) - len(before)
         unfinished = [r for r in before if not r.finished]
         complete = page.complete(now)
         host = _host(lock.info.who)
         note = ""
         if host and (unfinished or not complete):
-            identified = self._identify(host, before, created)
-            decided = self._by_host(host, identified, unfinished)
+            identified = self._identify(host, before, acquired_by)
+            decided = self._by_host(host, identified, unfinished, acquired_by)
             if decided is not None:
                 return decided
             note = identified.note(host)
         if unfinished:
-            return self._running(unfinished, note)
+            return self._running(unfinished, note, acquired_by)
         if not complete:
-            return self._answer(HolderState.UNKNOWN, self._incomplete(page, note))
+            return self._answer(HolderState.UNKNOWN, self._incomplete(page, note, acquired_by))
         ignored = f"; {later} run(s) created after the lock cannot hold it" if later else ""
         return self._answer(
             HolderState.NOT_RUNNING,
-            f"no run of {_target(self.settings)} was in progress at or before the lock's acquisition "
+            f"no run of {_target(self.settings)} created by {_bound(acquired_by)} is unfinished "
             f"(checked {len(page.workflow_runs)} recent runs{ignored})",
         )
 
     def _answer(self, state: HolderState, evidence: str) -> HolderStatus:
         return HolderStatus(state, evidence, self.name)
 
-    def _running(self, unfinished: Sequence[_Run], note: str) -> HolderStatus:
+    def _running(self, unfinished: Sequence[_Run], note: str, acquired_by: datetime) -> HolderStatus:
         named = ", ".join(f"{_run_label(r)} created {_when(r.created_at)}" for r in unfinished[:RUNS_NAMED])
         more = f" and {len(unfinished) - RUNS_NAMED} more" if len(unfinished) > RUNS_NAMED else ""
         return self._answer(
             HolderState.RUNNING,
-            f"{named}{more} of {_target(self.settings)}: not finished, created at or before the lock's "
-            f"acquisition{note}",
+            f"{named}{more} of {_target(self.settings)}: not finished, created by {_bound(acquired_by)}{note}",
         )
 
-    def _incomplete(self, page: _RunsPage, note: str) -> str:
+    def _incomplete(self, page: _RunsPage, note: str, acquired_by: datetime) -> str:
         oldest = min(r.created_at for r in page.workflow_runs)
         return (
             f"the {len(page.workflow_runs)} most recent of {page.total_count} runs of {_target(self.settings)} "
-            f"show none in progress at or before the lock's acquisition, but they only reach back to "
+            f"show none unfinished that was created by {_bound(acquired_by)}, but they only reach back to "
             f"{_when(oldest)} and an older run may still be going (a run can last {MAX_RUN_LIFETIME.days} days)"
             f"{note}"
         )
 
-    def _by_host(self, host: str, identified: _Identified, unfinished: Sequence[_Run]) -> HolderStatus | None:
+    def _by_host(
+        self, host: str, identified: _Identified, unfinished: Sequence[_Run], acquired_by: datetime
+    ) -> HolderStatus | None:
         """The answer for the run the lock's host identifies, when it identifies one without doubt."""
         if identified.live:
             run, job = identified.live[0]
@@ -302,17 +311,21 @@ class GitHubActions:
             HolderState.NOT_RUNNING,
             f"the lock's host {host!r} is runner {job.runner_name!r}, which ran job "
             f"{fit(one_line(job.name or str(job.id)), 80)!r} of {_run_label(run)} of {_target(self.settings)} "
-            f"when the lock was taken; that run finished ({run.conclusion or 'no conclusion'}){ended}, so the "
-            f"run that took the lock is over{others}",
+            f"around the lock's acquisition (at the latest {_when(acquired_by)}); that run finished "
+            f"({run.conclusion or 'no conclusion'}){ended}, so the run that took the lock is over{others}",
         )
 
-    def _identify(self, host: str, before: Sequence[_Run], created: datetime) -> _Identified:
+    def _identify(self, host: str, before: Sequence[_Run], acquired_by: datetime) -> _Identified:
         """Match the lock's host against the runners of the jobs of the runs that could hold the lock: those not
-        finished, and those finished after the lock was taken. Unfinished runs are looked at first."""
+        finished, and those finished around the acquisition bound or later. Unfinished runs are looked at first.
+
+        ``acquired_by`` is only the latest moment the lock can have been taken, but a runner runs one job at a
+        time: a job still holding the lock has kept its runner busy from before the acquisition until now, so no
+        other job ran on that runner at the bound (the clock slack aside)."""
         candidates = [
-            r for r in before if not r.finished or r.updated_at is None or r.updated_at >= created - CLOCK_SLACK
+            r for r in before if not r.finished or r.updated_at is None or r.updated_at >= acquired_by - CLOCK_SLACK
         ]
-        candidates.sort(key=lambda r: (r.finished, abs(r.created_at - created)))
+        candidates.sort(key=lambda r: (r.finished, abs(r.created_at - acquired_by)))
         wanted = host.casefold()
         found = _Identified()
         for run in candidates:
@@ -321,7 +334,7 @@ class GitHubActions:
                 found.unresolved.append(run)
             for job in jobs.jobs if jobs else ():
                 runner = (job.runner_name or "").casefold()
-                if not runner or not job.active_around(created):
+                if not runner or not job.active_around(acquired_by):
                     continue
                 if runner == wanted:
                     (found.finished if run.finished else found.live).append((run, job))

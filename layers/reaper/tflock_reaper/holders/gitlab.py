@@ -9,7 +9,10 @@ and they are filtered here. A pipeline counts as finished only with a status kno
 **When the answer is complete.** ``not_running`` needs the page to hold every pipeline: GitLab says there is no
 next page (an empty ``x-next-page``; without the header, fewer pipelines than asked for). GitLab puts no limit
 on how long a pipeline may run, so a page that does not reach the end gives ``unknown`` unless it shows an
-unfinished pipeline. Pipelines created more than :data:`CLOCK_SLACK` after the lock's ``Created`` cannot hold it.
+unfinished pipeline. Pipelines created more than :data:`CLOCK_SLACK` after the lock was taken cannot hold it; when
+that was is bounded by server-side evidence (``acquired_by``: the stream's acquisition time, a lockfile's
+LastModified or the reaper's first sighting; ``Created`` only where a rule sets ``trust_holder_clock``), never by
+the holder's clock, which may run hours slow.
 
 **Precision.** The Docker and Kubernetes executors name the build host
 ``runner-<runner token prefix>-project-<project id>-concurrent-<slot>``. A host of *another* project means the
@@ -34,6 +37,7 @@ from urllib.parse import quote
 from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from tflock_reaper.decision import SKEW_TOLERANCE
+from tflock_reaper.durations import format_duration
 from tflock_reaper.holder import HolderCheck, HolderState, HolderStatus, ProviderBuilder
 from tflock_reaper.holders._web import (
     HTTP_FORBIDDEN,
@@ -54,7 +58,8 @@ from tflock_reaper.policy import GitLabCheck, SecretRef
 
 PIPELINES_PER_PAGE = 100
 FINISHED = frozenset({"success", "failed", "canceled", "skipped", "manual"})
-#: The holder's clock against GitLab's: the tolerance the reaper already allows between clocks.
+#: GitLab's clock against the acquisition bound's (AWS's or the reaper's): the tolerance the reaper allows between
+#: clocks. A pipeline created this long after the bound still counts.
 CLOCK_SLACK = SKEW_TOLERANCE
 PIPELINES_NAMED = 3
 RUNNER_HOST = re.compile(r"^runner-(?P<token>[A-Za-z0-9_-]+?)-project-(?P<project>\d+)-concurrent-(?P<slot>\d+)(?:-|$)")
@@ -166,28 +171,30 @@ class GitLabPipelines:
                 f"; the lock's host {runner[0]!r} is a GitLab runner build host of this project ({runner[1]}), "
                 "which the API cannot tie to one pipeline"
             )
-        created = lock.info.created
-        before = [p for p in page.pipelines if p.created_at <= created + CLOCK_SLACK]
+        before = [p for p in page.pipelines if p.created_at <= acquired_by + CLOCK_SLACK]
         unfinished = [p for p in before if not p.finished]
         project = self.settings.project
+        bound = (
+            f"the lock's acquisition (at the latest {_when(acquired_by)}, +{format_duration(CLOCK_SLACK)} clock slack)"
+        )
         if unfinished:
             named = ", ".join(f"{_label(p)} created {_when(p.created_at)}" for p in unfinished[:PIPELINES_NAMED])
             more = f" and {len(unfinished) - PIPELINES_NAMED} more" if len(unfinished) > PIPELINES_NAMED else ""
             return self._answer(
                 HolderState.RUNNING,
-                f"{named}{more} of {project}: not finished, created at or before the lock's acquisition{note}",
+                f"{named}{more} of {project}: not finished, created by {bound}{note}",
             )
         if not page.complete:
             return self._answer(
                 HolderState.UNKNOWN,
-                f"the {len(page.pipelines)} most recent pipelines of {project} show none in progress at or before "
-                f"the lock's acquisition, but GitLab has more and an older pipeline may still be going{note}",
+                f"the {len(page.pipelines)} most recent pipelines of {project} show none unfinished that was created "
+                f"by {bound}, but GitLab has more and an older pipeline may still be going{note}",
             )
         later = len(page.pipelines) - len(before)
         ignored = f"; {later} pipeline(s) created after the lock cannot hold it" if later else ""
         return self._answer(
             HolderState.NOT_RUNNING,
-            f"no pipeline of {project} was in progress at or before the lock's acquisition "
+            f"no pipeline of {project} created by {bound} is unfinished "
             f"(checked {len(page.pipelines)} recent pipelines{ignored}){note}",
         )
 
