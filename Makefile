@@ -33,6 +33,14 @@ $(SCAN_VENV)/.installed: requirements-scan.txt
 .PHONY: venv
 venv: $(VENV)/.installed ## Create .venv with the pinned runtime and dev dependencies (editable install)
 
+DYNALITE := tests/dynalite/node_modules/.installed
+$(DYNALITE): tests/dynalite/package.json tests/dynalite/package-lock.json
+	cd tests/dynalite && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: dynalite
+dynalite: $(DYNALITE) ## Install dynalite (npm; a DynamoDB with the real key and item limits) for the tests
+
 .PHONY: demo
 demo: venv ## Local demo: moto server + real Terraform, a live and a stale lock, sweep dry-run then enforce
 	PYTHONPATH=tests $(PY) scripts/demo.py
@@ -80,7 +88,7 @@ scan: $(SCAN_VENV)/.installed ## Scan the templates: cfn-lint with the serverles
 		--skip-download --quiet --compact
 
 .PHONY: test
-test: venv lint scan sam-validate sam-build ## The whole suite: lint, template scans, SAM validate/build, unit, integration, e2e
+test: venv dynalite lint scan sam-validate sam-build ## The whole suite: lint, template scans, SAM validate/build, unit, integration, e2e
 	$(VENV)/bin/pytest
 
 .PHONY: clean

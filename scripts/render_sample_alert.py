@@ -44,6 +44,7 @@ class _OneLock:
     """The lock table, holding one lock; the sample is a dry run, so nothing is ever deleted."""
 
     name = TABLE
+    arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"
 
     def __init__(self, item: DynamoItem) -> None:
         self._item = item
@@ -68,7 +69,7 @@ def sample_notification() -> Notification:
     item = {"LockID": {"S": LOCK_PATH}, "Info": {"S": json.dumps(info, separators=(",", ":"))}}
     # Seen since its acquisition (the stream function recorded the server's time); warned at warn_after.
     state = MemoryStateStore()
-    state.states[(LOCK_PATH, LOCK_ID)] = LockState(
+    state.states[(_OneLock.arn, LOCK_PATH, LOCK_ID)] = LockState(
         first_seen=CREATED + timedelta(seconds=30), acquired_at=CREATED, warned_at=CREATED + timedelta(minutes=30)
     )
     report = sweep(

@@ -16,8 +16,9 @@ from tflock_reaper.lock import LockfileObject
 class FakeLockTable:
     """A lock table: scan returns copies; the delete is conditional on the exact Info, like DynamoDB's."""
 
-    def __init__(self, items: list[dict[str, Any]], name: str = "tf-locks") -> None:
+    def __init__(self, items: list[dict[str, Any]], name: str = "tf-locks", account: str = "123456789012") -> None:
         self.name = name
+        self.arn = f"arn:aws:dynamodb:us-east-1:{account}:table/{name}"
         self.items = {item["LockID"]["S"]: item for item in items}
         self.deletes: list[str] = []
         self.before_delete: Callable[[str], None] | None = None
@@ -67,22 +68,26 @@ class FakeLockfiles:
 
 
 class MemoryAuditStore:
-    """The stream function's store with the state table's conditional semantics, in memory."""
+    """The stream function's store with the state table's conditional semantics, in memory (one lock table: keyed
+    by lock path and ID; the scopes written are kept in ``scopes``)."""
 
     def __init__(self) -> None:
         self.acquired: dict[tuple[str, str], Any] = {}
         self.released: dict[tuple[str, str], Any] = {}
         self.persisted: dict[str, tuple[Any, str]] = {}
         self.reap_status: dict[tuple[str, str], tuple[str, Any]] = {}
+        self.scopes: set[str] = set()
 
     def record_acquired(self, lock: Any, server_time: Any, sequence: str) -> bool:
         key = (lock.lock_path, lock.lock_id)
+        self.scopes.add(lock.scope)
         if key in self.acquired:
             return False
         self.acquired[key] = server_time
         return True
 
-    def record_released(self, lock_path: str, lock_id: str, server_time: Any, sequence: str) -> Any:
+    def record_released(self, scope: str, lock_path: str, lock_id: str, server_time: Any, sequence: str) -> Any:
+        self.scopes.add(scope)
         from tflock_reaper.audit import ReleaseRecord  # noqa: PLC0415
 
         key = (lock_path, lock_id)
@@ -93,7 +98,8 @@ class MemoryAuditStore:
             acquired_at=self.acquired.get(key), reap_status=status, reap_started_at=started, first=first
         )
 
-    def record_persisted(self, state_path: str, server_time: Any, sequence: str) -> bool:
+    def record_persisted(self, scope: str, state_path: str, server_time: Any, sequence: str) -> bool:
+        self.scopes.add(scope)
         last = self.persisted.get(state_path)
         if last is not None and (last[0] > server_time or last[1] == sequence):
             return False

@@ -1,11 +1,16 @@
 """The lock-table adapter against moto: consistent scan, and a delete conditional on the exact Info."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from botocore.exceptions import ClientError
 from factories import digest_item, lock_item
-from tables import LOCK_TABLE, create_lock_table, put, table_items
+from tables import LOCK_TABLE, STATE_TABLE, create_lock_table, put, table_items
 from tflock_reaper.dal.errors import AwsAccessError
-from tflock_reaper.dal.lock_table import MAX_SEGMENTS, SEGMENT_BYTES, LockTable, LockTables, segments_for
+from tflock_reaper.dal.lock_table import MAX_SEGMENTS, SEGMENT_BYTES, LockTable, segments_for
+from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.policy import parse_policy
+from tflock_reaper.service import sweep
 
 
 def test_scan_reads_every_item_across_pages(dynamodb):
@@ -52,7 +57,7 @@ def test_a_single_character_difference_in_info_is_enough_to_refuse(dynamodb):
 
 
 def test_missing_table_is_a_clear_access_error(dynamodb):
-    with pytest.raises(AwsAccessError, match="cannot scan lock table 'absent': ResourceNotFoundException"):
+    with pytest.raises(AwsAccessError, match="cannot describe lock table 'absent': ResourceNotFoundException"):
         list(LockTable(dynamodb, "absent").scan())
 
 
@@ -110,15 +115,31 @@ def test_a_failing_segment_fails_the_whole_scan(dynamodb):
 
 
 def test_several_tables_delete_each_lock_from_the_table_it_was_read_from(dynamodb):
+    """Issue 13.10: the same (LockID, Info) in two swept tables are two locks. Each is deleted from its own table,
+    each reap is recorded under its own table (no overwrite), and neither is reported ``changed``."""
     create_lock_table(dynamodb, "tf-locks-b")
-    mine, theirs = lock_item("tf-state/a.tfstate"), lock_item("tf-state/b.tfstate")
-    put(dynamodb, mine)
-    dynamodb.put_item(TableName="tf-locks-b", Item=theirs)
-    tables = LockTables([LockTable(dynamodb, LOCK_TABLE), LockTable(dynamodb, "tf-locks-b")])
-    assert tables.name == f"{LOCK_TABLE}, tf-locks-b"
-    assert sorted(i["LockID"]["S"] for i in tables.scan()) == ["tf-state/a.tfstate", "tf-state/b.tfstate"]
-    assert tables.delete_if_unchanged("tf-state/b.tfstate", theirs["Info"]["S"]).deleted
+    same = lock_item("tf-state/a.tfstate", created=datetime.now(UTC) - timedelta(hours=5))
+    put(dynamodb, same)
+    dynamodb.put_item(TableName="tf-locks-b", Item=same)
+    state = StateTable(dynamodb, STATE_TABLE)
+    policy = parse_policy(
+        "mode: enforce\ndefaults: {min_observed: 0s, trust_holder_clock: true, holder: {assume: gone}}\n"
+    )
+    tables = [LockTable(dynamodb, LOCK_TABLE), LockTable(dynamodb, "tf-locks-b")]
+
+    report = sweep(lock_table=tables, state=state, policy=policy, mode="enforce")
+
+    assert report.table == f"{LOCK_TABLE}, tf-locks-b"
+    assert sorted((r.lock.table, r.outcome.value) for r in report.locks) == [
+        (LOCK_TABLE, "reaped"),
+        ("tf-locks-b", "reaped"),
+    ]
+    assert table_items(dynamodb) == []
     assert table_items(dynamodb, "tf-locks-b") == []
-    assert table_items(dynamodb) == [mine]
-    with pytest.raises(AwsAccessError, match="was not read from any of the lock tables"):
-        tables.delete_if_unchanged("tf-state/c.tfstate", theirs["Info"]["S"])
+    records = [i for i in table_items(dynamodb, STATE_TABLE) if "reap_status" in i]
+    assert sorted((r["lock_table"]["S"], r["reap_status"]["S"]) for r in records) == [
+        (LOCK_TABLE, "reaped"),
+        ("tf-locks-b", "reaped"),
+    ]
+    assert {r["lock_scope"]["S"].rsplit("/", 1)[-1] for r in records} == {LOCK_TABLE, "tf-locks-b"}
+    assert all(":123456789012:" in r["lock_scope"]["S"] for r in records), "each record names its account"

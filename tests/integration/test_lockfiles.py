@@ -190,6 +190,10 @@ def test_sweep_of_a_dual_backend_whose_item_changed_reports_the_item_side(s3, dy
         name = lock_table.name
         scan = lock_table.scan
 
+        @property
+        def arn(self) -> str | None:
+            return lock_table.arn
+
         def delete_if_unchanged(self, lock_path: str, raw_info: str) -> Any:
             put(dynamodb, newer)
             return lock_table.delete_if_unchanged(lock_path, raw_info)
@@ -203,7 +207,7 @@ def test_sweep_of_a_dual_backend_whose_item_changed_reports_the_item_side(s3, dy
     )
 
     [entry] = report.locks
-    assert entry.outcome.value == "changed"
+    assert entry.outcome.value == "reaped"  # the lockfile was deleted: reaped, saying what was left and why
     assert any("the DynamoDB lock item was released or re-acquired" in r for r in entry.reasons)
     assert table_items(dynamodb) == [newer]
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from factories import NOW
 from notify_factories import lock_record, notification
 from tables import STATE_TABLE, table_items
 from tflock_reaper.dal.notification_ledger import DynamoLedger
-from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.dal.state_table import StateTable, digest, state_pk
 from tflock_reaper.notify import DedupKey, Notification, NotifyError, dispatch
 from tflock_reaper.state import lock_key
 
@@ -44,13 +45,25 @@ def ledger_items(client) -> list[dict]:
 KEY = DedupKey("tf-state/dev/network/terraform.tfstate", "lock-1", "stale")
 
 
+@pytest.fixture
+def dynamodb(any_dynamodb):
+    """Every test here runs on moto and on dynalite (DynamoDB's real key limits)."""
+    return any_dynamodb
+
+
 def test_a_claim_is_a_conditional_put_with_keys_and_ttl(dynamodb):
     ledger = DynamoLedger(dynamodb, STATE_TABLE, clock=Clock())
     assert ledger.claim("slack", KEY) is True
     assert DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()).claim("slack", KEY) is False
     (item,) = ledger_items(dynamodb)
-    assert item["pk"] == {"S": "LOCK#tf-state/dev/network/terraform.tfstate"}
-    assert item["sk"] == {"S": "NOTIFY#lock-1#stale#slack"}
+    assert item["pk"] == {"S": state_pk("", "tf-state/dev/network/terraform.tfstate")}
+    assert item["sk"] == {"S": f"NOTIFY#{digest('lock-1', 'stale', 'slack')}"}
+    assert (item["lock_path"]["S"], item["lock_id"]["S"], item["event"]["S"], item["channel"]["S"]) == (
+        "tf-state/dev/network/terraform.tfstate",
+        "lock-1",
+        "stale",
+        "slack",
+    )
     assert item["notify_status"] == {"S": "sending"}
     assert int(item["expires_at"]["N"]) == int((NOW + timedelta(days=30)).timestamp())
     assert ledger.claim("sns", KEY) is True  # another channel is another claim
@@ -109,7 +122,7 @@ def test_a_failed_channel_is_released_and_sent_once_by_a_later_sweep(dynamodb):
     first = dispatch(n, [slack, sns], DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()))
     assert first.sent == ("sns",)
     assert [r.channel for r in first.failed] == ["slack"]
-    assert [i["sk"]["S"].rsplit("#", 1)[1] for i in ledger_items(dynamodb)] == ["sns"]
+    assert [i["channel"]["S"] for i in ledger_items(dynamodb)] == ["sns"]
     for _ in range(3):
         dispatch(n, [slack, sns], DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()))
     assert slack.delivered == sns.delivered == [n.dedup_key]
@@ -124,3 +137,20 @@ def test_ledger_items_live_beside_observations_without_disturbing_them(dynamodb)
     later = state.observe([lock], NOW + timedelta(hours=1))
     assert later[lock_key(lock)].first_seen == NOW
     assert len(table_items(dynamodb, STATE_TABLE)) == 2
+
+
+#: What any Terraform user can write: a lock ID over DynamoDB's 1,024-byte sort-key limit, a LockID at its
+#: 2,048-byte partition-key limit (moto accepts keys built from them; DynamoDB and dynalite refuse them).
+LONG_ID = "i" * 1100
+LONG_PATH = "tf-state/" + "p" * (2048 - len("tf-state/"))
+
+
+def test_a_hostile_lock_id_and_path_are_claimed_sent_and_completed(dynamodb):
+    """Issue 13.3: the ledger's keys are bounded, whatever the lock's ID and path (dynalite enforces the limits)."""
+    key = DedupKey(LONG_PATH, LONG_ID, "stale", "arn:aws:dynamodb:us-east-1:123456789012:table/tf-locks")
+    ledger = DynamoLedger(dynamodb, STATE_TABLE, clock=Clock())
+    assert ledger.claim("slack", key) is True
+    ledger.complete("slack", key)
+    assert DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()).claim("slack", key) is False
+    (item,) = ledger_items(dynamodb)
+    assert (item["notify_status"]["S"], item["lock_id"]["S"], item["lock_path"]["S"]) == ("sent", LONG_ID, LONG_PATH)

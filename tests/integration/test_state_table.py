@@ -21,6 +21,12 @@ def _locks(n: int, bucket: str = "tf-state") -> list[LockRecord]:
     return out
 
 
+@pytest.fixture
+def dynamodb(any_dynamodb):
+    """Every test here runs on moto and on dynalite (DynamoDB's real key limits)."""
+    return any_dynamodb
+
+
 def test_first_seen_is_recorded_once_and_kept(dynamodb):
     store = StateTable(dynamodb, STATE_TABLE)
     locks = _locks(3)
@@ -156,14 +162,14 @@ def test_an_observation_missing_from_the_index_is_read_consistently_and_put_back
     store.observe([lock], NOW)
     store.settle([], NOW)
     # As if the index lagged, or the record predates the index: the item is there, not in the index.
-    dynamodb.update_item(TableName=STATE_TABLE, Key=_key_of(lock), UpdateExpression="REMOVE open_bucket")
+    dynamodb.update_item(TableName=STATE_TABLE, Key=_key_of(dynamodb, lock), UpdateExpression="REMOVE open_bucket")
 
     state = store.observe([lock], NOW + timedelta(minutes=5))[lock_key(lock)]
     store.settle([], NOW + timedelta(minutes=5))
 
     assert state.first_seen == NOW
     (item,) = table_items(dynamodb, STATE_TABLE)
-    assert item["open_bucket"] == {"S": "tf-state"}
+    assert item["open_bucket"] == {"S": f"{lock.scope} tf-state"}
     assert item["first_seen"] == {"S": NOW.isoformat()}
 
 
@@ -176,10 +182,10 @@ def test_a_lock_gone_from_the_table_is_taken_out_of_the_index_and_its_record_kep
     store.observe([held], NOW + timedelta(minutes=5))
     store.settle([], NOW + timedelta(minutes=5))
 
-    items = {i["sk"]["S"]: i for i in table_items(dynamodb, STATE_TABLE)}
-    assert "open_bucket" in items[f"ID#{held.lock_id}"]
-    assert "open_bucket" not in items[f"ID#{released.lock_id}"]
-    assert items[f"ID#{released.lock_id}"]["first_seen"] == {"S": NOW.isoformat()}
+    items = {i["lock_id"]["S"]: i for i in table_items(dynamodb, STATE_TABLE)}
+    assert "open_bucket" in items[held.lock_id]
+    assert "open_bucket" not in items[released.lock_id]
+    assert items[released.lock_id]["first_seen"] == {"S": NOW.isoformat()}
 
 
 def test_a_release_recorded_from_the_stream_closes_the_observation(dynamodb):
@@ -187,11 +193,36 @@ def test_a_release_recorded_from_the_stream_closes_the_observation(dynamodb):
     (lock,) = _locks(1, "tf-state")
     store.observe([lock], NOW)
     store.settle([], NOW)
-    store.record_released(lock.lock_path, lock.lock_id, NOW + timedelta(minutes=1), "1" * 21)
+    store.record_released(lock.scope, lock.lock_path, lock.lock_id, NOW + timedelta(minutes=1), "1" * 21)
     (item,) = table_items(dynamodb, STATE_TABLE)
     assert "open_bucket" not in item
     assert "released_at" in item
 
 
-def _key_of(lock: LockRecord) -> dict:
-    return {"pk": {"S": f"LOCK#{lock.lock_path}"}, "sk": {"S": f"ID#{lock.lock_id}"}}
+def _key_of(dynamodb, lock: LockRecord) -> dict:
+    (item,) = (i for i in table_items(dynamodb, STATE_TABLE) if i["lock_id"]["S"] == lock.lock_id)
+    return {"pk": item["pk"], "sk": item["sk"]}
+
+
+def test_a_hostile_lock_id_and_path_are_observed_warned_reaped_and_released(dynamodb):
+    """Issue 13.3: keys built from a 1,100-byte lock ID and a 2,048-byte LockID stay within DynamoDB's limits, on
+    every read and write the sweep and the stream make (dynalite enforces the limits; moto does not)."""
+    hostile = classify_item(
+        lock_item("tf-state/" + "p" * (2048 - len("tf-state/")), lock_id="i" * 1100, created=NOW), NOW
+    )
+    assert isinstance(hostile, LockRecord)
+    (normal,) = _locks(1)
+    store = StateTable(dynamodb, STATE_TABLE)
+    assert store.record_acquired(hostile, NOW, "1" * 21)
+    store.observe([hostile, normal], NOW)
+    store.settle([hostile, normal], NOW)
+    states = store.observe([hostile, normal], NOW + timedelta(minutes=5))
+    assert states[lock_key(hostile)].warned_at == NOW
+    assert states[lock_key(hostile)].acquired_at == NOW
+    store.begin_reap(hostile, NOW, ["past reap_after"])
+    store.end_reap(hostile, "reaped", NOW, hostile.item)
+    released = store.record_released(hostile.scope, hostile.lock_path, hostile.lock_id, NOW, "2" * 21)
+    assert released.reap_status == "reaped"
+    (record,) = [i for i in table_items(dynamodb, STATE_TABLE) if i["lock_id"]["S"] == hostile.lock_id]
+    assert record["lock_path"]["S"] == hostile.lock_path
+    assert record["lock_scope"]["S"] == hostile.scope

@@ -134,7 +134,7 @@ def _sweep_after_stream(dynamodb, lock, acquired_at):
 
     stream_handler.handle_batch(_batch(stream_record("INSERT", new=lock, at=acquired_at)), FakeLambdaContext(), store)
     policy = parse_policy(
-        "mode: enforce\ndefaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, trust_holder_clock: true, holder: {assume: gone}}"
+        "mode: enforce\ndefaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, holder: {assume: gone}}"
     )
     table = FakeLockTable([lock])
     return sweep(lock_table=table, state=store, policy=policy, mode="enforce", clock=lambda: NOW).locks[0]

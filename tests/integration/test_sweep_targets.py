@@ -98,14 +98,14 @@ def test_a_target_that_cannot_be_swept_is_reported_and_the_others_are_swept(hand
 
     assert result["summary"]["reaped"] == 1
     assert result["summary"]["errors"] == 1
-    assert result["errors"][0].startswith(f"account {OTHER_ACCOUNT}: cannot scan lock table 'no-such-table'")
+    assert result["errors"][0].startswith(f"account {OTHER_ACCOUNT}: cannot describe lock table 'no-such-table'")
 
 
 def test_when_no_target_can_be_swept_the_invocation_fails(handler, monkeypatch):
     from tflock_reaper.dal.errors import AwsAccessError  # noqa: PLC0415
 
     monkeypatch.setenv("LOCK_TABLE_NAMES", "no-such-table")
-    with pytest.raises(AwsAccessError, match="this account: cannot scan lock table 'no-such-table'"):
+    with pytest.raises(AwsAccessError, match="this account: cannot describe lock table 'no-such-table'"):
         handler(EVENT, FakeLambdaContext())
 
 

@@ -29,7 +29,8 @@ def logs():
 def handler(dynamodb, monkeypatch, tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(
-        "mode: enforce\ndefaults: {min_observed: 0s, trust_holder_clock: true}\nrules:\n  - match: 'tf-state/dev/*'\n    holder: {assume: gone}\n"
+        "mode: enforce\ndefaults: {min_observed: 0s, trust_holder_clock: true}\n"
+        "rules:\n  - match: 'tf-state/dev/*'\n    holder: {assume: gone}\n"
     )
     monkeypatch.setenv("LOCK_TABLE_NAME", LOCK_TABLE)
     monkeypatch.setenv("STATE_TABLE_NAME", STATE_TABLE)
@@ -134,7 +135,7 @@ def test_handler_sweeps_lockfiles_without_a_lock_table(handler, dynamodb, monkey
     s3.put_object(Bucket="tf-state", Key="dev/app.tfstate", Body=b"{}")  # the state itself: never touched
     policy = tmp_path / "lockfiles.yaml"
     policy.write_text(
-        "mode: enforce\ndefaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s, trust_holder_clock: true, holder: {assume: gone}}\n"
+        "mode: enforce\ndefaults: {warn_after: 0s, reap_after: 0s, min_observed: 0s, holder: {assume: gone}}\n"
     )
     monkeypatch.setenv("POLICY_PATH", str(policy))
     monkeypatch.setenv("LOCK_TABLE_NAME", "")

@@ -227,6 +227,9 @@ def test_notifications_for_a_stale_entry_is_pure_and_keyed_per_repetition():
     assert n.deleted_item is None
 
 
+SCOPE = FakeLockTable([]).arn
+
+
 def test_rules_route_prod_to_oncall_and_slack_and_dev_to_slack_only():
     world = World(lock_item(PROD, created=NOW), lock_item(DEV, created=NOW))
     world.sweep_at(timedelta(minutes=45))
@@ -235,7 +238,7 @@ def test_rules_route_prod_to_oncall_and_slack_and_dev_to_slack_only():
         (PROD, "oncall"),
         (PROD, "slack"),
     ]
-    assert json.loads(world.state.alerted[(DEV, world.channels.sent[-1].notification.lock_id)]) == {
+    assert json.loads(world.state.alerted[(SCOPE, DEV, world.channels.sent[-1].notification.lock_id)]) == {
         "slack": {"type": "slack", "webhook": {"parameter": None, "secret": "tflock-reaper/slack"}}
     }
 

@@ -147,13 +147,40 @@ def test_a_dual_backend_whose_lockfile_changed_leaves_the_lock_item_alone():
     assert table.deletes == []
 
 
-def test_a_dual_backend_whose_lock_item_changed_reports_that_side():
+def test_a_dual_backend_whose_lock_item_changed_is_reaped_on_the_lockfile_side_and_says_what_was_left(caplog):
+    """Issue 13.8: what a sweep deleted is reaped (logged in full, alerted), with what was left and why."""
     table, files = _dual()
     table.before_delete = lambda path: table.items.update({path: lock_item(PATH, lock_id="someone-else")})
     [entry] = _sweep(table, files).locks
-    assert entry.outcome.value == "changed"
+    assert entry.outcome.value == "reaped"
     assert any("the DynamoDB lock item was released or re-acquired" in reason for reason in entry.reasons)
     assert files.deletes == [f"{PATH}.tflock"]
+    assert table.deletes == []
+    assert entry.deleted_item["Lockfile"]["S"] == f"s3://{PATH}.tflock"
+    [reaped] = [r for r in caplog.records if r.getMessage() == "lock reaped"]
+    assert reaped.deleted_items == [entry.deleted_item]
+    assert "released or re-acquired" in reaped.left
+
+
+def test_a_dual_backend_whose_item_delete_fails_is_still_reaped_on_the_lockfile_side():
+    table, files = _dual()
+    table.fail_deletes = True
+    [entry] = _sweep(table, files).locks
+    assert entry.outcome.value == "reaped"
+    assert files.deletes == [f"{PATH}.tflock"]
+    assert any("was not deleted: cannot delete: InternalServerError: release it by hand" in r for r in entry.reasons)
+
+
+def test_a_dual_lock_whose_item_key_ends_in_md5_keeps_both_sides():
+    """Issue 13.8: the stack's IAM never deletes a ``*-md5`` key, so its lockfile must not be deleted either."""
+    path = "tf-state/weird-md5"
+    created = NOW - timedelta(hours=3)
+    table = FakeLockTable([lock_item(path, created=created + timedelta(milliseconds=5), lock_id="same-id")])
+    files = FakeLockfiles([lockfile(path, written=created, lock_id="same-id")])
+    [entry] = _sweep(table, files).locks
+    assert entry.outcome.value == "blocked"
+    assert any("key ends in -md5" in reason for reason in entry.reasons)
+    assert files.deletes == []
     assert table.deletes == []
 
 

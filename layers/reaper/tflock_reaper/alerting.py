@@ -53,6 +53,7 @@ def notifications_for(entry: LockReport, *, table: str, now: datetime) -> list[N
             entry.lock,
             table=table,
             age_seconds=int(entry.verdict.age.total_seconds()),
+            age_basis=entry.verdict.age_basis,
             verdict=entry.verdict.action.value,
             outcome=entry.outcome.value,
             reasons=entry.reasons,

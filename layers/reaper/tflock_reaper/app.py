@@ -13,16 +13,25 @@ from pydantic import TypeAdapter
 from tflock_reaper.alerting import Alerter
 from tflock_reaper.aws import AwsClients, default_clients
 from tflock_reaper.dal.errors import AwsAccessError, describe
-from tflock_reaper.dal.lock_table import LockTable, LockTables
+from tflock_reaper.dal.lock_table import LockTable
 from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.dal.notification_ledger import DynamoLedger
 from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.deadline import UNBOUNDED, Budget
 from tflock_reaper.holders import make_providers
 from tflock_reaper.notify.channels import make_channel_factory, secret_resolver
 from tflock_reaper.notify.dispatch import DispatchResult, MemoryLedger, NotificationLedger, dispatch
 from tflock_reaper.notify.events import Notification
 from tflock_reaper.policy import Channel, Policy, load_policy, parse_policy
-from tflock_reaper.service import HolderChecks, LockSource, SweepReport, combine_reports, out_of_time, sweep
+from tflock_reaper.service import (
+    TIME_RESERVE_SECONDS,
+    HolderChecks,
+    LockSource,
+    SweepReport,
+    combine_reports,
+    out_of_time,
+    sweep,
+)
 from tflock_reaper.settings import Settings
 from tflock_reaper.state import MemoryStateStore, StateStore
 
@@ -32,6 +41,10 @@ _CHANNELS: TypeAdapter[dict[str, Channel]] = TypeAdapter(dict[str, Channel])
 
 #: How long a policy read from SSM is cached between invocations of a warm function.
 POLICY_CACHE_SECONDS = 300
+#: Outbound requests (holder checks, Slack, PagerDuty) stop this long before the sweep's time reserve: the reaps
+#: and alert records of the locks already judged still fit before it, and the reserve is left whole for recording
+#: the sweep's state (``service.TIME_RESERVE_SECONDS``), whatever the endpoints do.
+OUTBOUND_MARGIN_SECONDS = 5.0
 
 
 def load_deployed_policy(settings: Settings) -> Policy:
@@ -56,16 +69,26 @@ def make_alerter(
     state_table: str | None,
     default_topic_arn: str | None,
     send: bool = True,
+    budget: Budget = UNBOUNDED,
 ) -> Alerter:
     """Alerts through the policy's channels; exactly once per event through the state table when there is one."""
     ledger: NotificationLedger = DynamoLedger(clients.dynamodb(), state_table) if state_table else MemoryLedger()
-    factory = make_channel_factory(clients, default_topic_arn=default_topic_arn)
+    factory = make_channel_factory(clients, default_topic_arn=default_topic_arn, budget=budget)
     return Alerter(policy, table=table, factory=factory, ledger=ledger, state=state, send=send)
 
 
-def holder_checks(clients: AwsClients, state: StateStore) -> HolderChecks:
+def holder_checks(clients: AwsClients, state: StateStore, budget: Budget = UNBOUNDED) -> HolderChecks:
     """The sweep's holder checks, wired to AWS, the CI systems' APIs and the state table."""
-    return HolderChecks(providers=make_providers(clients=clients, secrets=secret_resolver(clients), state=state))
+    secrets = secret_resolver(clients)
+    return HolderChecks(providers=make_providers(clients=clients, secrets=secrets, state=state, budget=budget))
+
+
+def outbound_budget(remaining_seconds: Callable[[], float] | None) -> Budget:
+    """The sweep's time for outbound HTTP requests: the invocation's remaining time less the time reserve and
+    :data:`OUTBOUND_MARGIN_SECONDS`; unbounded without a clock (the CLI), each request keeping its own deadline."""
+    if remaining_seconds is None:
+        return UNBOUNDED
+    return Budget.keeping(remaining_seconds, TIME_RESERVE_SECONDS + OUTBOUND_MARGIN_SECONDS)
 
 
 def state_store(clients: AwsClients, state_table: str | None) -> StateStore:
@@ -97,16 +120,15 @@ def sweep_targets(settings: Settings) -> list[SweepTarget]:
 
 def _sources(
     clients: AwsClients, target: SweepTarget, segments: int | None
-) -> tuple[LockSource | None, LockfileBuckets | None]:
+) -> tuple[list[LockSource], LockfileBuckets | None]:
     dynamodb = clients.dynamodb()
-    tables = [LockTable(dynamodb, name, segments=segments) for name in target.lock_tables]
-    lock_table: LockSource | None = (tables[0] if len(tables) == 1 else LockTables(tables)) if tables else None
+    tables: list[LockSource] = [LockTable(dynamodb, name, segments=segments) for name in target.lock_tables]
     lockfiles = (
         LockfileBuckets(clients.client("s3"), [BucketLocation.parse(b) for b in target.buckets])
         if target.buckets
         else None
     )
-    return lock_table, lockfiles
+    return tables, lockfiles
 
 
 def run_sweep(
@@ -120,7 +142,7 @@ def run_sweep(
     clients = clients or default_clients()
     policy = load_deployed_policy(settings)
     state = state_store(clients, settings.state_table_name)
-    holders = holder_checks(clients, state)
+    holders = holder_checks(clients, state, outbound_budget(remaining_seconds))
     reports: list[SweepReport] = []
     errors: list[str] = []
     for target in sweep_targets(settings):
@@ -164,7 +186,7 @@ def _sweep_target(
         if target.role_arn
         else clients
     )
-    lock_table, lockfiles = _sources(source_clients, target, settings.scan_segments)
+    lock_tables, lockfiles = _sources(source_clients, target, settings.scan_segments)
     alerts = make_alerter(
         policy,
         table=", ".join(target.lock_tables or target.buckets),
@@ -172,9 +194,10 @@ def _sweep_target(
         state=state,
         state_table=settings.state_table_name,
         default_topic_arn=settings.alert_topic_arn,
+        budget=outbound_budget(remaining_seconds),
     )
     return sweep(
-        lock_table=lock_table,
+        lock_table=lock_tables,
         lockfiles=lockfiles,
         state=state,
         policy=policy,

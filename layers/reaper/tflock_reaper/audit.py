@@ -90,6 +90,11 @@ class StreamChange:
         return rest.split("/", 1)[0]
 
     @property
+    def table_arn(self) -> str:
+        """The lock table's ARN (the stream ARN up to ``/stream/``): the scope of this table's records."""
+        return self.source_arn.split("/stream/", 1)[0]
+
+    @property
     def lock_path(self) -> str:
         value = self.keys.get("LockID", {}).get("S")
         return value if isinstance(value, str) else "<missing>"
@@ -159,7 +164,7 @@ def interpret(change: StreamChange) -> Meaning:
             return Released(change.lock_path, None)
         return Ignored(change.lock_path, f"{change.event_name} without an item image (stream view type?)")
     # The skew check is the sweeper's business: the audit records what happened, skewed clocks included.
-    item = classify_item(image, None)
+    item = classify_item(image, None, table=change.table or None, table_arn=change.table_arn or None)
     if isinstance(item, SkippedItem):
         return Ignored(change.lock_path, item.reason)
     if isinstance(item, DigestRecord):

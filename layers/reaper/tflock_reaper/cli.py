@@ -213,6 +213,8 @@ def _explain(
     result = explain(
         args.lock_path,
         item=table.get(args.lock_path) if table else None,
+        table=table.name if table else None,
+        table_arn=table.describe()[0] if table else None,
         lockfile=lockfiles.get(args.lock_path) if lockfiles else None,
         state=state,
         policy=policy,
@@ -253,8 +255,7 @@ def _explain_text(report: LockReport) -> str:
         f"Version   {info.version}",
         f"Created   {info.created.isoformat()}  (workspace {report.lock.workspace})",
         f"Age       {format_duration(report.verdict.age)} (by {report.verdict.age_basis})",
-        f"Reap age  {format_duration(report.verdict.reap_age)} (by {report.verdict.reap_age_basis}: what reap_after "
-        "is measured against)",
+        f"Reap age  {format_duration(report.verdict.reap_age)} (by {report.verdict.reap_age_basis}; gates the reap)",
         f"Rule      {report.verdict.rule.name}",
         f"Verdict   {report.verdict.action.value} -> {report.outcome.value}",
         "Reasons:",

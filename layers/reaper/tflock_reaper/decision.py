@@ -21,7 +21,7 @@ from enum import StrEnum
 
 from tflock_reaper.durations import format_duration
 from tflock_reaper.holder import HolderState, HolderStatus
-from tflock_reaper.lock import LockRecord
+from tflock_reaper.lock import DIGEST_SUFFIX, LockRecord
 from tflock_reaper.policy import EffectiveRule
 
 #: Holder and server clocks may disagree by this much before a lock counts as skewed (alert, never reap).
@@ -183,6 +183,12 @@ def _closed_gates(
 ) -> list[str]:
     gates: list[str] = []
     created = lock.info.created
+    if lock.in_table and lock.lock_path.endswith(DIGEST_SUFFIX):
+        # Decided before anything is deleted: a dual backend's lockfile must not go when its item cannot.
+        gates.append(
+            f"the lock item's key ends in {DIGEST_SUFFIX}, like Terraform's digest items: the reaper never deletes "
+            "such a key (the stack's IAM role cannot), so no side of this lock is deleted: release it by hand"
+        )
     if acquired_at is not None and abs(created - acquired_at) > SKEW_TOLERANCE:
         gates.append(
             f"clock skew: Created {created.isoformat()} differs from the server's acquisition time "

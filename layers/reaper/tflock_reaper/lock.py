@@ -62,6 +62,11 @@ class LockInfo(BaseModel):
         return datetime.fromisoformat(value)
 
 
+def lockfile_scope(bucket: str) -> str:
+    """The scope of a lockfile-only lock's records: its bucket (bucket names are global)."""
+    return f"s3://{bucket}"
+
+
 def is_lockfile_key(key: str) -> bool:
     """``<state key>.tflock``, with a state key in front."""
     return key.endswith(LOCKFILE_SUFFIX) and bool(key.removesuffix(LOCKFILE_SUFFIX))
@@ -107,6 +112,18 @@ class LockRecord:
     item: DynamoItem
     lockfile: LockfileObject | None = None
     in_table: bool = True
+    table: str | None = None
+    """The lock table the item was read from (None for a lockfile-only lock)."""
+    table_arn: str | None = None
+    """That table's ARN (account, region and name): two tables may hold the same LockID and Info."""
+
+    @property
+    def scope(self) -> str:
+        """Where this lock lives, for every record of it: the lock table's ARN (its name when the ARN is unknown),
+        or, for a lockfile-only lock, ``s3://<bucket>`` (bucket names are global, and the bucket is in the path)."""
+        if self.in_table:
+            return self.table_arn or f"table/{self.table or '?'}"
+        return lockfile_scope(self.bucket)
 
     @property
     def backend(self) -> Backend:
@@ -160,11 +177,13 @@ class SkippedItem:
 Classified = LockRecord | DigestRecord | SkippedItem
 
 
-def classify_item(item: DynamoItem, now: datetime | None) -> Classified:
+def classify_item(
+    item: DynamoItem, now: datetime | None, *, table: str | None = None, table_arn: str | None = None
+) -> Classified:
     """Tell a lock-table item apart by its attributes (not only its key suffix) and parse it.
 
     ``now`` is the reaper's clock, for the check that ``Created`` is not in the future; ``None`` skips it
-    (the stream audit records what happened, skewed clocks included).
+    (the stream audit records what happened, skewed clocks included). ``table``/``table_arn``: where it was read.
     """
     lock_attr = item.get("LockID")
     if not isinstance(lock_attr, dict) or not isinstance(lock_attr.get("S"), str):
@@ -173,7 +192,8 @@ def classify_item(item: DynamoItem, now: datetime | None) -> Classified:
     attributes = set(item) - {"LockID"}
 
     if "Info" in attributes:
-        return _classify_lock(lock_path, item, attributes, now)
+        lock = _classify_lock(lock_path, item, attributes, now)
+        return replace(lock, table=table, table_arn=table_arn) if isinstance(lock, LockRecord) else lock
     if lock_path.endswith(DIGEST_SUFFIX) and attributes <= {"Digest"}:
         digest = item.get("Digest", {}).get("S")
         if "Digest" in attributes and not isinstance(digest, str):
@@ -231,16 +251,25 @@ def _parse_info(raw_info: str, lock_path: str, now: datetime | None, *, source: 
     return info
 
 
-def classify_lockfile(obj: LockfileObject, now: datetime | None) -> LockRecord | SkippedItem:
-    """Parse a ``.tflock`` object with the same lock model as a lock item; anything else is skipped.
-
-    Its lock path is ``<bucket>/<key without .tflock>`` and must equal ``Info.Path``, as a LockID must.
-    """
+def lockfile_item(obj: LockfileObject, *, with_body: bool = True) -> DynamoItem:
+    """A lockfile as a record in the lock table's shape (for reports, logs and the reap record): its lock path,
+    where it lives, its ETag and (when it is UTF-8) its body as ``Info``."""
     record: DynamoItem = {
         "LockID": {"S": obj.lock_path},
         "Lockfile": {"S": f"s3://{obj.location}"},
         "ETag": {"S": obj.etag},
     }
+    if with_body:
+        record["Info"] = {"S": obj.body.decode("utf-8", "replace")}
+    return record
+
+
+def classify_lockfile(obj: LockfileObject, now: datetime | None) -> LockRecord | SkippedItem:
+    """Parse a ``.tflock`` object with the same lock model as a lock item; anything else is skipped.
+
+    Its lock path is ``<bucket>/<key without .tflock>`` and must equal ``Info.Path``, as a LockID must.
+    """
+    record = lockfile_item(obj, with_body=False)
     if not is_lockfile_key(obj.key):
         return SkippedItem(obj.location, "not a <state key>.tflock object", record)
     try:
@@ -255,7 +284,8 @@ def classify_lockfile(obj: LockfileObject, now: datetime | None) -> LockRecord |
 
 
 def merge_backends(table_locks: list[LockRecord], file_locks: list[LockRecord]) -> list[LockRecord]:
-    """One record per acquisition: a lockfile and a lock item with the same path and ID are a dual backend."""
+    """One record per acquisition: a lockfile and a lock item with the same path and ID are a dual backend (a
+    lockfile joins the first table's item of its acquisition: one file cannot belong to two tables)."""
     files = {(f.lock_path, f.lock_id): f for f in file_locks}
     merged = [
         replace(lock, lockfile=files.pop((lock.lock_path, lock.lock_id)).lockfile)

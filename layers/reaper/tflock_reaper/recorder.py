@@ -7,12 +7,10 @@ retried; a record that can never be processed is an ``item_ignored`` event, neve
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from tflock_reaper import lockfile_audit
 from tflock_reaper.audit import (
     Acquired,
     AuditEvent,
@@ -26,17 +24,7 @@ from tflock_reaper.audit import (
     release_event,
 )
 from tflock_reaper.durations import format_duration
-from tflock_reaper.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
-from tflock_reaper.lockfile_audit import (
-    OBJECT_CREATED,
-    Acquisition,
-    AlreadyReleased,
-    LockfileChange,
-    choose_release,
-    ignore_reason,
-    ignored_event,
-    same_etag,
-)
+from tflock_reaper.lock import LockRecord
 from tflock_reaper.notify.events import Notification, NotificationKind
 
 
@@ -45,23 +33,15 @@ class AuditStore(Protocol):
         """False when this acquisition was already recorded."""
         ...
 
-    def record_released(self, lock_path: str, lock_id: str, server_time: datetime, sequence: str) -> ReleaseRecord:
+    def record_released(
+        self, scope: str, lock_path: str, lock_id: str, server_time: datetime, sequence: str
+    ) -> ReleaseRecord:
         """The acquisition's record; ``first`` is False when this release was already recorded."""
         ...
 
-    def record_persisted(self, state_path: str, server_time: datetime, sequence: str) -> bool:
+    def record_persisted(self, scope: str, state_path: str, server_time: datetime, sequence: str) -> bool:
         """False when this (or a later) digest write was already recorded."""
         ...
-
-
-class LockfileAuditStore(AuditStore, Protocol):
-    def acquisitions(self, lock_path: str) -> list[Acquisition]:
-        """Every acquisition recorded for ``lock_path``, released or not."""
-        ...
-
-
-ReadLockfile = Callable[[str, str], LockfileObject | None]
-"""GetObject of (bucket, key): the object, or None when it is gone."""
 
 
 @dataclass(frozen=True)
@@ -90,12 +70,15 @@ def _record(change: StreamChange, store: AuditStore) -> AuditEvent | Recorded | 
             return None
         return lock_event(EventKind.LOCK_ACQUIRED, change, meaning.lock)
     if isinstance(meaning, Persisted):
-        if not store.record_persisted(meaning.state_path, change.server_time, change.sequence_number):
+        if not store.record_persisted(change.table_arn, meaning.state_path, change.server_time, change.sequence_number):
             return None
         return AuditEvent(EventKind.STATE_PERSISTED, meaning.state_path, change.server_time)
     if meaning.lock is None:
         return release_event(change, meaning, None)
-    record = store.record_released(meaning.lock_path, meaning.lock.lock_id, change.server_time, change.sequence_number)
+    lock = meaning.lock
+    record = store.record_released(
+        lock.scope, meaning.lock_path, lock.lock_id, change.server_time, change.sequence_number
+    )
     event = release_event(change, meaning, record)
     resolved = _resolved(event, meaning.lock, record, change.table)
     if not record.first and resolved is None:
@@ -120,40 +103,3 @@ def _resolved(event: AuditEvent, lock: LockRecord, record: ReleaseRecord, table:
         reasons=(f"released by {event.released_by} after {format_duration(timedelta(seconds=held))}",),
         rule="(released: no rule applies)",
     )
-
-
-def record_lockfile_change(change: LockfileChange, store: LockfileAuditStore, read: ReadLockfile) -> AuditEvent | None:
-    """Record one S3 lockfile event; None when it was already recorded (nothing to log or count).
-
-    Only the store raises (and the read, for anything but a vanished object): the invocation is retried.
-    """
-    reason = ignore_reason(change)
-    if reason is not None:
-        return ignored_event(change, reason)
-    if change.detail_type == OBJECT_CREATED:
-        return _record_lockfile_acquired(change, store, read)
-    chosen = choose_release(change, store.acquisitions(change.lock_path))
-    if isinstance(chosen, AlreadyReleased):
-        return None
-    if chosen is None:
-        return lockfile_audit.release_event(change, None, None)
-    record = store.record_released(change.lock_path, chosen.lock_id, change.server_time, change.event_id)
-    if not record.first:
-        return None
-    return lockfile_audit.release_event(change, chosen, record)
-
-
-def _record_lockfile_acquired(change: LockfileChange, store: AuditStore, read: ReadLockfile) -> AuditEvent | None:
-    obj = read(change.bucket, change.key)
-    if obj is None:
-        return ignored_event(change, "lockfile gone before it could be read (released already)")
-    if change.etag and not same_etag(obj.etag, change.etag):
-        # A later acquisition's file: its own event records it, with its own server time.
-        return ignored_event(change, "lockfile replaced since the event (another acquisition)")
-    # The skew check is the sweeper's business: the audit records what happened, skewed clocks included.
-    lock = classify_lockfile(obj, None)
-    if isinstance(lock, SkippedItem):
-        return ignored_event(change, lock.reason)
-    if not store.record_acquired(lock, change.server_time, change.event_id):
-        return None
-    return lockfile_audit.acquired_event(change, lock)

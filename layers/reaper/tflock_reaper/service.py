@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -42,6 +42,7 @@ from tflock_reaper.lock import (
     SkippedItem,
     classify_item,
     classify_lockfile,
+    lockfile_item,
     merge_backends,
 )
 from tflock_reaper.policy import EffectiveRule, HolderSpec, Policy
@@ -59,7 +60,12 @@ class AlertSink(Protocol):
 
 
 class LockSource(Protocol):
+    """One lock table. ``arn`` is known once :meth:`scan` has started (None: unknown, the name stands in)."""
+
     name: str
+
+    @property
+    def arn(self) -> str | None: ...
 
     def scan(self) -> Iterator[DynamoItem]: ...
 
@@ -255,16 +261,18 @@ def judge(
     return decide(lock, rule=rule, first_seen=state.first_seen, now=now, holder=holder, acquired_at=state.acquired_at)
 
 
+def _classified(table: LockSource, now: datetime) -> Iterator[LockRecord | DigestRecord | SkippedItem]:
+    for item in table.scan():
+        yield classify_item(item, now, table=table.name, table_arn=table.arn)
+
+
 def _read_locks(
-    lock_table: LockSource | None, lockfiles: LockfileSource | None, now: datetime, report: SweepReport
+    tables: Sequence[LockSource], lockfiles: LockfileSource | None, now: datetime, report: SweepReport
 ) -> list[LockRecord]:
     """Every well-formed lock, table items and lockfiles merged (dual backends: one record); digests are
-    counted, everything else is reported as skipped."""
+    counted, everything else is reported as skipped. Each lock knows the table it was read from."""
     table_locks: list[LockRecord] = []
-    classified: Iterator[LockRecord | DigestRecord | SkippedItem] = iter(())
-    if lock_table is not None:
-        classified = (classify_item(item, now) for item in lock_table.scan())
-    for entry in classified:
+    for entry in (entry for table in tables for entry in _classified(table, now)):
         if isinstance(entry, LockRecord):
             table_locks.append(entry)
         elif isinstance(entry, DigestRecord):
@@ -301,13 +309,13 @@ TIME_RESERVE_SECONDS = 20.0
 
 
 def _new_report(
-    lock_table: LockSource | None, lockfiles: LockfileSource | None, policy: Policy, mode: Mode, now: datetime
+    tables: Sequence[LockSource], lockfiles: LockfileSource | None, policy: Policy, mode: Mode, now: datetime
 ) -> SweepReport:
     effective, note = resolve_mode(policy, mode)
     if note:
         logger.warning("mode downgraded", extra={"note": note})
     return SweepReport(
-        table=lock_table.name if lock_table is not None else None,
+        table=", ".join(table.name for table in tables) or None,
         buckets=lockfiles.name if lockfiles is not None else None,
         mode=effective,
         started_at=now,
@@ -322,7 +330,7 @@ def out_of_time(remaining_seconds: Callable[[], float] | None) -> bool:
 
 def sweep(
     *,
-    lock_table: LockSource | None,
+    lock_table: LockSource | Sequence[LockSource] | None,
     state: StateStore,
     policy: Policy,
     mode: Mode,
@@ -340,10 +348,11 @@ def sweep(
     """
     holders = holders or HolderChecks()
     now = clock()
-    report = _new_report(lock_table, lockfiles, policy, mode, now)
+    tables = _tables(lock_table)
+    report = _new_report(tables, lockfiles, policy, mode, now)
 
     no_time_left = partial(out_of_time, remaining_seconds)
-    locks = _read_locks(lock_table, lockfiles, now, report)
+    locks = _read_locks(tables, lockfiles, now, report)
     observed = state.observe(locks, now)
     states = {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
     verdicts: list[Verdict] = []
@@ -364,9 +373,7 @@ def sweep(
         if verdict.action is Action.REAP and plan.breaker:
             entry.notes.append(plan.breaker)
         if planned is Outcome.REAPED:
-            entry.outcome, extra, entry.deleted_item = _reap(
-                lock, verdict, _Targets(lock_table, lockfiles), state, clock
-            )
+            entry.outcome, extra, entry.deleted_item = _reap(lock, verdict, _Targets(tables, lockfiles), state, clock)
             entry.notes.extend(extra)
         if alerts is not None:
             entry.notifications = _alert(alerts, entry, now)
@@ -403,20 +410,37 @@ def _alert(alerts: AlertSink, entry: LockReport, now: datetime) -> list[dict[str
         return [{"error": f"{type(err).__name__}: {err}"}]
 
 
+def _tables(lock_table: LockSource | Sequence[LockSource] | None) -> list[LockSource]:
+    if lock_table is None:
+        return []
+    return list(lock_table) if isinstance(lock_table, Sequence) else [lock_table]
+
+
 @dataclass(frozen=True)
 class _Targets:
-    """Where the sweep's locks live: the lock table, the lockfile buckets, or both."""
+    """Where the sweep's locks live: the lock tables, the lockfile buckets, or both."""
 
-    table: LockSource | None
+    tables: Sequence[LockSource]
     lockfiles: LockfileSource | None
+
+    def table_of(self, lock: LockRecord) -> LockSource:
+        """The table the lock was read from, by its ARN (the name when unknown): a LockID and Info held in two
+        tables are two locks, each deleted from its own table."""
+        for table in self.tables:
+            if (table.arn, table.name) == (lock.table_arn, lock.table):
+                return table
+        raise AwsAccessError(f"{lock.lock_path!r} was not read from any of the lock tables swept")
 
 
 @dataclass(frozen=True)
 class _Deletion:
-    deleted: bool
+    deleted: list[DynamoItem]
+    """Everything this reap deleted, each in full (a dual backend: the lockfile's record, then the lock item)."""
     notes: list[str]
-    item: DynamoItem | None
-    """The item deleted, or (not deleted) the lock item found instead, when known."""
+    found: DynamoItem | None = None
+    """Not deleted: the lock item found instead, when known."""
+    left: str | None = None
+    """A dual backend's side that was not deleted, and why (the other side was)."""
 
 
 def _reap(
@@ -439,16 +463,21 @@ def _reap(
         return Outcome.FAILED, [f"delete failed: {err}"], None
 
     if result.deleted:
+        # Whatever was deleted is reaped, even when a dual backend's other side could not be: logged in full,
+        # alerted as reaped, with what was left and why.
         outcome = Outcome.REAPED
         logger.warning(
             "lock reaped",
             extra={
                 "lock_path": lock.lock_path,
                 "lock_id": lock.lock_id,
+                "lock_table": lock.table,
                 "backend": lock.backend,
                 "who": lock.info.who,
                 "operation": lock.info.operation,
-                "deleted_item": result.item,
+                "deleted_item": result.deleted[-1],
+                "deleted_items": result.deleted,
+                "left": result.left,
                 "follow_up": "a reaped apply may have left state partly written: run terraform plan and review",
             },
         )
@@ -459,20 +488,24 @@ def _reap(
             extra={
                 "lock_path": lock.lock_path,
                 "lock_id": lock.lock_id,
+                "lock_table": lock.table,
                 "backend": lock.backend,
                 "notes": result.notes,
-                "current_item": result.item,
+                "current_item": result.found,
             },
         )
-    _best_effort(lambda: state.end_reap(lock, outcome.value, clock(), result.item), "cannot record reap", lock)
-    return outcome, result.notes, result.item if result.deleted else None
+    final = result.deleted[-1] if result.deleted else result.found
+    _best_effort(lambda: state.end_reap(lock, outcome.value, clock(), final), "cannot record reap", lock)
+    return outcome, result.notes, result.deleted[-1] if result.deleted else None
 
 
 def _delete(lock: LockRecord, targets: _Targets) -> _Deletion:
-    """Each side conditional on what was judged, the lockfile first (Terraform takes it first). A side that
-    changed stops the reap there: what is left is left alone, and the reasons name the side."""
+    """Each side conditional on what was judged, the lockfile first (Terraform takes it first). A lockfile that
+    changed stops the reap there: the lock item is left alone. Whether each side may be deleted at all was
+    decided before (see :func:`tflock_reaper.decision.decide`): nothing here deletes one side of a lock whose
+    other side is known to be undeletable."""
     if lock.lockfile is None:
-        return _delete_item(lock, targets.table, [])
+        return _delete_item(lock, targets, [], [])
     if targets.lockfiles is None:  # pragma: no cover - lockfile locks come only from a lockfile source
         raise AwsAccessError("no lockfile source to delete from")
     where = f"s3://{lock.lockfile.location}"
@@ -481,28 +514,28 @@ def _delete(lock: LockRecord, targets: _Targets) -> _Deletion:
         notes = [f"not deleted: the lockfile {where} changed after it was read ({deletion.reason})"]
         if lock.in_table:
             notes.append("the DynamoDB lock item was left alone")
-        return _Deletion(deleted=False, notes=notes, item=None)
+        return _Deletion(deleted=[], notes=notes)
     notes = [f"lockfile {where} deleted, conditional on the ETag judged ({lock.lockfile.etag})"]
+    deleted = [lockfile_item(lock.lockfile)]
     if not lock.in_table:
-        return _Deletion(deleted=True, notes=notes, item=lock.item)
+        return _Deletion(deleted=deleted, notes=notes)
     try:
-        return _delete_item(lock, targets.table, notes)
+        return _delete_item(lock, targets, notes, deleted)
     except AwsAccessError as err:
-        raise AwsAccessError(f"the lockfile {where} was deleted but the DynamoDB lock item was not: {err}") from err
+        left = f"the DynamoDB lock item {lock.lock_path!r} was not deleted: {err}"
+        return _Deletion(deleted=deleted, notes=[*notes, f"{left}: release it by hand"], left=left)
 
 
-def _delete_item(lock: LockRecord, table: LockSource | None, notes: list[str]) -> _Deletion:
-    if table is None:  # pragma: no cover - lock items come only from a lock table
-        raise AwsAccessError("no lock table to delete from")
-    result = table.delete_if_unchanged(lock.lock_path, lock.raw_info)
-    item: DynamoItem | None = result.item
+def _delete_item(lock: LockRecord, targets: _Targets, notes: list[str], deleted: list[DynamoItem]) -> _Deletion:
+    result = targets.table_of(lock).delete_if_unchanged(lock.lock_path, lock.raw_info)
     dual = lock.lockfile is not None
     if not result.deleted:
         side = "the DynamoDB lock item" if dual else "the lock"
-        notes.append(f"not deleted: {side} was released or re-acquired after it was read")
-        return _Deletion(deleted=False, notes=notes, item=item)
+        why = f"{side} was released or re-acquired after it was read"
+        notes.append(f"not deleted: {why}")
+        return _Deletion(deleted=deleted, notes=notes, found=result.item, left=why if deleted else None)
     notes.append(("DynamoDB lock item " if dual else "") + "deleted, conditional on the exact Info judged")
-    return _Deletion(deleted=True, notes=notes, item=item)
+    return _Deletion(deleted=[*deleted, result.item or lock.item], notes=notes)
 
 
 def _best_effort(action: Callable[[], None], message: str, lock: LockRecord) -> None:
@@ -528,13 +561,15 @@ def explain(
     clock: Callable[[], datetime] = utcnow,
     holders: HolderChecks | None = None,
     lockfile: LockfileObject | None = None,
+    table: str | None = None,
+    table_arn: str | None = None,
 ) -> LockReport | SkippedItem | DigestRecord | None:
     """The verdict one sweep would give the lock at ``lock_path`` (its table item and/or its lockfile),
     without acting on it."""
     if item is None and lockfile is None:
         return None
     now = clock()
-    classified = classify_item(item, now) if item is not None else None
+    classified = classify_item(item, now, table=table, table_arn=table_arn) if item is not None else None
     if classified is not None and not isinstance(classified, LockRecord):
         return classified
     from_file = classify_lockfile(lockfile, now) if lockfile is not None else None

@@ -13,12 +13,13 @@ from typing import Protocol
 
 from tflock_reaper.lock import DynamoItem, LockRecord
 
-LockKey = tuple[str, str]
-"""(lock path, lock ID): one acquisition of one state's lock."""
+LockKey = tuple[str, str, str]
+"""(scope, lock path, lock ID): one acquisition of one state's lock in one lock table (or bucket). The scope (the
+table's ARN, see :attr:`LockRecord.scope`) matters: two tables, or two accounts, may hold the same LockID and ID."""
 
 
 def lock_key(lock: LockRecord) -> LockKey:
-    return (lock.lock_path, lock.lock_id)
+    return (lock.scope, lock.lock_path, lock.lock_id)
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,9 @@ class StateStore(Protocol):
 
     def end_reap(self, lock: LockRecord, outcome: str, now: datetime, item: DynamoItem | None) -> None: ...
 
-    def last_persisted(self, state_path: str) -> datetime | None:
-        """The server time of the last digest write of this state seen on the stream, if any."""
+    def last_persisted(self, scope: str, state_path: str) -> datetime | None:
+        """The server time of the last digest write of this state (in the lock table ``scope``) seen on the
+        stream, if any."""
         ...
 
 
@@ -62,7 +64,7 @@ class MemoryStateStore:
     states: dict[LockKey, LockState] = field(default_factory=dict)
     reaps: dict[LockKey, dict[str, object]] = field(default_factory=dict)
     alerted: dict[LockKey, str] = field(default_factory=dict)
-    persisted: dict[str, datetime] = field(default_factory=dict)
+    persisted: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
     def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
         for lock in locks:
@@ -80,8 +82,8 @@ class MemoryStateStore:
     def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
         self.reaps[lock_key(lock)] = {"status": "pending", "started_at": now, "item": lock.item}
 
-    def last_persisted(self, state_path: str) -> datetime | None:
-        return self.persisted.get(state_path)
+    def last_persisted(self, scope: str, state_path: str) -> datetime | None:
+        return self.persisted.get((scope, state_path))
 
     def end_reap(self, lock: LockRecord, outcome: str, now: datetime, item: DynamoItem | None) -> None:
         self.reaps[lock_key(lock)].update(status=outcome, finished_at=now, final_item=item)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ MAX_SEGMENTS = 16
 
 #: How long a warm process keeps a table's segment count: DynamoDB refreshes TableSizeBytes about every 6 hours.
 SIZE_CACHE_SECONDS = 3600.0
-_SEGMENTS: dict[tuple[str, str | None, str], tuple[float, int]] = {}
+_SEGMENTS: dict[tuple[str, str | None, str], tuple[float, str, int]] = {}
 
 
 def segments_for(table_size_bytes: int) -> int:
@@ -52,19 +52,36 @@ class LockTable:
         self._client = client
         self.name = name
         self.segments = segments
+        self._arn: str | None = None
 
-    def _segments(self) -> int:
-        if self.segments is not None:
-            return max(1, min(MAX_SEGMENTS, self.segments))
-        # TableSizeBytes is refreshed by DynamoDB about every six hours: good enough to size a scan, and kept by a
-        # warm process for an hour so that most sweeps make no DescribeTable call.
+    @property
+    def arn(self) -> str | None:
+        """The table's ARN (account, region, name), known once :meth:`scan` (or :meth:`describe`) has run."""
+        return self._arn
+
+    def describe(self) -> tuple[str, int]:
+        """(ARN, parallel Scan segments from the table's size), from DescribeTable.
+
+        TableSizeBytes is refreshed by DynamoDB about every six hours: good enough to size a scan, and kept by a
+        warm process for an hour (with the ARN, which never changes) so that most sweeps make no DescribeTable call.
+        """
         key = (self._client.meta.region_name, self._client.meta.endpoint_url, self.name)
         cached = _SEGMENTS.get(key)
-        if cached is not None and time.monotonic() - cached[0] < SIZE_CACHE_SECONDS:
-            return cached[1]
-        table = self._client.describe_table(TableName=self.name)["Table"]
-        _SEGMENTS[key] = (time.monotonic(), segments_for(int(table.get("TableSizeBytes", 0))))
-        return _SEGMENTS[key][1]
+        if cached is None or time.monotonic() - cached[0] >= SIZE_CACHE_SECONDS:
+            try:
+                table = self._client.describe_table(TableName=self.name)["Table"]
+            except (ClientError, BotoCoreError) as err:
+                raise AwsAccessError(f"cannot describe lock table {self.name!r}: {describe(err)}") from err
+            cached = (time.monotonic(), str(table["TableArn"]), segments_for(int(table.get("TableSizeBytes", 0))))
+            _SEGMENTS[key] = cached
+        self._arn = cached[1]
+        return cached[1], cached[2]
+
+    def _segments(self) -> int:
+        _, sized = self.describe()
+        if self.segments is not None:
+            return max(1, min(MAX_SEGMENTS, self.segments))
+        return sized
 
     def _scan_segment(self, segment: int, total: int) -> list[DynamoItem]:
         kwargs: dict[str, Any] = {"Segment": segment, "TotalSegments": total} if total > 1 else {}
@@ -75,8 +92,8 @@ class LockTable:
 
     def scan(self) -> Iterator[DynamoItem]:
         """Every item, strongly consistent; a large table in parallel segments. A failed page fails the scan."""
+        total = self._segments()
         try:
-            total = self._segments()
             if total == 1:
                 yield from self._scan_segment(0, 1)
                 return
@@ -120,28 +137,3 @@ class LockTable:
             raise AwsAccessError(f"cannot delete {lock_path!r} from {self.name!r}: {describe(err)}") from err
         deleted: DynamoItem | None = response.get("Attributes")  # type: ignore[assignment]
         return DeleteResult(deleted=True, item=deleted)
-
-
-class LockTables:
-    """Several lock tables swept as one source (one deployment, many tables): each lock is deleted from the
-    table it was read from."""
-
-    def __init__(self, tables: Sequence[LockTable]) -> None:
-        self.tables = list(tables)
-        self.name = ", ".join(t.name for t in self.tables)
-        self._origin: dict[tuple[str, str], LockTable] = {}
-
-    def scan(self) -> Iterator[DynamoItem]:
-        self._origin.clear()
-        for table in self.tables:
-            for item in table.scan():
-                path, info = item.get("LockID", {}).get("S"), item.get("Info", {}).get("S")
-                if isinstance(path, str) and isinstance(info, str):
-                    self._origin.setdefault((path, info), table)
-                yield item
-
-    def delete_if_unchanged(self, lock_path: str, raw_info: str) -> DeleteResult:
-        table = self._origin.get((lock_path, raw_info))
-        if table is None:
-            raise AwsAccessError(f"{lock_path!r} was not read from any of the lock tables {self.name!r}")
-        return table.delete_if_unchanged(lock_path, raw_info)

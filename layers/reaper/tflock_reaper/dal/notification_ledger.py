@@ -1,9 +1,12 @@
 """The notification ledger in the reaper's state table: one item per (lock acquisition, event, channel).
 
-``pk = LOCK#<lock path>`` (the partition of the lock's observation items), ``sk = NOTIFY#<lock ID>#<event>#<channel>``,
-with ``notify_status`` (``sending`` | ``sent``), ``claim_id``, ``claimed_at``/``claimed_epoch``, ``sent_at`` and a
-TTL (``expires_at``) of 30 days. Observation items use ``sk = ID#<lock ID>``: a query of a lock's partition
-must filter on the ``sk`` prefix.
+``pk`` = the partition of the lock's observation items (a digest of its scope and path, see
+:func:`tflock_reaper.dal.state_table.state_pk`), ``sk = NOTIFY#<digest of (lock ID, event, channel)>``, with
+``notify_status`` (``sending`` | ``sent``), ``claim_id``, ``claimed_at``/``claimed_epoch``, ``sent_at``, the readable
+``lock_scope``, ``lock_path``, ``lock_id``, ``event`` and ``channel``, and a TTL (``expires_at``) of 30 days. Keys are
+digests because the lock ID and path are whatever a Terraform user wrote (a 1,100-byte ID would push a readable
+sort key past DynamoDB's 1,024 bytes, and every claim of it would fail). Observation items use ``sk = ID#...``: a
+query of a lock's partition must filter on the ``sk`` prefix.
 
 A claim is a conditional ``PutItem``: it succeeds when no item exists (``attribute_not_exists(pk)``), or when
 an earlier claim is still ``sending`` and older than the lease (its process died mid-send: a Lambda timeout,
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tflock_reaper.dal.errors import AwsAccessError, describe
+from tflock_reaper.dal.state_table import digest, state_pk
 from tflock_reaper.notify.events import DedupKey
 
 if TYPE_CHECKING:
@@ -66,7 +70,10 @@ class DynamoLedger:
 
     @staticmethod
     def key(channel: str, key: DedupKey) -> dict[str, Any]:
-        return {"pk": {"S": f"LOCK#{key.lock_path}"}, "sk": {"S": f"NOTIFY#{key.lock_id}#{key.event}#{channel}"}}
+        return {
+            "pk": {"S": state_pk(key.scope, key.lock_path)},
+            "sk": {"S": f"NOTIFY#{digest(key.lock_id, key.event, channel)}"},
+        }
 
     def claim(self, channel: str, key: DedupKey) -> bool:
         now = self._clock()
@@ -78,6 +85,7 @@ class DynamoLedger:
             "claimed_at": {"S": now.isoformat()},
             "claimed_epoch": {"N": str(int(now.timestamp()))},
             "expires_at": {"N": str(int((now + self._ttl).timestamp()))},
+            "lock_scope": {"S": key.scope},
             "lock_path": {"S": key.lock_path},
             "lock_id": {"S": key.lock_id},
             "event": {"S": key.event},

@@ -1,14 +1,22 @@
 """The reaper's state table (``pk``/``sk``, TTL on ``expires_at``). One item per lock acquisition:
 
-``pk = LOCK#<lock path>``, ``sk = ID#<lock ID>``, with ``first_seen``, ``warned_at``, ``acquired_at`` and
-``released_at`` (written by the stream function, server time) and, once reaped, ``reap_status`` and the full
-``reaped_item``. Per state, ``sk = PERSISTED`` holds the last digest write seen on the stream.
-Writes use ``if_not_exists`` so that overlapping sweeps, retries and the stream function never
-overwrite each other's first observations.
+``pk = LOCK#<digest of (scope, lock path)>``, ``sk = ID#<digest of the lock ID>``, with ``first_seen``,
+``warned_at``, ``acquired_at`` and ``released_at`` (written by the stream function, server time) and, once reaped,
+``reap_status`` and the full ``reaped_item``. Per state, ``sk = PERSISTED`` holds the last digest write seen on the
+stream. Writes use ``if_not_exists`` so that overlapping sweeps, retries and the stream function never overwrite
+each other's first observations.
+
+Keys are digests because what they identify is written by whoever can run Terraform: a LockID may be 2,048 bytes
+and a lock ID anything, while DynamoDB refuses a partition key over 2,048 bytes and a sort key over 1,024. A key
+that DynamoDB refuses would fail the whole batch it is read or written in, so one hostile lock could stop every
+observation, alert and reap of a table. The readable values travel as attributes (``lock_scope``, ``lock_path``,
+``lock_id``, ``lock_table``) of every item, and the scope (the lock table's ARN, or ``s3://<bucket>`` for a
+lockfile) keeps two tables or two accounts holding the same LockID apart.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -19,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tflock_reaper.audit import ReleaseRecord
 from tflock_reaper.dal.errors import AwsAccessError, describe
 from tflock_reaper.lock import DynamoItem, LockRecord
-from tflock_reaper.lockfile_audit import Acquisition
+from tflock_reaper.lockfile_audit import Acquisition, LockfileEntry
 from tflock_reaper.state import LockKey, LockState, lock_key
 
 if TYPE_CHECKING:
@@ -37,9 +45,10 @@ PERSISTED_SK = "PERSISTED"
 SEQUENCE_WIDTH = 40
 _BATCH_GET_MAX = 100
 _BATCH_GET_ATTEMPTS = 5
-#: A sparse index of the observations of locks still held: ``open_bucket`` (the lock path's bucket) is set when a
-#: sweep records a lock and removed when the lock's release is recorded (stream) or a sweep finds it gone. A
-#: sweep reads a bucket's open observations with a few Query pages instead of a BatchGetItem per 100 locks.
+#: A sparse index of the observations of locks still held: ``open_bucket`` (the lock's scope and the bucket of its
+#: path, see ``_open_key``) is set when a sweep records a lock and removed when the lock's release is recorded
+#: (stream) or a sweep finds it gone. A sweep reads a bucket's open observations with a few Query pages instead of a
+#: BatchGetItem per 100 locks.
 OPEN_INDEX = "open-locks"
 OPEN_KEY = "open_bucket"
 #: Concurrent requests for a sweep's batched reads and its observation writes (boto3 clients are thread-safe;
@@ -49,17 +58,76 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def _key(lock_path: str, lock_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"LOCK#{lock_path}"}, "sk": {"S": f"ID#{lock_id}"}}
+#: Hex digits of a key digest: 128 bits of SHA-256, so that no two locks ever share a key.
+DIGEST_HEX = 32
+#: S3 bucket names are at most 63 characters: a longer "bucket" (a lock path's first segment, which any writer of
+#: the lock table chooses) is indexed by its digest.
+BUCKET_MAX = 63
 
 
-def _item_key(item: dict[str, Any]) -> LockKey:
-    return (item["pk"]["S"].removeprefix("LOCK#"), item["sk"]["S"].removeprefix("ID#"))
+def digest(*parts: str) -> str:
+    """A fixed-length key part for values a lock writer controls (unambiguous: each part's length is hashed too)."""
+    hasher = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8", "surrogatepass")
+        hasher.update(len(data).to_bytes(8, "big") + data)
+    return hasher.hexdigest()[:DIGEST_HEX]
 
 
-def _bucket(lock_path: str) -> str:
-    """The bucket of a lock path (``<bucket>/<key>``, for table items and lockfiles alike)."""
-    return lock_path.split("/", 1)[0]
+def state_pk(scope: str, lock_path: str) -> str:
+    """The partition of one state's lock in one table (or bucket): its acquisitions, its ledger, its writes."""
+    return f"LOCK#{digest(scope, lock_path)}"
+
+
+def _key(scope: str, lock_path: str, lock_id: str) -> dict[str, Any]:
+    return {"pk": {"S": state_pk(scope, lock_path)}, "sk": {"S": f"ID#{digest(lock_id)}"}}
+
+
+def _lock_key(lock: LockRecord) -> dict[str, Any]:
+    return _key(*lock_key(lock))
+
+
+def _key_strings(key: dict[str, Any]) -> tuple[str, str]:
+    """(pk, sk) of an item or a key: what the open-locks index projects of every item, whatever else it holds."""
+    return (str(key["pk"]["S"]), str(key["sk"]["S"]))
+
+
+def _open_key(lock: LockRecord) -> str:
+    """The open-locks index key of a lock: its scope (lock table or bucket) and the bucket of its path
+    (``<bucket>/<key>``): ``<scope> <bucket>``, the bucket as ``#<digest>`` when it is longer than any bucket name
+    can be. A sweep of one table reads (and closes) only that table's open observations."""
+    bucket = lock.lock_path.split("/", 1)[0]
+    if len(bucket.encode("utf-8", "surrogatepass")) > BUCKET_MAX or "#" in bucket:
+        bucket = f"#{digest(bucket)}"
+    return f"{lock.scope} {bucket}"
+
+
+def _readable(lock: LockRecord) -> dict[str, Any]:
+    """The attributes that say, in words, which lock an item is about (its keys are digests)."""
+    values: dict[str, Any] = {
+        ":scope": {"S": lock.scope},
+        ":path": {"S": lock.lock_path},
+        ":id": {"S": lock.lock_id},
+    }
+    return values
+
+
+#: Sort-key prefix of a lockfile's S3 events (``S3#<sequencer position>``): they sort in S3's order.
+_LOCKFILE_EVENT = "S3#"
+
+
+def _lockfile_entry(item: dict[str, Any]) -> LockfileEntry:
+    def text(name: str) -> str:
+        return str(item.get(name, {}).get("S", ""))
+
+    return LockfileEntry(
+        position=text("sk").removeprefix(_LOCKFILE_EVENT),
+        kind="created" if text("kind") == "created" else "deleted",
+        server_time=datetime.fromisoformat(text("server_time")),
+        event_id=text("event_id"),
+        sequencer=text("sequencer"),
+        body=item.get("body", {}).get("S"),
+    )
 
 
 def _time(item: dict[str, Any], name: str) -> datetime | None:
@@ -78,7 +146,7 @@ class StateTable:
         self._workers = workers
         self._unrecorded: dict[LockKey, tuple[LockRecord, datetime]] = {}
         """Locks observed by the current sweep whose observation is still to be written (see :meth:`settle`)."""
-        self._gone: list[LockKey] = []
+        self._gone: list[tuple[str, str]] = []
         """Open observations of the swept buckets whose lock the sweep did not find: closed by :meth:`settle`."""
 
     def _in_parallel(self, work: Callable[[_T], _R], tasks: Sequence[_T]) -> list[_R]:
@@ -106,7 +174,8 @@ class StateTable:
         return [item for items in self._in_parallel(self._batch_get_chunk, chunks) for item in items]
 
     def _query_open(self, bucket: str) -> list[dict[str, Any]]:
-        """The open observations of one bucket's locks (the index is eventually consistent: see :meth:`observe`)."""
+        """The open observations of one table's locks in one bucket (the index is eventually consistent: see
+        :meth:`observe`)."""
         items: list[dict[str, Any]] = []
         for page in self._client.get_paginator("query").paginate(
             TableName=self.name,
@@ -126,18 +195,24 @@ class StateTable:
         lagging index can only miss an observation, never give a wrong one (each time is written once), and a
         missed one is read consistently: so the index is safe to read eventually consistent."""
         try:
-            wanted = {lock_key(lock) for lock in locks}
+            # Keys are digests: an item is matched to its lock by the keys the lock would have.
+            by_keys = {_key_strings(_lock_key(lock)): lock_key(lock) for lock in locks}
+            wanted = set(by_keys.values())
             found: dict[LockKey, dict[str, Any]] = {}
-            buckets = sorted({_bucket(lock.lock_path) for lock in locks})
+            open_keys: list[tuple[str, str]] = []
+            buckets = sorted({_open_key(lock) for lock in locks})
             for item in (i for items in self._in_parallel(self._query_open, buckets) for i in items):
-                found[_item_key(item)] = item
+                keys = _key_strings(item)
+                open_keys.append(keys)
+                if keys in by_keys:
+                    found[by_keys[keys]] = item
             indexed = set(found)
             missing = [_key(*key) for key in wanted - indexed]
             for item in self._batch_get(missing):
-                found[_item_key(item)] = item
+                found[by_keys[_key_strings(item)]] = item
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot use state table {self.name!r}: {describe(err)}") from err
-        self._gone = sorted(indexed - wanted)
+        self._gone = sorted(keys for keys in open_keys if keys not in by_keys)
         states: dict[LockKey, LockState] = {}
         for lock in locks:
             key = lock_key(lock)
@@ -174,10 +249,11 @@ class StateTable:
             total = len(writes) + len(gone)
             raise AwsAccessError(f"{len(errors)} of {total} observation writes failed: {errors[0]}")
 
-    def _close(self, key: LockKey) -> str | None:
+    def _close(self, keys: tuple[str, str]) -> str | None:
         """Take a lock the sweep no longer finds out of the open-locks index (its record stays)."""
+        key = {"pk": {"S": keys[0]}, "sk": {"S": keys[1]}}
         try:
-            self._client.update_item(TableName=self.name, Key=_key(*key), UpdateExpression=f"REMOVE {OPEN_KEY}")
+            self._client.update_item(TableName=self.name, Key=key, UpdateExpression=f"REMOVE {OPEN_KEY}")
         except (ClientError, BotoCoreError) as err:
             return describe(err)
         return None
@@ -187,14 +263,12 @@ class StateTable:
         parts: list[str] = []
         values: dict[str, Any] = {}
         if seen is not None:
-            parts.append("first_seen = if_not_exists(first_seen, :seen), lock_path = :path, lock_id = :id")
+            parts.append("first_seen = if_not_exists(first_seen, :seen)")
             parts.append(f"expires_at = :ttl, {OPEN_KEY} = :bucket")
             values |= {
                 ":seen": {"S": seen.isoformat()},
-                ":path": {"S": lock.lock_path},
-                ":id": {"S": lock.lock_id},
                 ":ttl": _epoch(seen + OBSERVATION_TTL),
-                ":bucket": {"S": _bucket(lock.lock_path)},
+                ":bucket": {"S": _open_key(lock)},
             }
         if warned is not None:
             parts.append("warned_at = if_not_exists(warned_at, :warned)")
@@ -205,26 +279,27 @@ class StateTable:
             return describe(err)
         return None
 
-    def last_persisted(self, state_path: str) -> datetime | None:
+    def last_persisted(self, scope: str, state_path: str) -> datetime | None:
         try:
             response = self._client.get_item(
                 TableName=self.name,
-                Key={"pk": {"S": f"LOCK#{state_path}"}, "sk": {"S": PERSISTED_SK}},
+                Key={"pk": {"S": state_pk(scope, state_path)}, "sk": {"S": PERSISTED_SK}},
                 ConsistentRead=True,
             )
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
         return _time(dict(response.get("Item", {})), "last_persisted_at")
 
-    def acquisitions(self, lock_path: str) -> list[Acquisition]:
-        """Every acquisition recorded for ``lock_path`` (its ``ID#`` items; not ``PERSISTED`` nor ledger items)."""
+    def acquisitions(self, scope: str, lock_path: str) -> list[Acquisition]:
+        """Every acquisition recorded for ``lock_path`` in ``scope`` (its ``ID#`` items; not ``PERSISTED`` nor
+        ledger items)."""
         items: list[dict[str, Any]] = []
         try:
             paginator = self._client.get_paginator("query")
             for page in paginator.paginate(
                 TableName=self.name,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :id)",
-                ExpressionAttributeValues={":pk": {"S": f"LOCK#{lock_path}"}, ":id": {"S": "ID#"}},
+                ExpressionAttributeValues={":pk": {"S": state_pk(scope, lock_path)}, ":id": {"S": "ID#"}},
                 ConsistentRead=True,
             ):
                 items.extend(dict(item) for item in page.get("Items", []))
@@ -232,7 +307,7 @@ class StateTable:
             raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
         return [
             Acquisition(
-                lock_id=item["sk"]["S"].removeprefix("ID#"),
+                lock_id=item.get("lock_id", {}).get("S", ""),
                 acquired_at=_time(item, "acquired_at"),
                 released_at=_time(item, "released_at"),
                 released_seq=item.get("released_seq", {}).get("S"),
@@ -240,17 +315,24 @@ class StateTable:
                 operation=item.get("operation", {}).get("S"),
             )
             for item in items
+            if isinstance(item.get("lock_id", {}).get("S"), str)
         ]
 
-    def open_acquisitions(self, lock_path: str) -> list[Acquisition]:
-        """The acquisitions of ``lock_path`` whose release is not recorded."""
-        return [a for a in self.acquisitions(lock_path) if a.open]
+    def open_acquisitions(self, scope: str, lock_path: str) -> list[Acquisition]:
+        """The acquisitions of ``lock_path`` in ``scope`` whose release is not recorded."""
+        return [a for a in self.acquisitions(scope, lock_path) if a.open]
 
     # -- writes ----------------------------------------------------------------------------------------
     def _update(self, lock: LockRecord, expression: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Every write names the lock in words too (its keys are digests): scope, path, ID and table."""
+        expression += ", lock_scope = :scope, lock_path = :path, lock_id = :id"
+        values = {**values, **_readable(lock)}
+        if lock.table is not None:
+            expression += ", lock_table = :table"
+            values[":table"] = {"S": lock.table}
         response = self._client.update_item(
             TableName=self.name,
-            Key=_key(lock.lock_path, lock.lock_id),
+            Key=_lock_key(lock),
             UpdateExpression=expression,
             ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
@@ -308,16 +390,17 @@ class StateTable:
 
     def record_acquired(self, lock: LockRecord, server_time: datetime, sequence: str) -> bool:
         info = lock.info
+        table = ", lock_table = :table" if lock.table is not None else ""
         written, _ = self._conditional(
-            _key(lock.lock_path, lock.lock_id),
-            "SET acquired_at = :t, acquired_seq = :seq, lock_path = :path, lock_id = :id, who = :who, "
-            "operation = :op, expires_at = if_not_exists(expires_at, :ttl)",
+            _lock_key(lock),
+            "SET acquired_at = :t, acquired_seq = :seq, lock_scope = :scope, lock_path = :path, lock_id = :id, "
+            f"who = :who, operation = :op, expires_at = if_not_exists(expires_at, :ttl){table}",
             "attribute_not_exists(acquired_at)",
             {
                 ":t": {"S": server_time.isoformat()},
                 ":seq": {"S": sequence},
-                ":path": {"S": lock.lock_path},
-                ":id": {"S": lock.lock_id},
+                **_readable(lock),
+                **({":table": {"S": lock.table}} if lock.table is not None else {}),
                 ":who": {"S": info.who},
                 ":op": {"S": info.operation},
                 ":ttl": _epoch(server_time + OBSERVATION_TTL),
@@ -325,19 +408,36 @@ class StateTable:
         )
         return written
 
-    def record_released(self, lock_path: str, lock_id: str, server_time: datetime, sequence: str) -> ReleaseRecord:
+    def record_released(
+        self,
+        scope: str,
+        lock_path: str,
+        lock_id: str,
+        server_time: datetime,
+        sequence: str,
+        *,
+        position: str | None = None,
+    ) -> ReleaseRecord:
+        """With ``position`` (a lockfile deletion's sequencer position), the release replaces one recorded from a
+        later deletion: S3 events arrive in any order, and the earliest deletion after the create is the release."""
+        values: dict[str, Any] = {
+            ":t": {"S": server_time.isoformat()},
+            ":seq": {"S": sequence},
+            ":scope": {"S": scope},
+            ":path": {"S": lock_path},
+            ":id": {"S": lock_id},
+            ":ttl": _epoch(server_time + OBSERVATION_TTL),
+        }
+        by_position, condition = "", "attribute_not_exists(released_at)"
+        if position is not None:
+            by_position, condition = ", released_position = :pos", f"{condition} OR released_position > :pos AND released_position < :pos"
+            values[":pos"] = {"S": position}
         written, attributes = self._conditional(
-            _key(lock_path, lock_id),
-            "SET released_at = :t, released_seq = :seq, lock_path = :path, lock_id = :id, "
-            f"expires_at = if_not_exists(expires_at, :ttl) REMOVE {OPEN_KEY}",
-            "attribute_not_exists(released_at)",
-            {
-                ":t": {"S": server_time.isoformat()},
-                ":seq": {"S": sequence},
-                ":path": {"S": lock_path},
-                ":id": {"S": lock_id},
-                ":ttl": _epoch(server_time + OBSERVATION_TTL),
-            },
+            _key(scope, lock_path, lock_id),
+            "SET released_at = :t, released_seq = :seq, lock_scope = :scope, lock_path = :path, lock_id = :id, "
+            f"expires_at = if_not_exists(expires_at, :ttl){by_position} REMOVE {OPEN_KEY}",
+            condition,
+            values,
         )
         return ReleaseRecord(
             acquired_at=_time(attributes, "acquired_at"),
@@ -347,16 +447,78 @@ class StateTable:
             first=written,
         )
 
-    def record_persisted(self, state_path: str, server_time: datetime, sequence: str) -> bool:
+    def revoke_release(self, scope: str, lock_path: str, lock_id: str, position: str) -> bool:
+        """Forget a release recorded from the lockfile deletion at ``position`` (and only that one)."""
+        revoked, _ = self._conditional(
+            _key(scope, lock_path, lock_id),
+            "REMOVE released_at, released_seq, released_position",
+            "released_position = :pos",
+            {":pos": {"S": position}},
+        )
+        return revoked
+
+    # -- S3 lockfile events, kept in S3's order (sequencer positions) ----------------------------------------
+    def record_lockfile_event(self, scope: str, lock_path: str, entry: LockfileEntry) -> tuple[bool, LockfileEntry]:
+        """Keep one S3 event of a lockfile (``sk = S3#<position>``, in the lock's partition) unless that position is
+        kept already: (written, the entry kept, the first delivery's on a redelivery)."""
+        values: dict[str, Any] = {
+            ":kind": {"S": entry.kind},
+            ":t": {"S": entry.server_time.isoformat()},
+            ":event": {"S": entry.event_id},
+            ":sequencer": {"S": entry.sequencer},
+            ":scope": {"S": scope},
+            ":path": {"S": lock_path},
+            ":ttl": _epoch(entry.server_time + OBSERVATION_TTL),
+        }
+        expression = "SET kind = :kind, server_time = :t, event_id = :event, sequencer = :sequencer, "
+        expression += "lock_scope = :scope, lock_path = :path, expires_at = :ttl"
+        if entry.body is not None:
+            expression += ", body = :body"
+            values[":body"] = {"S": entry.body}
+        written, item = self._conditional(
+            {"pk": {"S": state_pk(scope, lock_path)}, "sk": {"S": _LOCKFILE_EVENT + entry.position}},
+            expression,
+            "attribute_not_exists(sk)",
+            values,
+        )
+        return written, _lockfile_entry(item)
+
+    def lockfile_neighbours(
+        self, scope: str, lock_path: str, position: str
+    ) -> tuple[LockfileEntry | None, LockfileEntry | None]:
+        """The kept events of the lockfile right before and right after ``position`` (two consistent Queries of
+        at most two items: the key's history is never read whole)."""
+        pk, here = state_pk(scope, lock_path), _LOCKFILE_EVENT + position
+        before = self._next_entry(pk, (_LOCKFILE_EVENT, here), here, forward=False)
+        after = self._next_entry(pk, (here, _LOCKFILE_EVENT + "~"), here, forward=True)
+        return before, after
+
+    def _next_entry(self, pk: str, between: tuple[str, str], here: str, *, forward: bool) -> LockfileEntry | None:
+        try:
+            response = self._client.query(
+                TableName=self.name,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues={":pk": {"S": pk}, ":low": {"S": between[0]}, ":high": {"S": between[1]}},
+                ScanIndexForward=forward,
+                Limit=2,
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
+        items = [dict(item) for item in response.get("Items", []) if item["sk"]["S"] != here]
+        return _lockfile_entry(items[0]) if items else None
+
+    def record_persisted(self, scope: str, state_path: str, server_time: datetime, sequence: str) -> bool:
         # Stream sequence numbers grow with time for an item; two digest writes may share a second, so the
         # order (and idempotency) comes from the sequence number, zero-padded to compare as a string.
         written, _ = self._conditional(
-            {"pk": {"S": f"LOCK#{state_path}"}, "sk": {"S": PERSISTED_SK}},
-            "SET last_persisted_at = :t, persisted_seq = :seq, lock_path = :path, expires_at = :ttl",
+            {"pk": {"S": state_pk(scope, state_path)}, "sk": {"S": PERSISTED_SK}},
+            "SET last_persisted_at = :t, persisted_seq = :seq, lock_scope = :scope, lock_path = :path, expires_at = :ttl",
             "attribute_not_exists(persisted_seq) OR persisted_seq < :seq",
             {
                 ":t": {"S": server_time.isoformat()},
                 ":seq": {"S": sequence.zfill(SEQUENCE_WIDTH)},
+                ":scope": {"S": scope},
                 ":path": {"S": state_path},
                 ":ttl": _epoch(server_time + OBSERVATION_TTL),
             },

@@ -28,15 +28,17 @@ class StateProgress:
     def __init__(self, settings: StateProgressCheck, state: StateStore) -> None:
         self._within = settings.within
         self._state = state
-        self._cache: dict[str, datetime | None] = {}
+        self._cache: dict[tuple[str, str], datetime | None] = {}
 
-    def _last_write(self, state_path: str) -> datetime | None:
-        if state_path not in self._cache:
-            self._cache[state_path] = self._state.last_persisted(state_path)
-        return self._cache[state_path]
+    def _last_write(self, lock: LockRecord) -> datetime | None:
+        """The state's digest lives in the lock's own table: the write is looked up there (its scope)."""
+        key = (lock.scope, lock.lock_path)
+        if key not in self._cache:
+            self._cache[key] = self._state.last_persisted(*key)
+        return self._cache[key]
 
     def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
-        written = self._last_write(lock.lock_path)
+        written = self._last_write(lock)
         window = format_duration(self._within)
         if written is not None and now - written <= self._within:
             ago = format_duration(now - written)

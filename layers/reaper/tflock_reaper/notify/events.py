@@ -13,21 +13,21 @@ Severities (PagerDuty's vocabulary, used by every channel):
 * ``reaped``: warning. The lock is gone, but a reaped apply may have left state partly written.
 * ``resolved``: info. The lock was released.
 
-Values from the lock item (``who``, ``lock_path``, ``operation``, ``version``, ``lock_id``) are untrusted:
-renderers escape them; :attr:`Notification.force_unlock_command` shell-quotes them.
+Values from the lock item (``who``, ``lock_path``, ``operation``, ``version``, ``lock_id``, ``created``) are
+untrusted, and any value the lock model accepts must render on every channel (a ``Created`` in year 1 included):
+renderers escape them; :attr:`Notification.force_unlock_command` shell-quotes them, on one line.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from tflock_reaper.lock import LockRecord
-from tflock_reaper.notify.text import human_age
+from tflock_reaper.notify.text import human_age, shell_word
 
 
 class NotificationKind(StrEnum):
@@ -94,6 +94,8 @@ class DedupKey:
     lock_path: str
     lock_id: str
     event: str
+    scope: str = ""
+    """The lock table's ARN (or ``s3://<bucket>``): the same LockID and ID in two tables are two locks."""
 
     def __str__(self) -> str:
         return f"{self.lock_path}#{self.lock_id}#{self.event}"
@@ -125,6 +127,10 @@ class Notification:
     sequence: int = 0
     """For repeated events (``still_stale``): 1 for the first repetition, 2 for the next, ... Each number is
     its own exactly-once event. 0 for events that happen once per acquisition."""
+    scope: str = ""
+    """Where the lock lives (:attr:`tflock_reaper.lock.LockRecord.scope`): part of the exactly-once key."""
+    age_basis: str = ""
+    """What ``age_seconds`` was measured from (server time, the holder's Created, the reaper's first sighting)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", NotificationKind(self.kind))
@@ -146,6 +152,7 @@ class Notification:
         rule: str,
         deleted_item: dict[str, Any] | None = None,
         sequence: int = 0,
+        age_basis: str = "",
     ) -> Notification:
         info = lock.info
         return cls(
@@ -165,6 +172,8 @@ class Notification:
             table=table,
             deleted_item=deleted_item,
             sequence=sequence,
+            scope=lock.scope,
+            age_basis=age_basis,
         )
 
     # -- derived -----------------------------------------------------------------------------------------
@@ -189,7 +198,7 @@ class Notification:
     @property
     def ledger_key(self) -> DedupKey:
         event = str(self.kind) if not self.sequence else f"{self.kind}#{self.sequence}"
-        return DedupKey(self.lock_path, self.lock_id, event)
+        return DedupKey(self.lock_path, self.lock_id, event, self.scope)
 
     @property
     def dedup_key(self) -> str:
@@ -201,12 +210,13 @@ class Notification:
         """The command a human would run, from the root module that uses this state.
 
         Both the workspace and the lock ID come from the lock item, so they are shell-quoted: a hostile ID
-        pasted into a terminal stays one argument (a UUID is printed unchanged).
+        pasted into a terminal stays one argument (a UUID is printed unchanged), and the command is one line
+        whatever the ID holds (see :func:`~tflock_reaper.notify.text.shell_word`).
         """
-        unlock = f"terraform force-unlock -force {shlex.quote(self.lock_id)}"
+        unlock = f"terraform force-unlock -force {shell_word(self.lock_id)}"
         if self.workspace == "default":
             return unlock
-        return f"terraform workspace select {shlex.quote(self.workspace)} && {unlock}"
+        return f"terraform workspace select {shell_word(self.workspace)} && {unlock}"
 
     @property
     def follow_up(self) -> str | None:
@@ -240,6 +250,8 @@ class Notification:
             "created": self.created.isoformat(),
             "age_seconds": self.age_seconds,
             "age": self.age,
+            "age_basis": self.age_basis,
+            "scope": self.scope,
             "workspace": self.workspace,
             "verdict": self.verdict,
             "outcome": self.outcome,
