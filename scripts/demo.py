@@ -122,7 +122,8 @@ DEMO_CHANNELS = (
 
 def write_policy(live: TerraformWorkspace, stale: TerraformWorkspace) -> Path:
     text = (
-        "# Demo policy: very short durations so the demo does not wait.\n"
+        "# Demo policy: very short durations so the demo does not wait. trust_holder_clock: a one-off CLI run has no\n"
+        "# state table, so it first sees every lock now; Terraform runs on this machine, so its Created is trusted.\n"
         f"# {stale.lock_path}: the policy vouches its holders are gone once past reap_after.\n"
         f"# {live.lock_path}: no rule, so holder: unknown (the default), never reaped.\n"
         "# Alerts go to Slack (webhook URL read from Secrets Manager) and an SNS topic; the demo only shows them.\n"

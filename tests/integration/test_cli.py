@@ -132,7 +132,7 @@ def test_bad_policy_exits_2_naming_the_line(dynamodb, tmp_path, capsys):
 def test_missing_table_exits_3(dynamodb, policy, capsys):
     code, _ = _run("sweep", "--table", "nope", "--policy", policy)
     assert code == EXIT_AWS
-    assert "cannot scan lock table 'nope': ResourceNotFoundException" in capsys.readouterr().err
+    assert "cannot describe lock table 'nope': ResourceNotFoundException" in capsys.readouterr().err
 
 
 def test_unreachable_endpoint_exits_3(aws_env, policy, capsys):
@@ -165,3 +165,45 @@ def test_enable_stream_refuses_to_change_another_view_type(dynamodb, capsys):
     assert "view type KEYS_ONLY" in capsys.readouterr().err
     spec = dynamodb.describe_table(TableName="tf-locks")["Table"]["StreamSpecification"]
     assert spec["StreamViewType"] == "KEYS_ONLY"
+
+
+def test_a_one_off_cli_run_reaps_only_with_trust_holder_clock(dynamodb, stale, tmp_path):
+    """Issue 13.1: without a state table the CLI first sees every lock now, and Created (the holder's clock) does
+    not count toward reap_after unless the rule says trust_holder_clock: true."""
+    path = tmp_path / "untrusting.yaml"
+    path.write_text(POLICY.replace(", trust_holder_clock: true", ""))
+    code, out = _run("sweep", "--table", "tf-locks", "--policy", str(path), "--enforce", "--json")
+    [lock] = json.loads(out)["locks"]
+    assert code == EXIT_OK
+    assert lock["outcome"] == "blocked"
+    assert (lock["age_basis"], lock["reap_age_basis"], lock["reap_age_seconds"]) == (
+        "Created, the holder's clock",
+        "first seen by the reaper",
+        0,
+    )
+    assert any("only 0s by first seen by the reaper, under reap_after 2h" in r for r in lock["reasons"])
+    assert stale in table_items(dynamodb)
+
+
+def test_explain_with_a_state_table_records_nothing_and_locks_records_first_sightings(dynamodb, stale, policy):
+    """Issue 13.12: explain only reads; locks (a dry-run sweep) records what it saw, as the README says."""
+    _run("explain", "--table", "tf-locks", "--policy", policy, "--state-table", STATE_TABLE, STALE_PATH)
+    assert table_items(dynamodb, STATE_TABLE) == []
+    _run("locks", "--table", "tf-locks", "--state-table", STATE_TABLE)
+    [record] = table_items(dynamodb, STATE_TABLE)
+    assert record["lock_path"]["S"] == STALE_PATH
+    assert "first_seen" in record
+    assert stale in table_items(dynamodb)
+
+
+def test_explain_shows_the_age_that_gates_the_reap(dynamodb, stale, policy):
+    code, out = _run("explain", "--table", "tf-locks", "--policy", policy, STALE_PATH)
+    assert code == EXIT_OK
+    assert "Age       5h (by Created, the holder's clock)" in out
+    assert "Reap age  5h (by Created, the holder's clock (trust_holder_clock); gates the reap)" in out
+    payload = json.loads(_run("explain", "--table", "tf-locks", "--policy", policy, STALE_PATH, "--json")[1])
+    assert (payload["table"], payload["reap_age_basis"]) == (
+        "tf-locks",
+        "Created, the holder's clock (trust_holder_clock)",
+    )
+    assert payload["scope"].endswith(":table/tf-locks")

@@ -89,15 +89,19 @@ def policy_yaml(
     warn_after: str = "1s",
     reap_after: str = "2s",
     min_observed: str = "0s",
+    trust_holder_clock: bool = True,
 ) -> str:
     """A reaper policy with short durations. `rules` are `(match glob, holder assume)` pairs, in order.
 
-    `min_observed: 0s` because without a state table the CLI first sees every lock in the current run.
+    `min_observed: 0s` and `trust_holder_clock: true` because without a state table the CLI first sees every lock in
+    the current run, and only a trusted `Created` can then date a lock item (Terraform runs on this very machine, so
+    its clock is the reaper's); a lockfile is dated by S3's LastModified either way.
     """
+    trust = ", trust_holder_clock: true" if trust_holder_clock else ""
     lines = [
         f"mode: {mode}",
         f"max_reaps_per_sweep: {max_reaps}",
-        f"defaults: {{warn_after: {warn_after}, reap_after: {reap_after}, min_observed: {min_observed}}}",
+        f"defaults: {{warn_after: {warn_after}, reap_after: {reap_after}, min_observed: {min_observed}{trust}}}",
         "rules:" if rules else "rules: []",
     ]
     for match, assume in rules:

@@ -128,6 +128,8 @@ class LockReport:
         return {
             "path": self.lock.lock_path,
             "backend": self.lock.backend,
+            "table": self.lock.table,
+            "scope": self.lock.scope,
             "id": info.id,
             "who": info.who,
             "operation": info.operation,
