@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from unittest import mock
@@ -94,6 +94,13 @@ class RaceConfig:
     seed: int = 8
     policy_override: str | None = None
     """Another holder spec (YAML flow mapping) instead of the registry's http check: to prove the audits bite."""
+    clock_skews: tuple[float, ...] = (0.0, -3 * 3600.0, 240.0)
+    """Each worker's clock runs this many seconds off (worker n takes skew n mod len): its ``Created`` is written by
+    that clock, as a real holder's is. Slow by 3 h, and fast by 4 min (within the 5 minutes a Created may lie ahead
+    before the lock is unreadable): neither may make a lock reapable sooner than the policy says."""
+    reap_after: float = 0.0
+    """The policy's reap_after (and warn_after), in seconds. Above the longest hold, with ``{assume: gone}``, only the
+    reap gate's age keeps live locks: a Created from a slow clock must not count toward it."""
 
 
 @dataclass
@@ -262,12 +269,13 @@ def policy_yaml(registry_url: str, config: RaceConfig) -> str:
         config.policy_override
         or f'{{http: {{url: "{registry_url}/holder?lock={{lock_path}}&id={{lock_id}}&who={{who}}"}}}}'
     )
+    after = f"{config.reap_after:g}s"
     return (
         "mode: enforce\n"
         f"max_reaps_per_sweep: {config.paths}\n"
         "defaults:\n"
-        "  warn_after: 0s\n"
-        "  reap_after: 0s\n"
+        f"  warn_after: {after}\n"
+        f"  reap_after: {after}\n"
         "  min_observed: 0s\n"
         f"  holder: {holder}\n"
     )
@@ -324,6 +332,8 @@ class Worker(threading.Thread):
         self.lab = lab
         self.number = number
         self.rng = random.Random(lab.config.seed * 1000 + number)  # noqa: S311 - a schedule, not a secret
+        self.skew = timedelta(seconds=lab.config.clock_skews[number % len(lab.config.clock_skews)])
+        """How far this worker's clock is off: its ``Created`` says ``now + skew``."""
 
     def run(self) -> None:
         client = self.lab.client()
@@ -337,7 +347,7 @@ class Worker(threading.Thread):
         lab, rng = self.lab, self.rng
         path = rng.choice(lab.paths)
         who = f"runner@race-worker-{self.number}"
-        info = lock_info(path, created=datetime.now(UTC), who=who, operation=rng.choice(OPERATIONS))
+        info = lock_info(path, created=datetime.now(UTC) + self.skew, who=who, operation=rng.choice(OPERATIONS))
         lock_id, raw_info = info["ID"], json.dumps(info, separators=(",", ":"))
         key = {"LockID": {"S": path}}
         lab.registry.register(lock_id, path, self.number)  # the run exists before it takes the lock
@@ -521,7 +531,10 @@ def run_race(config: RaceConfig, progress: Callable[[Figures, float], None] | No
             lab.stop_sweeps.set()
             for sweeper in sweepers:
                 sweeper.join(timeout=30)
-            # Every worker has ended its lifetime: what is left is abandoned; one sweep must reap it all.
+            # Every worker has ended its lifetime: what is left is abandoned; one sweep must reap it all, once the
+            # reaper has seen the last of them for reap_after (its own sighting is what the reap gate measures).
+            sweepers[0].sweep_once()
+            time.sleep(config.reap_after)
             final = sweepers[0].sweep_once()
             _check_end(lab, final)
             lab.figures.holder_answers = Counter(registry.answers)

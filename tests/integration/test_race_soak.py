@@ -82,3 +82,30 @@ def test_the_audits_catch_a_delete_without_its_condition(race_env: None, monkeyp
     # Then a live holder finds its lock lost, or a lock of another holder shows up as reaped
     assert figures.errors == []
     assert any("was lost: at release" in v or "reaped" in v for v in figures.violations), figures.violations
+
+
+#: Holders whose clocks run 3 h slow or 4 min fast, a policy that vouches every holder is gone: only the reap gate's
+#: age keeps live locks, and reap_after is far above the longest hold (0.05 s), so no live lock may be reaped.
+SKEWED = RaceConfig(
+    **{
+        **SHORT.__dict__,
+        "policy_override": "{assume: gone}",
+        "clock_skews": (-3 * 3600.0, 240.0, 0.0),
+        "reap_after": 3.0,
+        "long_hold_seconds": 0.05,
+    }
+)
+
+
+def test_holders_with_slow_or_fast_clocks_never_lose_a_live_lock(race_env: None) -> None:
+    """Issue 13.1: a slow clock's Created makes a fresh lock look hours old. The reap gate measures from the reaper's
+    own sighting instead, so even a policy that assumes every holder gone reaps no live lock, and still reaps every
+    abandoned one once it has seen it for reap_after."""
+    figures = run_race(SKEWED)
+
+    assert figures.errors == []
+    assert figures.lifetimes >= 50
+    assert figures.abandoned > 0
+    assert figures.violations == []
+    assert figures.reaped == figures.abandoned
+    assert figures.left_in_table == []
