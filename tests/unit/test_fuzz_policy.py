@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from factories import lock_item
 from fuzz import any_text, json_value
 from hypothesis import example, given
 from hypothesis import strategies as st
+from tflock_reaper.lock import LockRecord, classify_item
 from tflock_reaper.policy import Policy, PolicyError, parse_policy
 
 SOURCE = "policy.yaml"
@@ -177,6 +179,28 @@ def test_what_the_fuzzer_found_is_a_policy_error(text: str, problem: str) -> Non
     with pytest.raises(PolicyError) as caught:
         parse_policy(text, source=SOURCE)
     assert caught.value.problems[0].startswith(problem)
+
+
+#: Pieces of regular expressions, RE2's and Python's only (backreferences, lookarounds, atomic groups).
+regex_parts = st.sampled_from(
+    ["^", "$", "(", ")", "[", "a", ".", "*", "+", "{1001}", "\\", r"\1", "(?=", "(?<!", "(?>"]
+)
+who_patterns = st.one_of(any_text, st.builds("".join, st.lists(st.one_of(regex_parts, any_text), max_size=12)))
+
+
+@given(who_patterns, any_text)
+@example("^([a-z0-9]+-?)+@ci$", "a" * 40 + "!")
+@example("(a)\\1", "aa")
+@example("\ud800", "\ud800")
+def test_any_who_pattern_loads_or_is_refused_with_its_line_and_any_who_is_matched(pattern: str, who: str) -> None:
+    """A ``who`` either loads (and then matches any ``Who``, surrogates included, without raising) or is refused
+    naming its line and field: RE2 refuses what it cannot run in linear time instead of failing at match time."""
+    policy = _check(yaml.safe_dump({"rules": [{"match": "*", "who": pattern, "holder": {"assume": "gone"}}]}))
+    if policy is None:
+        return
+    lock = classify_item(lock_item("tf-state/a.tfstate", who=who), None)
+    assert isinstance(lock, LockRecord)
+    assert policy.rule_for(lock).name in {"rules[0] *", "defaults"}
 
 
 def test_the_unmutated_policy_loads() -> None:

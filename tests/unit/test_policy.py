@@ -110,6 +110,60 @@ def test_bad_policy_is_refused_naming_file_line_and_field(text, expected):
     assert any(p.startswith(expected) for p in raised.value.problems), raised.value.problems
 
 
+# -- rules[].who: RE2, linear in the attacker-written Who ---------------------------------------------------------
+CATASTROPHIC = "rules:\n  - match: '*'\n    who: '^([a-z0-9]+-?)+@ci$'\n    holder: {assume: gone}\n"
+
+
+@pytest.mark.timeout(10)
+def test_a_catastrophic_who_pattern_answers_a_long_who_promptly():
+    # Python's re backtracks exponentially here: 19.7 s on a 29-character Who, never on 10,000 characters
+    policy = parse_policy(CATASTROPHIC)
+    near_miss = "a" * 10_000 + "!"  # every split of the a's into ([a-z0-9]+-?)+ is tried before giving up
+    assert policy.rule_for(_lock("tf-state/a.tfstate", who=near_miss)).name == "defaults"
+    assert policy.rule_for(_lock("tf-state/a.tfstate", who="a-" * 4_998 + "b@ci")).name == "rules[0] *"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "shown"),
+    [
+        (r"^(runner)\1@", r"'^(runner)\\1@': invalid escape sequence: \1"),  # a backreference
+        ("^(?=runner)", "'^(?=runner)': invalid perl operator: (?="),  # a lookahead
+        ("(?<!x)runner@", "'(?<!x)runner@': invalid perl operator: (?<!"),  # a lookbehind
+    ],
+)
+def test_a_who_pattern_re2_cannot_run_is_refused_naming_line_and_field(pattern, shown):
+    text = ISSUE_EXAMPLE.replace('"^runner@"', f"'{pattern}'")
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(text, source="policy.yaml")
+    expected = (
+        f"policy.yaml:10:10: rules[0].who: invalid regular expression {shown} (the syntax is RE2's: no "
+        "backreferences or lookarounds)"
+    )
+    assert raised.value.problems == [expected]
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        ("runner@ci-7", "rules[0] tf-state/prod/*"),
+        ("xrunner@ci-7", "defaults"),  # anchored
+        ("runner\ud800@ci", "defaults"),  # a lone surrogate (JSON allows it) is matched, not an error
+        ("\ud800runner@ci", "defaults"),
+        ("runner@\ud800", "rules[0] tf-state/prod/*"),
+    ],
+)
+def test_who_is_searched_with_re2_semantics(who, expected):
+    rule = parse_policy(ISSUE_EXAMPLE).rule_for(
+        _lock("tf-state/prod/a.tfstate", operation="OperationTypePlan", who=who)
+    )
+    assert rule.name == expected
+
+
+def test_the_same_who_pattern_makes_equal_policies():
+    assert parse_policy(ISSUE_EXAMPLE) == parse_policy(ISSUE_EXAMPLE)
+    assert parse_policy(ISSUE_EXAMPLE) != parse_policy(ISSUE_EXAMPLE.replace('"^runner@"', '"^runner@ci"'))
+
+
 def test_every_problem_is_reported_at_once():
     with pytest.raises(PolicyError) as raised:
         parse_policy("mode: x\ndefaults:\n  reap_after: soon\n", source="p.yaml")
