@@ -17,7 +17,7 @@ from typing import Any
 
 from tflock_reaper.decision import STALE_OUTCOMES, Outcome
 from tflock_reaper.notify.base import Notifier
-from tflock_reaper.notify.dispatch import NotificationLedger, dispatch
+from tflock_reaper.notify.dispatch import ChannelResult, NotificationLedger, dispatch
 from tflock_reaper.notify.events import Notification, NotificationKind
 from tflock_reaper.policy import Channel, Policy
 from tflock_reaper.service import LockReport
@@ -96,7 +96,10 @@ class Alerter:
         self._notifiers: dict[str, Notifier] = {}
         self._down: dict[str, str] = {}
         """Channels that failed retryably in this sweep: skipped for the rest of it (the next sweep retries), so
-        that a hanging endpoint costs one timeout per sweep, not one per lock."""
+        that a hanging endpoint costs one timeout per sweep, not one per lock. Only a failure of the channel or the
+        ledger is retryable (see :mod:`tflock_reaper.notify.dispatch`): one that this lock's data caused (a
+        renderer's exception, a 400, a key the ledger refuses) fails this notification alone, and the next lock
+        still gets its alert on the channel."""
 
     def _notifier(self, name: str) -> Notifier:
         if name not in self._notifiers:
@@ -119,11 +122,19 @@ class Alerter:
                 record["channels"].update({n.name: "skipped" for n in notifiers if n.name in self._down})
                 if result.failed:
                     record["errors"] = {r.channel: r.error for r in result.failed}
-                self._down.update({r.channel: r.error or "failed" for r in result.failed if r.retryable})
+                self._mark_down([r for r in result.failed if r.retryable], entry)
                 if result.sent:
                     self._remember_channels(entry, list(channels))
             results.append(record)
         return results
+
+    def _mark_down(self, failed: list[ChannelResult], entry: LockReport) -> None:
+        for result in failed:
+            self._down[result.channel] = result.error or "failed"
+            logger.warning(
+                "channel down for the rest of the sweep",
+                extra={"channel": result.channel, "lock_path": entry.lock.lock_path, "error": result.error},
+            )
 
     def _remember_channels(self, entry: LockReport, names: list[str]) -> None:
         try:

@@ -19,8 +19,10 @@ def retryable_status(status: int) -> bool:
 class NotifyError(Exception):
     """A channel failed to deliver a notification.
 
-    ``retryable``: a later attempt may succeed (throttling, 5xx, timeouts, an unreachable endpoint); ``False``
-    means the configuration or the payload is wrong (bad webhook, unknown topic, denied) and will stay wrong.
+    ``retryable``: a later attempt may succeed (throttling, 5xx, timeouts, an unreachable endpoint): the channel
+    is then skipped for the rest of the sweep. ``False`` means the configuration or the payload is wrong (bad
+    webhook, unknown topic, denied, a 400 for this notification's payload) and will stay wrong: this notification
+    fails, and the next one is still tried.
     The message never holds a secret: adapters redact webhook URLs and routing keys, and as a safety net
     any URL's path and query are removed here too.
     """

@@ -5,6 +5,14 @@ another sweep, a Lambda retry or a redelivered stream batch sent (or is sending)
 reported ``duplicate`` and not sent. A successful send completes the claim; a failed one releases it so that a
 later sweep retries. Channels are independent: one failing (or raising anything at all) never stops another.
 
+Failures are classified, because a sweep stops using a channel whose failure is ``retryable`` (see
+:class:`tflock_reaper.alerting.Alerter`) and the stream function retries a record for one: only a failure of the
+channel or the ledger (a timeout, a refused connection, 5xx, 429, throttling) is retryable. A failure caused by
+this notification's own data fails this notification alone, so that the next lock still gets its alert: a
+renderer that raises (each notification is rendered before anything else: rendering is pure), a channel's
+4xx (:class:`NotifyError` with ``retryable=False``), and a ledger error whose ``transient`` attribute is
+``False`` (a ValidationException on this event's key).
+
 What "as far as it can be" leaves open: a process that dies between a channel's acceptance and
 :meth:`NotificationLedger.complete` leaves a claim that the Dynamo ledger lets a later sweep take over once its
 lease has passed (so that event is sent again: at least once, rather than lost); a channel that accepted a
@@ -22,13 +30,21 @@ from typing import Any, Protocol
 
 from tflock_reaper.notify.base import Notifier, NotifyError
 from tflock_reaper.notify.events import DedupKey, Notification
-from tflock_reaper.notify.text import redact
+from tflock_reaper.notify.text import fit, one_line, redact
 
 logger = logging.getLogger(__name__)
 
+#: An exception's text in a result or a log line is cut to this: it may quote the hostile value that caused it.
+ERROR_MAX = 500
+
 
 class NotificationLedger(Protocol):
-    """Exactly-once bookkeeping per (channel, event)."""
+    """Exactly-once bookkeeping per (channel, event).
+
+    A method that fails raises; an exception whose ``transient`` attribute is ``False`` (as
+    :class:`tflock_reaper.dal.errors.AwsAccessError` can say) means this key alone was refused, and the ledger
+    is otherwise fine. Any other exception is taken as the ledger being unavailable.
+    """
 
     def claim(self, channel: str, key: DedupKey) -> bool:
         """Take the right to send this event on this channel. ``False``: already sent or being sent."""
@@ -83,6 +99,8 @@ class ChannelResult:
     status: SendStatus
     error: str | None = None
     retryable: bool = False
+    """A failure of the channel (or the ledger) itself, which a later attempt may get past; ``False`` for a
+    failure of this notification alone (its data), which says nothing about the next one."""
 
 
 @dataclass(frozen=True)
@@ -132,11 +150,20 @@ def _deliver(notification: Notification, notifier: Notifier, ledger: Notificatio
         "lock_id": notification.lock_id,
     }
     try:
+        notifier.render(notification)
+    except Exception as err:  # noqa: BLE001 - a renderer bug on this notification's data: fail it alone
+        error = _describe(err, "cannot render the notification: ")
+        logger.error("notification not sent", extra={**fields, "error": error, "retryable": False})
+        return ChannelResult(channel, SendStatus.FAILED, error, retryable=False)
+
+    try:
         claimed = ledger.claim(channel, key)
     except Exception as err:  # noqa: BLE001 - without a claim nothing is sent; a later sweep tries again
-        error = redact(f"notification ledger unavailable: {type(err).__name__}: {err}")
-        logger.error("notification not sent", extra={**fields, "error": error})
-        return ChannelResult(channel, SendStatus.FAILED, error, retryable=True)
+        transient = bool(getattr(err, "transient", True))
+        what = "notification ledger unavailable" if transient else "notification ledger refused this event"
+        error = _describe(err, f"{what}: ")
+        logger.error("notification not sent", extra={**fields, "error": error, "retryable": transient})
+        return ChannelResult(channel, SendStatus.FAILED, error, retryable=transient)
     if not claimed:
         logger.info("notification already sent", extra=fields)
         return ChannelResult(channel, SendStatus.DUPLICATE)
@@ -144,9 +171,10 @@ def _deliver(notification: Notification, notifier: Notifier, ledger: Notificatio
     try:
         notifier.send(notification)
     except NotifyError as err:
-        error, retryable = err.message, err.retryable
+        error, retryable = fit(err.message, ERROR_MAX, one_line), err.retryable
     except Exception as err:  # noqa: BLE001 - a broken channel must never block the others nor the sweep
-        error, retryable = redact(f"{type(err).__name__}: {err}"), True
+        # The notification rendered above: what failed is the transport (urllib, botocore, ...).
+        error, retryable = _describe(err), True
     else:
         _complete(ledger, channel, key, fields)
         logger.info("notification sent", extra=fields)
@@ -163,7 +191,7 @@ def _complete(ledger: NotificationLedger, channel: str, key: DedupKey, fields: d
     except Exception as err:  # noqa: BLE001 - the event was delivered; the claim stays until its lease passes
         logger.error(
             "notification sent but not recorded",
-            extra={**fields, "error": redact(f"{type(err).__name__}: {err}")},
+            extra={**fields, "error": _describe(err)},
         )
 
 
@@ -173,5 +201,11 @@ def _release(ledger: NotificationLedger, channel: str, key: DedupKey, fields: di
     except Exception as err:  # noqa: BLE001 - the claim then stays until its lease passes
         logger.error(
             "notification claim not released",
-            extra={**fields, "error": redact(f"{type(err).__name__}: {err}")},
+            extra={**fields, "error": _describe(err)},
         )
+
+
+def _describe(err: Exception, context: str = "") -> str:
+    """``<context>Type: message``, redacted, on one line and short: an exception may quote the value that caused
+    it."""
+    return fit(redact(f"{context}{type(err).__name__}: {err}"), ERROR_MAX, one_line)

@@ -3,13 +3,15 @@
 Escaping. Slack treats ``<...>`` in message text as control sequences (``<!channel>``, ``<@U123>``,
 ``<!subteam^S1>``, ``<https://x|click>``) and asks senders to escape ``&``, ``<`` and ``>`` as ``&amp;``,
 ``&lt;`` and ``&gt;``. Every value a lock-table writer controls is escaped that way, ``@channel``,
-``@here`` and ``@everyone`` get a zero-width space after the ``@``, and control characters are replaced.
+``@here`` and ``@everyone`` get a zero-width space after the ``@``, and control, format (bidi, zero-width) and
+line-separator characters are replaced (:func:`~tflock_reaper.notify.text.one_line`).
 Untrusted values are then shown inside inline code (``Who``, path, ...) or a code block (reasons, the deleted
 item), where Slack applies no bold/italic/strike formatting and makes no links; a backtick inside a value,
 which would close the span, is replaced by a look-alike (U+02CB), and a triple backtick in a code block is
-broken with zero-width spaces. Outside code (header, fallback text), ``://`` gets a zero-width space so that
-no URL is turned into a link. Every mrkdwn object is also sent with ``verbatim: true``, which turns off Slack's
-automatic linking of URLs and channel names and its parsing of bare mentions.
+broken with zero-width spaces. A code block's lines come from trusted joins only: each untrusted value is made
+one line first, so that none can start a line of its own. Outside code (header, fallback text), ``://`` gets a
+zero-width space so that no URL is turned into a link. Every mrkdwn object is also sent with ``verbatim: true``,
+which turns off Slack's automatic linking of URLs and channel names and its parsing of bare mentions.
 
 Limits (Block Kit reference): header text 150 characters, section text 3000, each field 2000, at most 10
 fields per section and 50 blocks per message; the fallback ``text`` is kept under 4000. Values are cut
@@ -29,8 +31,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
-from datetime import UTC
+from collections.abc import Callable, Sequence
 from http.client import RemoteDisconnected
 from typing import Any
 from urllib.error import URLError
@@ -51,7 +52,7 @@ from slack_sdk.webhook import WebhookClient
 
 from tflock_reaper.notify.base import HTTP_SERVER_ERRORS, HTTP_TOO_MANY_REQUESTS, NotifyError, retryable_status
 from tflock_reaper.notify.events import Notification
-from tflock_reaper.notify.text import fit, one_line, redact
+from tflock_reaper.notify.text import fit, one_line, redact, utc_minutes
 
 HEADER_MAX = 150
 SECTION_TEXT_MAX = 3000
@@ -70,8 +71,9 @@ _BACKTICK_LOOKALIKE = "\u02cb"
 
 # -- escaping -------------------------------------------------------------------------------------------------
 def escape(text: str) -> str:
-    """Slack's required escaping (``&``, ``<``, ``>``), broadcast words neutralised, control characters
-    replaced. Safe for any mrkdwn or plain_text field; code spans need :func:`code` on top."""
+    """Slack's required escaping (``&``, ``<``, ``>``), broadcast words neutralised, unsafe characters (line
+    breaks, controls, bidi and other format characters) replaced. Safe for any mrkdwn or plain_text field; code
+    spans need :func:`code` on top."""
     escaped = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _BROADCAST.sub("@" + ZWSP, escaped)
 
@@ -87,13 +89,17 @@ def code(text: str) -> str:
 
 
 def _code_block_body(text: str) -> str:
-    # Lines are kept (a code block is multi-line); other control characters are replaced.
+    # Only code_block's own joins put a "\n" in ``text``: each line is escaped on its own.
     lines = [escape(line) for line in text.split("\n")]
     return "\n".join(lines).replace("```", f"`{ZWSP}`{ZWSP}`")
 
 
-def code_block(text: str, limit: int, prefix: str = "") -> str:
-    """``prefix`` (trusted mrkdwn) followed by ``text`` as a code block, at most ``limit`` characters."""
+def code_block(lines: Sequence[str], limit: int, prefix: str = "") -> str:
+    """``prefix`` (trusted mrkdwn) followed by ``lines`` as a code block, at most ``limit`` characters.
+
+    Each line is made one line first (:func:`one_line`): an untrusted value cannot add a line of its own.
+    """
+    text = "\n".join(one_line(line) for line in lines)
     return fit(text, limit, lambda t: f"{prefix}```{_code_block_body(t)}```")
 
 
@@ -111,7 +117,7 @@ def _section(text: str) -> dict[str, Any]:
 
 
 def _fields(n: Notification) -> list[dict[str, Any]]:
-    since = n.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    since = utc_minutes(n.created)
     fields = [
         _field("State path", n.lock_path),
         _field("Workspace", n.workspace),
@@ -144,13 +150,13 @@ def render_slack(n: Notification) -> dict[str, Any]:
         },
         {"type": "section", "fields": _fields(n)},
     ]
-    reasons = "\n".join(f"• {reason}" for reason in n.reasons) or "(none given)"
+    reasons = [f"• {reason}" for reason in n.reasons] or ["(none given)"]
     blocks.append(_section(code_block(reasons, SECTION_TEXT_MAX, "*Reasons*\n")))
     if n.needs_unlock:
         blocks.append(
             _section(
                 code_block(
-                    n.force_unlock_command,
+                    [n.force_unlock_command],
                     SECTION_TEXT_MAX,
                     "*To release it by hand*, from the root module that uses this state "
                     "(`tofu` instead of `terraform` with OpenTofu):\n",
@@ -159,7 +165,7 @@ def render_slack(n: Notification) -> dict[str, Any]:
         )
     if n.deleted_item is not None:
         item = json.dumps(n.deleted_item, separators=(",", ":"), sort_keys=True, default=str)
-        blocks.append(_section(code_block(item, SECTION_TEXT_MAX, "*Deleted item*\n")))
+        blocks.append(_section(code_block([item], SECTION_TEXT_MAX, "*Deleted item*\n")))
     if n.follow_up:
         blocks.append(_section(fit(n.follow_up, SECTION_TEXT_MAX, lambda t: "*Follow-up*\n" + escape_prose(t))))
     blocks.append(

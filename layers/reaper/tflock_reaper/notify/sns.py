@@ -5,6 +5,11 @@ Subscribers filter on the message attributes ``event``, ``severity``, ``state_pa
 (used by e-mail subscriptions) must be ASCII without line breaks and under 100 characters: non-ASCII
 characters become ``?`` and it is cut with ``...``. A FIFO topic (``.fifo``) also gets a message group per
 lock and a deduplication ID per event, so SNS itself drops a repeat within its 5-minute window.
+
+The body is split into lines by whoever reads it (a mail client, ``str.splitlines()``): every untrusted value is
+made one line (:func:`~tflock_reaper.notify.text.one_line` replaces U+2028, NEL and bidi controls as well as
+newlines) and cut to :data:`BODY_VALUE_MAX`, so that no value can forge a line. The event's JSON is ASCII (every
+other character escaped), so it is one line too, and it is cut down to fit half the message when an item is huge.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ SUBJECT_MAX = 99  # "less than 100 characters"
 ATTRIBUTE_VALUE_MAX = 1024  # ours, not SNS's: enough for a filter, and keeps the message small
 #: SNS messages (body and attributes) are limited to 256 KiB; the body is kept well under that.
 MESSAGE_MAX_BYTES = 200 * 1024
+#: Each untrusted value in the readable body is cut to this many characters.
+BODY_VALUE_MAX = 2000
+#: A huge event's JSON: every string is cut to the first of these lengths that fits half the message.
+JSON_VALUE_LIMITS = (2000, 500, 100)
+JSON_REASONS_MAX = 50
 UNLOCK_INTRO = (
     "To release it by hand, from the root module that uses this state (tofu instead of terraform with OpenTofu):"
 )
@@ -66,24 +76,29 @@ def render_subject(n: Notification) -> str:
     return subject if len(subject) <= SUBJECT_MAX else subject[: SUBJECT_MAX - 3] + "..."
 
 
+def _value(text: str) -> str:
+    """An untrusted value for the body: one line, at most :data:`BODY_VALUE_MAX` characters."""
+    return fit(text, BODY_VALUE_MAX, one_line)
+
+
 def _body_text(n: Notification) -> str:
     lines = [
-        f"{n.title}: {one_line(n.lock_path)}",
+        f"{n.title}: {_value(n.lock_path)}",
         "",
-        f"State path:         {one_line(n.lock_path)}",
-        f"Workspace:          {one_line(n.workspace)}",
-        f"Operation:          {one_line(n.operation) or '(none)'}",
-        f"Who:                {one_line(n.who) or '(empty)'}",
+        f"State path:         {_value(n.lock_path)}",
+        f"Workspace:          {_value(n.workspace)}",
+        f"Operation:          {_value(n.operation) or '(none)'}",
+        f"Who:                {_value(n.who) or '(empty)'}",
         f"Held for:           {n.age} (Created {n.created.isoformat()})",
-        f"Terraform version:  {one_line(n.version) or '(none)'}",
-        f"Lock ID:            {one_line(n.lock_id)}",
-        f"Verdict:            {one_line(n.verdict)} -> {one_line(n.outcome)}",
-        f"Rule:               {one_line(n.rule)}",
-        f"Lock table:         {one_line(n.table)}",
+        f"Terraform version:  {_value(n.version) or '(none)'}",
+        f"Lock ID:            {_value(n.lock_id)}",
+        f"Verdict:            {_value(n.verdict)} -> {_value(n.outcome)}",
+        f"Rule:               {_value(n.rule)}",
+        f"Lock table:         {_value(n.table)}",
         f"Severity:           {n.severity}",
         "",
         "Reasons:",
-        *(f"  - {one_line(reason)}" for reason in n.reasons),
+        *(f"  - {_value(reason)}" for reason in n.reasons),
     ]
     if n.needs_unlock:
         lines += [
@@ -99,15 +114,26 @@ def _body_text(n: Notification) -> str:
     return "\n".join(lines)
 
 
+def _event_json(n: Notification) -> str:
+    """The event as one line of ASCII JSON (``json.dumps`` escapes every other character, U+2028 included), at
+    most half of :data:`MESSAGE_MAX_BYTES`: for a huge item, without the deleted item and with every string cut."""
+    event_json = n.to_json()
+    if len(event_json) <= MESSAGE_MAX_BYTES // 2:  # ASCII: one byte per character
+        return event_json
+    data = n.to_dict()
+    data["deleted_item"] = "(omitted: too large for SNS; see the reaper's state table)"
+    for limit in JSON_VALUE_LIMITS:  # the last always fits: some 70 strings of 100 characters, 12 bytes each at most
+        cut = {key: fit(value, limit) if isinstance(value, str) else value for key, value in data.items()}
+        cut["reasons"] = [fit(reason, limit) for reason in n.reasons[:JSON_REASONS_MAX]]
+        event_json = json.dumps(cut, sort_keys=True, default=str)
+        if len(event_json) <= MESSAGE_MAX_BYTES // 2:
+            break
+    return event_json
+
+
 def render_message(n: Notification) -> str:
     """A readable body, then a line saying that the JSON follows, then the event's JSON on one line."""
-    event_json = n.to_json()
-    if len(event_json.encode()) > MESSAGE_MAX_BYTES // 2:  # a huge item: keep the message deliverable
-        data = n.to_dict()
-        data["deleted_item"] = "(omitted: too large for SNS; see the reaper's state table)"
-        data["reasons"] = [fit(r, 2000) for r in n.reasons[:50]]
-        data["who"], data["lock_path"] = fit(n.who, 2000), fit(n.lock_path, 2000)
-        event_json = json.dumps(data, sort_keys=True, default=str)
+    event_json = _event_json(n)
     text = _body_text(n)
     budget = MESSAGE_MAX_BYTES - len(event_json.encode()) - len(JSON_INTRO) - 8
     encoded = text.encode()
@@ -117,7 +143,7 @@ def render_message(n: Notification) -> str:
 
 
 def _attribute(value: str) -> dict[str, str]:
-    return {"DataType": "String", "StringValue": fit(one_line(value), ATTRIBUTE_VALUE_MAX) or "(none)"}
+    return {"DataType": "String", "StringValue": fit(value, ATTRIBUTE_VALUE_MAX, one_line) or "(none)"}
 
 
 def render_publish(n: Notification, topic_arn: str) -> dict[str, Any]:
@@ -134,8 +160,9 @@ def render_publish(n: Notification, topic_arn: str) -> dict[str, Any]:
         },
     }
     if topic_arn.endswith(".fifo"):
-        request["MessageGroupId"] = hashlib.sha256(n.lock_path.encode()).hexdigest()[:64]
-        request["MessageDeduplicationId"] = hashlib.sha256(n.dedup_key.encode()).hexdigest()
+        # surrogatepass: a value the lock model accepts may hold a lone surrogate, which UTF-8 cannot encode.
+        request["MessageGroupId"] = hashlib.sha256(n.lock_path.encode("utf-8", "surrogatepass")).hexdigest()[:64]
+        request["MessageDeduplicationId"] = hashlib.sha256(n.dedup_key.encode("utf-8", "surrogatepass")).hexdigest()
     return request
 
 
