@@ -11,14 +11,17 @@ from urllib.parse import quote
 
 import boto3
 import pytest
+from drip_server import DripServer
 from factories import NOW, lock_item
 from fakes import FakeLockTable
 from http_stub import Reply, StubServer
 from moto import mock_aws
 from tflock_reaper.aws import AwsClients
+from tflock_reaper.deadline import Budget
 from tflock_reaper.decision import Outcome
 from tflock_reaper.holder import HolderState, HolderStatus
 from tflock_reaper.holders import make_providers
+from tflock_reaper.holders._web import Web
 from tflock_reaper.holders.http import HttpHolderCheck, HttpSession
 from tflock_reaper.lock import LockRecord, classify_item
 from tflock_reaper.notify.channels import secret_resolver
@@ -236,3 +239,75 @@ def test_a_missing_header_secret_blocks_the_reap(endpoint, aws_env):
         f"cannot read the X-Api-Key header value (secret {KEY_SECRET}: GetParameterError: "
     )
     assert endpoint.requests == []
+
+
+# -- a total deadline per request, and the sweep's budget (issue 13: hangs) --------------------------------------
+# A socket timeout bounds one read: an endpoint that sends a byte every second or two never trips the 5 s one,
+# and held a check for as long as its answer took (36 s for {"running": false} at a byte every 2 s). Each request
+# now ends by its own deadline (``Web(total=...)``), here 3 s, whatever the endpoint does.
+SLOW = {
+    "body": {"interval": 2.0},  # the body a byte every 2 s: 36 s in all
+    "headers": {"interval": 0.5},  # status line and headers too, a byte every 0.5 s: 45 s in all
+    "silent": {},  # accepts, reads the request, never answers: before, each attempt waited its 5 s read timeout
+}
+
+
+@pytest.fixture(params=list(SLOW))
+def slow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DripServer]:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    server = DripServer(request.param, **SLOW[request.param]).start()
+    yield server
+    server.stop()
+
+
+def test_an_endpoint_that_drips_or_never_answers_is_cut_off_at_the_request_deadline(slow):
+    session = HttpSession(web=Web(total=3))
+    check_ = check(slow, "/holder/{lock_id}", header=False, session=session, timeout=5.0, max_attempts=3)
+    started = time.monotonic()
+    status = check_.status(lock(), NOW, CREATED)
+    elapsed = time.monotonic() - started
+
+    assert status.state is HolderState.UNKNOWN
+    assert status.evidence == f"{slow.url('/holder/' + LOCK_ID)} did not answer: no complete answer within 3.0s"
+    assert elapsed < 8  # 3 s and a margin, where before it took 15 s (silent), 36 s (body) or 45 s (headers)
+    assert len(slow.requests) <= 1
+
+
+def test_github_dripping_its_answer_is_cut_off_at_the_request_deadline(slow):
+    from tflock_reaper.holders.github import GitHubActions, GitHubSession  # noqa: PLC0415
+    from tflock_reaper.policy import GitHubCheck  # noqa: PLC0415
+
+    spec = GitHubCheck(repo="octo-org/infra", api_url=slow.url("/api/v3"), token=SecretRef(secret="gh-token"))
+    github = GitHubActions(spec, lambda: "ghp_T0KEN", session=GitHubSession(web=Web(total=3)), max_attempts=3)
+    started = time.monotonic()
+    status = github.status(lock(), NOW, CREATED)
+    elapsed = time.monotonic() - started
+
+    assert status.state is HolderState.UNKNOWN
+    assert "the GitHub API did not answer for " in status.evidence
+    assert status.evidence.endswith(": no complete answer within 3.0s")
+    assert elapsed < 8
+
+
+def test_a_request_ends_with_the_sweeps_budget_and_none_is_made_once_it_is_spent(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    server = DripServer("body", interval=2.0).start()
+    try:
+        started = time.monotonic()
+        budget = Budget(lambda: 1.5 - (time.monotonic() - started))  # 1.5 s left in the sweep
+        session = HttpSession(web=Web(budget=budget))  # the default 10 s per request
+        first = check(server, "/holder/{lock_id}", header=False, session=session).status(lock(), NOW, CREATED)
+        elapsed = time.monotonic() - started
+        second = check(server, "/other/{lock_id}", header=False, session=HttpSession(web=Web(budget=budget)))
+        unasked = second.status(lock(), NOW, CREATED)
+    finally:
+        server.stop()
+
+    assert first.state is HolderState.UNKNOWN
+    assert first.evidence.endswith("did not answer: no complete answer within 1.5s (all the time left in this sweep)")
+    assert elapsed < 5
+    assert unasked.state is HolderState.UNKNOWN
+    assert unasked.evidence == f"{server.url('/other/' + LOCK_ID)} did not answer: no time left in this sweep to ask"
+    assert [r.path for r in server.requests] == [f"/holder/{LOCK_ID}"]

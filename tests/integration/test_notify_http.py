@@ -8,8 +8,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from drip_server import DripServer
 from http_stub import Reply, StubServer
 from notify_factories import HOSTILE, LOCK_ID, notification
+from tflock_reaper.deadline import Budget
 from tflock_reaper.notify import MemoryLedger, NotifyError, dispatch
 from tflock_reaper.notify.pagerduty import PagerDutyNotifier, render_event
 from tflock_reaper.notify.slack import SlackNotifier, render_slack
@@ -224,3 +226,68 @@ def test_a_failing_slack_does_not_block_pagerduty_and_is_retried_later(server, s
         assert len(server.requests) == 2
     finally:
         pd_server.stop()
+
+
+# -- a total deadline per send, and the sweep's budget (issue 13: hangs) -----------------------------------------
+# A read timeout never fires on a webhook that sends a byte every second or two: a send lasted as long as the
+# answer took (36 s for an 18-byte body at a byte every 2 s). Each send now ends by its deadline (``total``), here
+# 3 s, and fails retryably: the ledger sends it again on a later sweep.
+SLOW = {"body": {"interval": 2.0}, "headers": {"interval": 0.5}, "silent": {}}
+
+
+@pytest.fixture(params=list(SLOW))
+def slow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DripServer]:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    server = DripServer(request.param, **SLOW[request.param]).start()  # a 200 with an 18-byte body
+    yield server
+    server.stop()
+
+
+def test_slack_dripping_or_silent_fails_retryably_at_the_send_deadline(slow, secrets_logged):
+    notifier = SlackNotifier(lambda: slow.url(SLACK_PATH), timeout=5.0, max_attempts=3, total=3.0)
+    started = time.monotonic()
+    with pytest.raises(NotifyError, match=r"Slack webhook unreachable: no complete answer within 3\.0s") as err:
+        notifier.send(notification())
+    assert time.monotonic() - started < 8  # 3 s and a margin; before: 3 attempts of 5 s (silent), 36 s or more
+    assert err.value.retryable
+    assert_secret_free(err.value)
+
+
+def test_pagerduty_dripping_or_silent_fails_retryably_at_the_send_deadline(slow, secrets_logged):
+    notifier = PagerDutyNotifier(lambda: ROUTING_KEY, url=slow.url(PD_PATH), timeout=5.0, max_attempts=3, total=3.0)
+    started = time.monotonic()
+    with pytest.raises(NotifyError, match=r"PagerDuty Events API unreachable: no complete answer within 3\.0s") as err:
+        notifier.send(notification())
+    assert time.monotonic() - started < 8
+    assert err.value.retryable
+    assert_secret_free(err.value)
+
+
+@pytest.mark.parametrize("make", [slack, pagerduty], ids=["slack", "pagerduty"])
+def test_a_send_ends_with_the_sweeps_budget_and_none_is_made_once_it_is_spent(server, make):
+    server.reply(Reply(hang=30))
+    started = time.monotonic()
+    budget = Budget(lambda: 1.5 - (time.monotonic() - started))  # 1.5 s left in the sweep
+    with pytest.raises(NotifyError, match="unreachable") as cut:
+        make(server, timeout=5.0, budget=budget).send(notification())
+    assert time.monotonic() - started < 5
+    assert cut.value.retryable
+
+    spent = time.monotonic()
+    with pytest.raises(NotifyError, match="not sent: no time left in this sweep") as unsent:
+        make(server, budget=budget).send(notification())
+    assert time.monotonic() - spent < 0.5
+    assert unsent.value.retryable
+    assert len(server.requests) == 1
+
+
+def test_a_retry_after_that_would_outlast_the_send_deadline_is_not_waited_for(server):
+    """PagerDuty waits for Retry-After (capped at 30 s), but not past the send's deadline: it answers now."""
+    server.reply(Reply(429, '{"status":"throttle"}', {"Retry-After": "20"}), Reply(202, '{"status":"success"}'))
+    started = time.monotonic()
+    with pytest.raises(NotifyError, match="HTTP 429") as err:
+        pagerduty(server, total=10.0).send(notification())
+    assert time.monotonic() - started < 5
+    assert err.value.retryable
+    assert len(server.requests) == 1

@@ -1,9 +1,15 @@
 """HTTP for the holder checks that ask a CI system: one urllib3 pool per provider per sweep, bounded attempts
-and timeouts, no redirects, and no secret in any message.
+and time, no redirects, and no secret in any message.
 
 Only ``GET`` is sent. A connection error, a timeout or a 5xx is retried (``max_attempts`` in all, short
 backoff); 403/429 are never retried here: a sweep must not sit out a rate limit, the answer is ``unknown``
 and the next sweep asks again. ``Retry-After`` is therefore not waited for, only reported.
+
+Time: ``timeout`` bounds each connect and each read, and the whole request (every attempt and backoff, name
+lookup, TLS, headers and body) ends within ``total`` seconds (:data:`REQUEST_TOTAL_SECONDS`) or what is left
+of the sweep's :class:`~tflock_reaper.deadline.Budget`, whichever is sooner (:mod:`tflock_reaper.outbound`): an
+endpoint that drips its answer a byte at a time is cut off there. Once the budget is spent, nothing is sent:
+the check answers ``unknown`` (:class:`NoTimeLeftError`).
 """
 
 from __future__ import annotations
@@ -14,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.util.retry import Retry
 
+from tflock_reaper.deadline import UNBOUNDED, Budget
 from tflock_reaper.notify.text import fit, one_line, redact
+from tflock_reaper.outbound import MIN_ATTEMPT_SECONDS, DeadlineExceededError, DeadlinePool, DeadlineRetry
 from tflock_reaper.policy import SecretRef
 
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
@@ -29,6 +35,8 @@ HTTP_NOT_FOUND = 404
 HTTP_TOO_MANY_REQUESTS = 429
 #: How much of an error body or exception text goes into an evidence line.
 DETAIL_MAX = 160
+#: Seconds one request may take in all, every attempt and backoff included (two attempts of 5 s).
+REQUEST_TOTAL_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,12 @@ class Answer:
 
 
 class UnreachableError(Exception):
-    """No HTTP answer after every attempt (refused, timed out, reset, TLS failure). The message is secret-free."""
+    """No HTTP answer after every attempt (refused, timed out, reset, TLS failure, or not complete by the request's
+    deadline). The message is secret-free."""
+
+
+class NoTimeLeftError(UnreachableError):
+    """Not asked: the sweep's time for outbound requests is spent."""
 
 
 def origin(url: str) -> str:
@@ -119,11 +132,16 @@ def read_credential(reader: Callable[[], str], what: str) -> str:
 
 
 class Web:
-    """One urllib3 pool for a sweep's holder checks (connections to one CI system are reused across checks)."""
+    """One urllib3 pool for a sweep's holder checks (connections to one CI system are reused across checks), and
+    the sweep's :class:`~tflock_reaper.deadline.Budget` for outbound requests (unbounded by default: the CLI)."""
 
-    def __init__(self, *, backoff: float = 0.2) -> None:
+    def __init__(
+        self, *, backoff: float = 0.2, budget: Budget = UNBOUNDED, total: float = REQUEST_TOTAL_SECONDS
+    ) -> None:
         self.backoff = backoff
-        self._pool: urllib3.PoolManager | None = None
+        self.budget = budget
+        self.total = total
+        self._http = DeadlinePool()
 
     def get(
         self,
@@ -135,13 +153,18 @@ class Web:
         secrets: Sequence[str] = (),
     ) -> Answer:
         """``GET url``. Raises :class:`UnreachableError` when no answer came after ``max_attempts`` attempts (each
-        bounded by ``timeout`` to connect and ``timeout`` per read)."""
+        connect and each read bounded by ``timeout``) or by the request's deadline (``total`` seconds, or the
+        sweep's time left if sooner), and :class:`NoTimeLeftError`, without sending anything, once the sweep's
+        time is spent."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self._pool is None:
-            self._pool = urllib3.PoolManager(headers={"User-Agent": "tflock-reaper"})
+        if self.budget.spent(at_least=MIN_ATTEMPT_SECONDS):
+            raise NoTimeLeftError("no time left in this sweep to ask")
+        cut = " (all the time left in this sweep)" if self.budget.remaining() < self.total else ""
+        deadline = self.budget.deadline(self.total)
         retries = max_attempts - 1
-        retry = Retry(
+        retry = DeadlineRetry.within(
+            deadline,
             total=retries,
             connect=retries,
             read=retries,
@@ -155,14 +178,11 @@ class Web:
             raise_on_status=False,
         )
         try:
-            response = self._pool.request(
-                "GET",
-                url,
-                headers=dict(headers),
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                retries=retry,
-                redirect=False,
+            response = self._http.request(
+                "GET", url, headers=headers, deadline=deadline, timeout=timeout, retries=retry
             )
+        except DeadlineExceededError as err:
+            raise UnreachableError(f"{err}{cut}") from None
         except Urllib3Error as err:
             detail = describe_error(err, *secrets)
             raise UnreachableError(f"no answer after {max_attempts} attempt(s) of {timeout:g}s: {detail}") from None

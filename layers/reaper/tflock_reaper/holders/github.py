@@ -452,10 +452,10 @@ def _failure(answer: Answer, what: str, token: str) -> _NoAnswerError | None:
     return _NoAnswerError(f"GitHub answered HTTP {answer.status} for {what}: {detail}")
 
 
-def github_provider(secrets: Callable[[SecretRef], str], **options: Any) -> ProviderBuilder:
+def github_provider(secrets: Callable[[SecretRef], str], *, web: Web | None = None, **options: Any) -> ProviderBuilder:
     """The ``github`` builder for one sweep: its checks share one :class:`GitHubSession` (one query per target,
     one rate-limit state); each reads its token through ``secrets`` only when it first asks GitHub."""
-    session = GitHubSession()
+    session = GitHubSession(web=web or Web())  # the sweep's (bounded in time), or one of its own
 
     def build(settings: GitHubCheck) -> HolderCheck:
         return GitHubActions(settings, secret_reader(secrets, settings.token), session=session, **options)

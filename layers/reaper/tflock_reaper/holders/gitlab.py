@@ -299,10 +299,10 @@ def _failure(answer: Answer, what: str, token: str) -> _NoAnswerError | None:
     return _NoAnswerError(f"GitLab answered HTTP {answer.status} for {what}: {detail}")
 
 
-def gitlab_provider(secrets: Callable[[SecretRef], str], **options: Any) -> ProviderBuilder:
+def gitlab_provider(secrets: Callable[[SecretRef], str], *, web: Web | None = None, **options: Any) -> ProviderBuilder:
     """The ``gitlab`` builder for one sweep: its checks share one :class:`GitLabSession`; each reads its token
     through ``secrets`` only when it first asks GitLab."""
-    session = GitLabSession()
+    session = GitLabSession(web=web or Web())  # the sweep's (bounded in time), or one of its own
 
     def build(settings: GitLabCheck) -> HolderCheck:
         return GitLabPipelines(settings, secret_reader(secrets, settings.token), session=session, **options)

@@ -141,10 +141,10 @@ class HttpHolderCheck:
         return self._answer(HolderState.NOT_RUNNING, f"{endpoint} says the holder is not running")
 
 
-def http_provider(secrets: Callable[[SecretRef], str], **options: Any) -> ProviderBuilder:
+def http_provider(secrets: Callable[[SecretRef], str], *, web: Web | None = None, **options: Any) -> ProviderBuilder:
     """The ``http`` builder for one sweep: its checks share one :class:`HttpSession`; the header secret is read
     only when a request is made."""
-    session = HttpSession()
+    session = HttpSession(web=web or Web())  # the sweep's (bounded in time), or one of its own
 
     def build(settings: HttpCheck) -> HolderCheck:
         reader = secret_reader(secrets, settings.header.value) if settings.header else None

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tflock_reaper.aws import AwsClients
+from tflock_reaper.deadline import UNBOUNDED, Budget
 from tflock_reaper.notify.base import Notifier, NotifyError
 from tflock_reaper.policy import Channel, PagerDutyChannel, SecretRef, SlackChannel
 
@@ -103,8 +104,14 @@ class _Unconfigured:
 
 
 def make_channel_factory(
-    clients: AwsClients, *, default_topic_arn: str | None, resolve: Callable[[SecretRef], str] | None = None
+    clients: AwsClients,
+    *,
+    default_topic_arn: str | None,
+    resolve: Callable[[SecretRef], str] | None = None,
+    budget: Budget = UNBOUNDED,
 ) -> Callable[[str, Channel], Notifier]:
+    """The notifier of each channel. Slack and PagerDuty sends draw on ``budget`` (the sweep's time for outbound
+    requests): once it is spent they fail at once, retryably."""
     secret = resolve or secret_resolver(clients)
 
     # Each adapter is imported when a channel of its kind is first built, not at a cold start: slack_sdk and the
@@ -114,12 +121,12 @@ def make_channel_factory(
             from tflock_reaper.notify.slack import SlackNotifier  # noqa: PLC0415
 
             ref = channel.webhook
-            return SlackNotifier(lambda: secret(ref), name=name)
+            return SlackNotifier(lambda: secret(ref), name=name, budget=budget)
         if isinstance(channel, PagerDutyChannel):
             from tflock_reaper.notify.pagerduty import PagerDutyNotifier  # noqa: PLC0415
 
             key = channel.routing_key
-            return PagerDutyNotifier(lambda: secret(key), url=channel.url, name=name)
+            return PagerDutyNotifier(lambda: secret(key), url=channel.url, name=name, budget=budget)
         topic = channel.topic_arn or default_topic_arn
         if not topic:
             return _Unconfigured(name, "no topic_arn in the policy and no ALERT_TOPIC_ARN in the deployment")

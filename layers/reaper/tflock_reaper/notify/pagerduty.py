@@ -11,6 +11,11 @@ HTTP through urllib3 (already in the Lambda runtime with botocore): bounded retr
 ``Retry-After`` (capped) and otherwise back off exponentially, and on connection errors and timeouts.
 Retrying a POST is safe here: PagerDuty folds events with one ``dedup_key`` into one alert. The routing key
 travels only in the request body: it is never logged nor put in an error.
+
+Time: ``timeout`` bounds each connect and each read; a whole send, every attempt and wait included, ends
+within ``total`` seconds or what is left of the sweep's :class:`~tflock_reaper.deadline.Budget`, whichever is
+sooner (:mod:`tflock_reaper.outbound`): an endpoint that drips its answer is cut off there, and a retry whose
+wait would not fit is not made. Once the budget is spent, a send fails at once (retryably), without a request.
 """
 
 from __future__ import annotations
@@ -20,14 +25,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import InvalidHeader
-from urllib3.util.retry import Retry
 
+from tflock_reaper.deadline import UNBOUNDED, Budget, Deadline
 from tflock_reaper.notify.base import HTTP_SERVER_ERRORS, HTTP_TOO_MANY_REQUESTS, NotifyError, retryable_status
 from tflock_reaper.notify.events import Notification, NotificationKind
 from tflock_reaper.notify.text import fit, one_line, redact
+from tflock_reaper.outbound import MIN_ATTEMPT_SECONDS, DeadlineExceededError, DeadlinePool, DeadlineRetry
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_MAX = 1024
@@ -110,30 +114,12 @@ def render_event(n: Notification) -> dict[str, Any]:
     return event
 
 
-class _Retry(Retry):
-    """urllib3's Retry with ``Retry-After`` capped (urllib3 1.26 has no ``retry_after_max``; 2.x allows 6 h by
-    default) and an unreadable ``Retry-After`` treated as absent instead of failing the request."""
-
-    max_retry_after: float = 30.0
-
-    def new(self, **kw: Any) -> _Retry:
-        retry = super().new(**kw)
-        retry.max_retry_after = self.max_retry_after
-        return retry
-
-    def get_retry_after(self, response: Any) -> float | None:
-        try:
-            seconds = super().get_retry_after(response)
-        except InvalidHeader:
-            return None
-        return None if seconds is None else min(max(seconds, 0.0), self.max_retry_after)
-
-
 class PagerDutyNotifier:
     """Sends :func:`render_event` plus the routing key to the Events API v2.
 
     ``routing_key_provider`` is called on every send (a cached Powertools Parameters lookup in the Lambda).
-    ``timeout`` bounds each attempt's connect and read; at most ``max_attempts`` attempts are made.
+    ``timeout`` bounds each connect and each read; at most ``max_attempts`` attempts are made, all within
+    ``total`` seconds and the ``budget``'s time left. ``Retry-After`` is waited for up to ``max_retry_after``.
     """
 
     def __init__(
@@ -146,6 +132,8 @@ class PagerDutyNotifier:
         max_attempts: int = 3,
         backoff: float = 0.5,
         max_retry_after: float = 30.0,
+        total: float = 15.0,
+        budget: Budget = UNBOUNDED,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -156,7 +144,9 @@ class PagerDutyNotifier:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_retry_after = max_retry_after
-        self._pool: urllib3.PoolManager | None = None
+        self.total = total
+        self.budget = budget
+        self._http = DeadlinePool()
 
     @property
     def name(self) -> str:
@@ -165,8 +155,10 @@ class PagerDutyNotifier:
     def render(self, notification: Notification) -> dict[str, Any]:
         return render_event(notification)
 
-    def _retry(self) -> Retry:
-        retry = _Retry(
+    def _retry(self, deadline: Deadline) -> DeadlineRetry:
+        return DeadlineRetry.within(
+            deadline,
+            max_retry_after=self.max_retry_after,
             total=self.max_attempts - 1,
             connect=self.max_attempts - 1,
             read=self.max_attempts - 1,
@@ -178,8 +170,6 @@ class PagerDutyNotifier:
             respect_retry_after_header=True,
             raise_on_status=False,
         )
-        retry.max_retry_after = self.max_retry_after
-        return retry
 
     def _routing_key(self) -> str:
         try:
@@ -193,20 +183,23 @@ class PagerDutyNotifier:
         return key
 
     def send(self, notification: Notification) -> None:
+        if self.budget.spent(at_least=MIN_ATTEMPT_SECONDS):
+            raise NotifyError(self.name, "not sent: no time left in this sweep for outbound requests", retryable=True)
         key = self._routing_key()
         body = {"routing_key": key, **render_event(notification)}
-        if self._pool is None:
-            self._pool = urllib3.PoolManager(headers={"User-Agent": "tflock-reaper"})
+        deadline = self.budget.deadline(self.total)
         try:
-            response = self._pool.request(
+            response = self._http.request(
                 "POST",
                 self.url,
                 body=json.dumps(body).encode(),
                 headers={"Content-Type": "application/json"},
-                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
-                retries=self._retry(),
-                redirect=False,
+                deadline=deadline,
+                timeout=self.timeout,
+                retries=self._retry(deadline),
             )
+        except DeadlineExceededError as err:
+            raise NotifyError(self.name, f"PagerDuty Events API unreachable: {err}", retryable=True) from None
         except Urllib3Error as err:
             reason = getattr(err, "reason", None) or err
             detail = redact(f"{type(reason).__name__}: {reason}", key)

@@ -17,42 +17,30 @@ Limits (Block Kit reference): header text 150 characters, section text 3000, eac
 fields per section and 50 blocks per message; the fallback ``text`` is kept under 4000. Values are cut
 *before* escaping, so an entity is never cut in half.
 
-Delivery. ``slack_sdk``'s :class:`~slack_sdk.webhook.WebhookClient` with retry handlers: a 429 waits for
-``Retry-After`` (capped), 5xx and connection errors or timeouts back off exponentially, and all handlers share
-one attempt counter, so at most ``max_attempts`` requests are made per notification. A timeout is retried
-too: Slack may then show the message twice, which beats not showing it.
+Delivery. A ``POST`` of the message (the payload ``slack_sdk``'s ``WebhookClient`` would send) with bounded
+retries: a 429 waits for ``Retry-After`` (capped: a longer wait fails the send now), 5xx and connection errors
+or timeouts back off exponentially, and all causes share one attempt counter, so at most ``max_attempts``
+requests are made per notification. A timeout is retried too: Slack may then show the message twice, which
+beats not showing it. ``timeout`` bounds each connect and each read, and the whole send, every attempt and wait
+included, ends within ``total`` seconds or what is left of the sweep's :class:`~tflock_reaper.deadline.Budget`
+(:mod:`tflock_reaper.outbound`): a webhook that drips its answer is cut off there. Once the budget is spent, a
+send fails at once (retryably), without a request.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import random
 import re
-import time
 from collections.abc import Callable, Sequence
-from http.client import RemoteDisconnected
 from typing import Any
-from urllib.error import URLError
 from urllib.parse import urlsplit
 
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
-from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
-from slack_sdk.http_retry.handler import RetryHandler
-from slack_sdk.http_retry.jitter import Jitter
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
-from slack_sdk.webhook import WebhookClient
-
+from tflock_reaper.deadline import UNBOUNDED, Budget, Deadline
 from tflock_reaper.notify.base import HTTP_SERVER_ERRORS, HTTP_TOO_MANY_REQUESTS, NotifyError, retryable_status
 from tflock_reaper.notify.events import Notification
 from tflock_reaper.notify.text import fit, one_line, redact, utc_minutes
+from tflock_reaper.outbound import MIN_ATTEMPT_SECONDS, DeadlineExceededError, DeadlinePool, DeadlineRetry
 
 HEADER_MAX = 150
 SECTION_TEXT_MAX = 3000
@@ -189,81 +177,11 @@ def render_slack(n: Notification) -> dict[str, Any]:
 
 
 # -- delivery -------------------------------------------------------------------------------------------------
-def _retry_after_seconds(headers: dict[str, list[str] | str]) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; ``None`` when absent or unreadable."""
-    raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    value = raw if isinstance(raw, str) or raw is None else next(iter(raw), None)
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
-
-
-class _HalfJitter(Jitter):
-    """Between half and all of the backoff (slack_sdk's RandomJitter adds up to a whole second to each)."""
-
-    def recalculate(self, duration: float) -> float:
-        return duration * (0.5 + random.random() / 2)  # noqa: S311 - spreading retries, not cryptography
-
-
-class _RateLimitHandler(RateLimitErrorRetryHandler):
-    """429: wait exactly what ``Retry-After`` asks (slack_sdk's own handler adds up to 1 s of jitter and
-    fails on an HTTP date), but never longer than ``max_wait``: a longer wait fails the send instead, so
-    that a sweep is never parked for an hour."""
-
-    def __init__(self, max_retry_count: int, max_wait: float, interval: BackoffRetryIntervalCalculator) -> None:
-        super().__init__(max_retry_count=max_retry_count, interval_calculator=interval)
-        self.max_wait = max_wait
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if response is None or response.status_code != HTTP_TOO_MANY_REQUESTS:
-            return False
-        wait = _retry_after_seconds(response.headers)
-        return wait is None or wait <= self.max_wait
-
-    def prepare_for_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        wait = _retry_after_seconds(response.headers) if response is not None else None
-        if wait is None:
-            wait = self.interval_calculator.calculate_sleep_duration(state.current_attempt)
-        state.next_attempt_requested = True
-        time.sleep(wait)
-        state.increment_current_attempt()
-
-
-class _ServerErrorHandler(ServerErrorRetryHandler):
-    """Every 5xx (slack_sdk's handler retries 500 and 503 only)."""
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        return response is not None and response.status_code in HTTP_SERVER_ERRORS
-
-
+# Not slack_sdk's WebhookClient: it posts through urllib's ``urlopen`` with a timeout per socket read, and takes no
+# opener, handler or transport of ours (it builds an opener only for a proxy URL), so nothing bounds a whole send:
+# a webhook stand-in that drips its answer held a sweep for as long as it liked. The payload is the one
+# ``WebhookClient.send_dict`` posts (the message as JSON, ``Content-Type: application/json;charset=utf-8``), sent
+# through the deadline-bound urllib3 transport that the PagerDuty notifier and the holder checks use too.
 def secret_parts(url: str) -> tuple[str, ...]:
     """What of a webhook URL is secret: all of it, its path (a server or proxy may echo the path alone), and each
     long path segment (Slack's ``/services/T…/B…/<token>``: the token alone identifies the webhook)."""
@@ -277,8 +195,8 @@ _SECRETS: set[str] = set()
 
 
 class _RedactUrls(logging.Filter):
-    """slack_sdk logs the request URL (the webhook secret) in some messages, and at DEBUG the response body, which
-    may echo it: remove every URL's path and every webhook's secret parts."""
+    """urllib3 logs the request path (the webhook secret) at DEBUG, and in its "Retrying ... after connection
+    broken" warning: remove every URL's path and every webhook's secret parts."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage(), *_SECRETS)
@@ -286,20 +204,22 @@ class _RedactUrls(logging.Filter):
         return True
 
 
-# slack_sdk logs the full URL at DEBUG/INFO when its logger's own level is NOTSET or DEBUG; this logger's level
-# keeps those calls off, and the filter redacts what is left (its ERROR line on connection failures).
-_sdk_logger = logging.getLogger(f"{__name__}.sdk")
-_sdk_logger.setLevel(logging.WARNING)
-_sdk_logger.addFilter(_RedactUrls())
+# A filter applies to the records of the logger it is added to, not to its children's: each urllib3 module that
+# may log a request's URL gets it.
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager", "urllib3.connection"):
+    _urllib3_logger = logging.getLogger(_name)
+    if not any(isinstance(f, _RedactUrls) for f in _urllib3_logger.filters):
+        _urllib3_logger.addFilter(_RedactUrls())
 
 
 class SlackNotifier:
     """Posts :func:`render_slack` to an incoming webhook.
 
     ``webhook_url_provider`` is called on every send (cheap when it is a cached Powertools Parameters lookup),
-    so that a rotated secret is picked up; its value never appears in logs or errors. ``timeout`` applies to
-    each attempt's connect and each read; at most ``max_attempts`` attempts are made, separated by
-    ``Retry-After`` (at most ``max_retry_after`` seconds) or an exponential backoff from ``backoff`` seconds.
+    so that a rotated secret is picked up; its value never appears in logs or errors. ``timeout`` bounds each
+    connect and each read; at most ``max_attempts`` attempts are made, separated by ``Retry-After`` (a longer
+    wait than ``max_retry_after`` seconds is not made: the send fails) or an exponential backoff from ``backoff``
+    seconds, and all of them end within ``total`` seconds and the ``budget``'s time left.
     """
 
     def __init__(
@@ -311,6 +231,8 @@ class SlackNotifier:
         max_attempts: int = 3,
         backoff: float = 0.5,
         max_retry_after: float = 30.0,
+        total: float = 15.0,
+        budget: Budget = UNBOUNDED,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -320,6 +242,9 @@ class SlackNotifier:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_retry_after = max_retry_after
+        self.total = total
+        self.budget = budget
+        self._http = DeadlinePool()
 
     @property
     def name(self) -> str:
@@ -328,20 +253,25 @@ class SlackNotifier:
     def render(self, notification: Notification) -> dict[str, Any]:
         return render_slack(notification)
 
-    def _retry_handlers(self) -> list[RetryHandler]:
-        # One shared RetryState counts attempts across handlers: each may retry while the total is under
-        # max_attempts - 1 retries.
+    def _retry(self, deadline: Deadline) -> DeadlineRetry:
+        # One counter for every cause: at most max_attempts requests per notification.
         retries = self.max_attempts - 1
-        interval = BackoffRetryIntervalCalculator(backoff_factor=self.backoff, jitter=_HalfJitter())
-        return [
-            _RateLimitHandler(retries, self.max_retry_after, interval),
-            _ServerErrorHandler(max_retry_count=retries, interval_calculator=interval),
-            ConnectionErrorRetryHandler(
-                max_retry_count=retries,
-                interval_calculator=interval,
-                error_types=[URLError, ConnectionError, RemoteDisconnected, TimeoutError],
-            ),
-        ]
+        return DeadlineRetry.within(
+            deadline,
+            max_retry_after=self.max_retry_after,
+            give_up_beyond_cap=True,
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            other=retries,
+            redirect=False,
+            status_forcelist=frozenset({HTTP_TOO_MANY_REQUESTS, *HTTP_SERVER_ERRORS}),
+            allowed_methods=frozenset({"POST"}),
+            backoff_factor=self.backoff,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
 
     def _url(self) -> str:
         try:
@@ -356,29 +286,36 @@ class SlackNotifier:
         return url
 
     def send(self, notification: Notification) -> None:
+        if self.budget.spent(at_least=MIN_ATTEMPT_SECONDS):
+            raise NotifyError(self.name, "not sent: no time left in this sweep for outbound requests", retryable=True)
         url = self._url()
-        client = WebhookClient(
-            url,
-            # urllib takes float seconds; slack_sdk annotates int.
-            timeout=self.timeout,  # type: ignore[arg-type]
-            retry_handlers=self._retry_handlers(),
-            logger=_sdk_logger,
-        )
+        deadline = self.budget.deadline(self.total)
         try:
-            response = client.send_dict(render_slack(notification))
-        except Exception as err:  # noqa: BLE001 - urllib raises many types; the cause may hold the URL
-            detail = redact(f"{type(err).__name__}: {err}", *secret_parts(url))
+            response = self._http.request(
+                "POST",
+                url,
+                body=json.dumps(render_slack(notification)).encode(),
+                headers={"Content-Type": "application/json;charset=utf-8"},
+                deadline=deadline,
+                timeout=self.timeout,
+                retries=self._retry(deadline),
+            )
+        except DeadlineExceededError as err:
+            raise NotifyError(self.name, f"Slack webhook unreachable: {err}", retryable=True) from None
+        except Exception as err:  # noqa: BLE001 - urllib3 raises many types; the cause may hold the URL
+            reason = getattr(err, "reason", None) or err
+            detail = redact(f"{type(reason).__name__}: {reason}", *secret_parts(url))
             raise NotifyError(
                 self.name,
                 f"Slack webhook unreachable (after up to {self.max_attempts} attempts): {detail}",
                 retryable=True,
             ) from None
-        if response.status_code == HTTP_OK:
+        if response.status == HTTP_OK:
             return
         # Redacted whole, then cut: a cut first could leave half a secret that no longer matches.
-        body = redact(str(response.body or ""), *secret_parts(url))[:200]
+        body = redact(response.data.decode("utf-8", "replace"), *secret_parts(url))[:200]
         raise NotifyError(
             self.name,
-            f"Slack webhook answered HTTP {response.status_code}: {body or '(empty body)'}",
-            retryable=retryable_status(response.status_code),
+            f"Slack webhook answered HTTP {response.status}: {body or '(empty body)'}",
+            retryable=retryable_status(response.status),
         )
