@@ -4,6 +4,10 @@ Profiles (``HYPOTHESIS_PROFILE``): ``ci`` (the default: derandomized, modest exa
 files together stay well under a minute and every run tries the same inputs) and ``deep`` (random, many
 more examples: run it by hand after touching lock.py, audit.py or policy.py).
 
+``notifications()`` builds notifications of every kind from every lock shape the lock model accepts (any
+``Created`` from year 1 to 9999 with any offset, hostile and huge text, text that tries to forge a line), for the
+renderer properties in tests/unit/test_fuzz_notify.py.
+
 Every generated lock-table item carries its expected class (``lock``, ``digest`` or ``skipped``), and every
 generated ``.tflock`` object its own (``lock`` or ``skipped``), derived from how it was built, never from the code
 under test: the properties compare the product with this oracle.
@@ -22,7 +26,9 @@ from typing import Any
 from factories import NOW
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from tflock_reaper.lock import LockfileObject
+from tflock_reaper.decision import Outcome
+from tflock_reaper.lock import LockfileObject, LockRecord, classify_item
+from tflock_reaper.notify import Notification, NotificationKind
 from tflock_reaper.policy import parse_policy
 
 settings.register_profile(
@@ -417,3 +423,92 @@ def broken_lockfiles(draw: st.DrawFn) -> LockfileCase:
 
 
 lockfile_cases = st.one_of(well_formed_lockfiles(), broken_lockfiles(), broken_lockfiles())
+
+
+# -- notifications ----------------------------------------------------------------------------------------------
+def written_created(when: datetime, digits: int, offset: str) -> str:
+    """``Created`` as a holder's clock wrote it: ``when``'s fields (its time zone is ignored) are the wall-clock
+    time *at* ``offset``, not converted, so
+    that years 1 and 9999 come with every offset, even where the UTC equivalent would leave the calendar
+    (``0001-01-01T00:00:00+01:00``). Formatted by hand: strftime does not pad years before 1000 everywhere."""
+    text = f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:{when.second:02d}"
+    if digits:
+        text += "." + (f"{when.microsecond:06d}" + "987")[:digits]
+    return text + offset
+
+
+#: Every offset RFC 3339 and the lock model allow: ``Z``, ``-00:00`` and ``+/-HH:MM`` up to 23:59.
+offset_text = st.one_of(
+    st.sampled_from(["Z", "+00:00", "-00:00", "+23:59", "-23:59", "+14:00", "-12:00", "+05:45"]),
+    st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(
+        lambda m: f"{'-' if m < 0 else '+'}{abs(m) // 60:02d}:{abs(m) % 60:02d}"
+    ),
+)
+_calendar_edges = st.sampled_from(
+    [
+        datetime.min.replace(tzinfo=UTC),
+        datetime.min.replace(hour=23, minute=59, second=59, microsecond=999_999, tzinfo=UTC),
+        datetime.max.replace(tzinfo=UTC),
+        datetime.max.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC),
+    ]
+)
+_first_days = (datetime(1, 1, 1, tzinfo=UTC).replace(tzinfo=None), datetime(1, 1, 3, tzinfo=UTC).replace(tzinfo=None))
+#: Any ``Created`` the lock model accepts, the ends of the calendar often: years 1 to 9999, 0 to 9 fractional
+#: digits, any offset. The notifications built from them are not judged against a clock (a resolved lock's
+#: Created may lie anywhere), so future times are included.
+any_created = st.builds(
+    written_created,
+    st.one_of(
+        _calendar_edges, st.datetimes(timezones=st.just(UTC)), st.datetimes(*_first_days, timezones=st.just(UTC))
+    ),
+    st.integers(0, 9),
+    offset_text,
+)
+
+#: Up to DynamoDB's 2,048 bytes for a partition key (the LockID), in any characters but ``/``.
+long_lock_path = st.builds(
+    lambda b, ch, n: f"{b}/{ch * n}".encode()[:2048].decode("utf-8", "ignore"),
+    bucket,
+    st.characters(codec="utf-8", exclude_characters="/"),
+    st.integers(500, 2040),
+)
+#: Lines that could be forged into a channel's output, and every character a line can be broken with.
+FORGED = "Verdict: keep -> kept"
+_breakers = st.sampled_from(["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"])
+_invisibles = st.sampled_from(["\u200e", "\u200f", "\u061c", "\u202a", "\u202e", "\u2066", "\u2069", "\ufeff"])
+forging_text = st.builds(
+    lambda a, sep, b: f"{a}{sep}{FORGED}{b}", any_text, st.one_of(_breakers, _invisibles), any_text
+)
+hostile_text = st.one_of(field_text, forging_text)
+reasons_lists = st.one_of(
+    st.lists(st.one_of(st.just("held 3h12m (by Created): past warn_after 30m"), hostile_text), max_size=4),
+    st.lists(any_text, min_size=40, max_size=80),  # more than any channel shows
+)
+
+
+@st.composite
+def notifications(draw: st.DrawFn) -> Notification:
+    """A notification of any kind about a lock of any shape the lock model accepts (hostile text in every field
+    a lock-table writer controls, huge values, any ``Created``), as the sweep or the stream function builds it."""
+    path = draw(st.one_of(lock_path, lock_path, long_lock_path))
+    info = draw(lock_infos(path, any_created))
+    if draw(st.booleans()):
+        info[draw(st.sampled_from(["ID", "Who", "Operation", "Version"]))] = draw(forging_text)
+    item = {"LockID": {"S": path}, "Info": {"S": _dumps(info, draw(json_style))}}
+    lock = classify_item(item, None)
+    assert isinstance(lock, LockRecord), lock  # the generator's promise: a shape the lock model accepts
+    kind = draw(st.sampled_from(list(NotificationKind)))
+    return Notification.for_lock(
+        kind,
+        lock,
+        table=draw(st.one_of(st.just("tf-locks"), bucket)),
+        age_seconds=draw(st.one_of(st.integers(0, 10**6), st.integers(-(10**12), 10**12))),
+        verdict=draw(st.sampled_from(["keep", "warn", "reap"])),
+        outcome=draw(st.sampled_from([*(o.value for o in Outcome), "released"])),
+        reasons=draw(reasons_lists),
+        rule=draw(st.one_of(st.just("rules[0] tf-state/dev/*"), any_text)),
+        deleted_item=item if kind is NotificationKind.REAPED else None,
+        sequence=draw(st.integers(1, 10**6)) if kind is NotificationKind.STILL_STALE else 0,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from factories import NOW, lock_item
@@ -25,9 +26,13 @@ HOSTILE = [
 ]
 
 
-def lock_record(path: str = "tf-state/dev/network/terraform.tfstate", **kwargs: Any) -> LockRecord:
+def lock_record(
+    path: str = "tf-state/dev/network/terraform.tfstate", *, now: datetime | None = NOW, **kwargs: Any
+) -> LockRecord:
+    """A lock the lock model accepts. ``now=None`` parses it as the stream function does, without a clock (a
+    ``Created`` in the future is then a lock too)."""
     kwargs.setdefault("lock_id", LOCK_ID)
-    lock = classify_item(lock_item(path, **kwargs), NOW)
+    lock = classify_item(lock_item(path, **kwargs), now)
     assert isinstance(lock, LockRecord), lock
     return lock
 

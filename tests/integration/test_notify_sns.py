@@ -93,3 +93,18 @@ def test_an_unknown_topic_is_a_permanent_error(topic):
     assert not err.value.retryable
     assert err.value.channel == "sns"
     assert "NotFound" in str(err.value)
+
+
+def test_a_hostile_lock_from_year_1_is_delivered_with_no_forged_line(topic):
+    """Issue 13 end to end: a Created with no UTC equivalent, a Who that tries to forge a line with U+2028 and a
+    lone surrogate (which UTF-8 cannot encode) reach the subscriber, every line the renderer's own."""
+    topic_arn, sqs, queue_url = topic
+    n = notification(
+        "reap_blocked", created="0001-01-01T00:00:00+01:00", who="x\u2028Verdict: keep -> kept\udc80", now=None
+    )
+    SnsNotifier(lambda: boto3.client("sns", region_name=REGION), topic_arn).send(n)
+    (envelope,) = received(sqs, queue_url)
+    lines = envelope["Message"].splitlines()
+    assert not [line for line in lines if line.startswith("Verdict: keep")]
+    assert "Who:                x\ufffdVerdict: keep -> kept\ufffd" in lines
+    assert "Held for:           3h12m (Created 0001-01-01T00:00:00+01:00)" in lines

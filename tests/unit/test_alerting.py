@@ -7,16 +7,20 @@ when the sweep runs every five minutes, then each event reaches each of its rule
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from factories import NOW, lock_item
 from fakes import FakeLockTable
 from tflock_reaper.alerting import Alerter, notifications_for
+from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.decision import Outcome
 from tflock_reaper.durations import format_duration
-from tflock_reaper.notify import MemoryLedger, Notification
+from tflock_reaper.notify import DedupKey, MemoryLedger, Notification, NotifyError
+from tflock_reaper.notify.slack import render_slack
 from tflock_reaper.policy import Channel, Policy, parse_policy
 from tflock_reaper.service import SweepReport, sweep
 from tflock_reaper.state import MemoryStateStore
@@ -81,10 +85,14 @@ class RecordingNotifier:
         return self._name
 
     def render(self, notification: Notification) -> dict[str, Any]:
-        return {"to": self._name, "dedup_key": notification.dedup_key}
+        error = self._channels.poisoned.get(notification.who)
+        if error is not None:
+            raise error
+        return self._channels.render(self._name, notification)
 
     def send(self, notification: Notification) -> None:
-        error = self._channels.broken.get(self._name)
+        self.render(notification)  # as every adapter does
+        error = self._channels.broken.get(self._name) or self._channels.refused.get(notification.who)
         if error is not None:
             raise error
         at = format_duration(self._channels.clock() - NOW)
@@ -92,12 +100,19 @@ class RecordingNotifier:
 
 
 class Channels:
-    """The channel factory given to the Alerter: recording notifiers; a channel named in ``broken`` raises."""
+    """The channel factory given to the Alerter: recording notifiers. A channel named in ``broken`` raises on every
+    send; a lock whose Who is in ``poisoned`` cannot be rendered, one in ``refused`` is refused (a 400, say)."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.sent: list[Sent] = []
         self.broken: dict[str, Exception] = {}
+        self.poisoned: dict[str, Exception] = {}
+        self.refused: dict[str, Exception] = {}
+        self.render: Callable[[str, Notification], dict[str, Any]] = lambda name, n: {
+            "to": name,
+            "dedup_key": n.dedup_key,
+        }
 
     def __call__(self, name: str, channel: Channel) -> RecordingNotifier:
         return RecordingNotifier(name, self)
@@ -311,3 +326,103 @@ def test_a_channel_that_failed_retryably_is_skipped_for_the_rest_of_the_sweep():
     world.channels.broken = {}
     world.sweep_at(timedelta(minutes=50))
     assert sorted(c for _, c, _ in world.channels.log() if c == "slack") == ["slack"] * 3  # retried next sweep
+
+
+# -- one lock's bad data never takes a channel down (issue 13) ------------------------------------------------------
+POISONED = "tf-state/prod/a-poisoned.tfstate"
+NORMAL = "tf-state/prod/b-normal.tfstate"
+
+
+def slack_of(report: SweepReport) -> dict[str, str]:
+    return {entry.lock.lock_path: entry.notifications[0]["channels"]["slack"] for entry in report.locks}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OverflowError("date value out of range"), UnicodeEncodeError("utf-8", "\udc80", 0, 1, "surrogates not allowed")],
+)
+def test_a_lock_that_cannot_be_rendered_does_not_take_the_channel_down_for_the_next_lock(error):
+    """Before: a renderer's exception was taken for a transport failure, the channel was marked down for the rest
+    of the sweep, and every later lock got no alert on it."""
+    world = World(lock_item(POISONED, created=NOW, who="poison"), lock_item(NORMAL, created=NOW))
+    world.channels.poisoned = {"poison": error}
+    report = world.sweep_at(timedelta(minutes=45))
+
+    assert slack_of(report) == {POISONED: "failed", NORMAL: "sent"}
+    poisoned = report.locks[0].notifications[0]
+    assert poisoned["errors"]["slack"].startswith(f"cannot render the notification: {type(error).__name__}")
+    assert world.channels.log(NORMAL) == [("45m", "oncall", "stale"), ("45m", "slack", "stale")]
+
+
+def test_a_lock_created_in_year_1_gets_its_slack_alert_and_so_does_the_next_lock():
+    """The repro of issue 13, through the real Slack renderer: a Created of 0001-01-01T00:00:00+01:00 made
+    ``astimezone(UTC)`` raise OverflowError, which took Slack down for the rest of the sweep."""
+    world = World(lock_item(POISONED, created="0001-01-01T00:00:00+01:00"), lock_item(NORMAL, created=NOW))
+    world.channels.render = lambda name, n: render_slack(n)
+    report = world.sweep_at(timedelta(minutes=45))
+
+    assert slack_of(report) == {POISONED: "sent", NORMAL: "sent"}
+    (year_one,) = [
+        s.notification for s in world.channels.sent if s.channel == "slack" and s.notification.lock_path == POISONED
+    ]
+    held_for = render_slack(year_one)["blocks"][1]["fields"][4]["text"]
+    assert held_for.endswith("(since 0001-01-01 00:00 UTC+01:00)")
+
+
+def test_a_notification_a_channel_refuses_fails_alone():
+    """A 4xx for one notification's payload (Slack's 400 invalid_payload): that lock's alert fails, the next is sent."""
+    world = World(lock_item(POISONED, created=NOW, who="poison"), lock_item(NORMAL, created=NOW))
+    world.channels.refused = {"poison": NotifyError("slack", "HTTP 400: invalid_payload", retryable=False)}
+    report = world.sweep_at(timedelta(minutes=45))
+    assert slack_of(report) == {POISONED: "failed", NORMAL: "sent"}
+
+
+class RefusingLedger(MemoryLedger):
+    """The state table's ledger refusing the claims of the locks in ``refused`` (a ValidationException on their
+    key) and, with ``unavailable`` set, every claim (throttling)."""
+
+    def __init__(self, *, refused: tuple[str, ...] = (), unavailable: bool = False) -> None:
+        super().__init__()
+        self.refused = refused
+        self.unavailable = unavailable
+
+    def claim(self, channel: str, key: DedupKey) -> bool:
+        if self.unavailable:
+            raise AwsAccessError("cannot claim a notification: ProvisionedThroughputExceededException")
+        if key.lock_path in self.refused:
+            raise AwsAccessError("cannot claim a notification: ValidationException: key too large", transient=False)
+        return super().claim(channel, key)
+
+
+def test_a_ledger_that_refuses_one_lock_s_key_does_not_take_the_channel_down():
+    world = World(lock_item(POISONED, created=NOW), lock_item(NORMAL, created=NOW))
+    world.ledger = RefusingLedger(refused=(POISONED,))
+    report = world.sweep_at(timedelta(minutes=45))
+
+    assert slack_of(report) == {POISONED: "failed", NORMAL: "sent"}
+    assert "ValidationException" in report.locks[0].notifications[0]["errors"]["slack"]
+    assert world.channels.log() == [("45m", "oncall", "stale"), ("45m", "slack", "stale")]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "ledger throttled",
+        NotifyError("slack", "Slack webhook unreachable: TimeoutError", retryable=True),
+        NotifyError("slack", "Slack webhook answered HTTP 429", retryable=True),
+        ConnectionError("connection refused"),
+        TimeoutError("timed out"),
+    ],
+)
+def test_a_transport_failure_still_takes_the_channel_down_for_the_rest_of_the_sweep(failure, caplog):
+    world = World(lock_item(POISONED, created=NOW), lock_item(NORMAL, created=NOW))
+    if failure == "ledger throttled":
+        world.ledger = RefusingLedger(unavailable=True)
+    else:
+        world.channels.broken = {"slack": failure}
+    report = world.sweep_at(timedelta(minutes=45))
+    assert slack_of(report) == {POISONED: "failed", NORMAL: "skipped"}  # one timeout per sweep, not one per lock
+    (down,) = [
+        r for r in caplog.records if r.getMessage() == "channel down for the rest of the sweep" and r.channel == "slack"
+    ]
+    assert down.lock_path == POISONED

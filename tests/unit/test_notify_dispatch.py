@@ -6,23 +6,36 @@ import logging
 
 import pytest
 from notify_factories import notification
+from tflock_reaper.dal.errors import AwsAccessError
 from tflock_reaper.notify import DedupKey, MemoryLedger, Notification, NotifyError, SendStatus, dispatch
 
 
 class FakeNotifier:
-    """Records what it delivered; fails while ``failures`` is positive (with ``error``)."""
+    """Records what it delivered; fails while ``failures`` is positive (with ``error``). Like every adapter, it
+    renders in ``send``; ``render_error`` is raised by rendering (a renderer bug on some data)."""
 
-    def __init__(self, name: str, *, failures: int = 0, error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        failures: int = 0,
+        error: Exception | None = None,
+        render_error: Exception | None = None,
+    ) -> None:
         self.name = name
         self.failures = failures
         self.error = error or NotifyError(name, "HTTP 503", retryable=True)
+        self.render_error = render_error
         self.delivered: list[str] = []
         self.attempts = 0
 
     def render(self, n: Notification) -> dict:
+        if self.render_error is not None:
+            raise self.render_error
         return n.to_dict()
 
     def send(self, n: Notification) -> None:
+        self.render(n)
         self.attempts += 1
         if self.failures > 0:
             self.failures -= 1
@@ -33,6 +46,17 @@ class FakeNotifier:
 class BrokenLedger(MemoryLedger):
     def claim(self, channel: str, key: DedupKey) -> bool:
         raise RuntimeError("state table throttled")
+
+
+class RefusingLedger(MemoryLedger):
+    """Refuses the claim of one event's key, as DynamoDB refuses an item whose key is too large."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def claim(self, channel: str, key: DedupKey) -> bool:
+        raise self.error
 
 
 def test_every_channel_gets_the_notification():
@@ -128,3 +152,48 @@ def test_result_to_dict():
     assert result.to_dict()["channels"] == [
         {"channel": "slack", "status": "failed", "error": "HTTP 503", "retryable": True}
     ]
+
+
+# -- failures are classified: one notification's data never takes a channel down (issue 13) ----------------------
+def test_a_notification_that_cannot_be_rendered_fails_alone_without_a_claim():
+    """Before: the renderer's OverflowError (a Created in year 1), raised inside send, was taken for a transport
+    failure: retryable, so the sweep marked the channel down and the stream function retried the record."""
+    ledger = MemoryLedger()
+    slack = FakeNotifier("slack", render_error=OverflowError("date value out of range"))
+    sns = FakeNotifier("sns")
+    result = dispatch(notification(), [slack, sns], ledger)
+    (failed,) = result.failed
+    assert (failed.channel, failed.retryable) == ("slack", False)
+    assert failed.error == "cannot render the notification: OverflowError: date value out of range"
+    assert slack.attempts == 0
+    assert result.sent == ("sns",)
+    assert ("slack", notification().dedup_key) not in ledger.entries  # never claimed: nothing to release
+
+
+def test_a_ledger_that_refuses_this_event_fails_it_alone():
+    refused = AwsAccessError("cannot claim: ValidationException: key too large", transient=False)
+    slack = FakeNotifier("slack")
+    (failed,) = dispatch(notification(), [slack], RefusingLedger(refused)).failed
+    assert failed.retryable is False
+    assert failed.error == (
+        "notification ledger refused this event: AwsAccessError: cannot claim: ValidationException: key too large"
+    )
+    assert slack.attempts == 0
+
+
+@pytest.mark.parametrize("error", [AwsAccessError("ProvisionedThroughputExceededException"), RuntimeError("throttled")])
+def test_a_ledger_that_is_unavailable_is_still_a_retryable_failure(error):
+    (failed,) = dispatch(notification(), [FakeNotifier("slack")], RefusingLedger(error)).failed
+    assert failed.retryable is True
+    assert failed.error is not None
+    assert failed.error.startswith("notification ledger unavailable: ")
+
+
+def test_an_error_that_quotes_a_hostile_value_is_reported_on_one_line_and_short():
+    hostile = "x\nVerdict: keep -> kept\u2028" + "y" * 10_000
+    slack = FakeNotifier("slack", render_error=ValueError(hostile))
+    sns = FakeNotifier("sns", failures=1, error=NotifyError("sns", hostile, retryable=False))
+    for failed in dispatch(notification(), [slack, sns], MemoryLedger()).failed:
+        assert failed.error is not None
+        assert len(failed.error.splitlines()) == 1
+        assert len(failed.error) <= 500

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from tflock_reaper.notify.slack import (
     SlackNotifier,
     render_slack,
 )
-from tflock_reaper.notify.sns import JSON_INTRO, SnsNotifier, render_publish
+from tflock_reaper.notify.sns import JSON_INTRO, MESSAGE_MAX_BYTES, SnsNotifier, render_publish
 from tflock_reaper.notify.text import fit, human_age, redact
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:tflock-alerts"
@@ -445,3 +447,134 @@ def test_notify_error_redacts_urls_as_a_safety_net():
 
 def test_notification_created_is_the_lock_created():
     assert notification().created == NOW.replace(hour=9)
+
+
+# -- every value the lock model accepts renders (issue 13) -----------------------------------------------------
+#: ``Created`` values at the ends of the calendar: valid RFC 3339, accepted by the lock model, and with no UTC
+#: equivalent that a datetime can hold (``astimezone(UTC)`` raised OverflowError in the Slack renderer).
+EDGE_CREATED = [
+    "0001-01-01T00:00:00+01:00",
+    "0001-01-01T00:00:00.123456789+23:59",
+    "9999-12-31T23:59:59-01:00",
+    "9999-12-31T23:59:59.999999999-23:59",
+]
+
+
+def render_everywhere(n: Notification) -> dict[str, Any]:
+    return {
+        "slack": render_slack(n),
+        "sns": render_publish(n, TOPIC),
+        "pagerduty": render_event(n),
+        "event": json.loads(n.to_json()),
+    }
+
+
+@pytest.mark.parametrize("kind", ["stale", "reap_blocked", "reaped", "resolved"])
+@pytest.mark.parametrize("created", EDGE_CREATED)
+def test_a_lock_created_at_the_ends_of_the_calendar_renders_on_every_channel(created, kind):
+    n = notification(kind, created=created, now=None)  # the stream function parses without a clock
+    rendered = render_everywhere(n)
+    if kind != "reaped":
+        shown = created[:10] + " " + created[11:16]
+        assert field(rendered["slack"], "Held for").endswith(f"(since {shown} UTC{created[-6:]})")
+    assert f"(Created {n.created.isoformat()})" in rendered["sns"]["Message"]
+    assert rendered["event"]["created"] == n.created.isoformat()
+
+
+def test_a_lock_created_in_year_1_is_shown_in_utc_when_utc_can_hold_it():
+    payload = render_slack(notification(created="0001-01-01T05:00:00+01:00", now=None))
+    assert field(payload, "Held for") == "*Held for*\n3h12m (since 0001-01-01 04:00 UTC)"
+
+
+def test_a_lone_surrogate_in_who_renders_on_every_channel():
+    """JSON can carry an escaped lone surrogate (``"\\udc80"``), and the lock model accepts it in Who: SNS, which
+    encodes the body as UTF-8, raised UnicodeEncodeError."""
+    rendered = render_everywhere(notification(who="runner\udc80@ci"))
+    assert "Who:                runner\ufffd@ci" in rendered["sns"]["Message"]
+    rendered["sns"]["Message"].encode("utf-8")
+    assert field(rendered["slack"], "Who") == "*Who*\n`runner\ufffd@ci`"
+
+
+def test_sns_stays_under_its_size_for_a_huge_lock_id():
+    """The JSON's fallback for a huge item cut Who and the path only: a 300,000-character ID (well within an item's
+    400 KB) kept the message, through the ID, the dedup key and the command, far over SNS's 256 KB."""
+    n = notification("reaped", lock_id="i" * 300_000)
+    message = render_publish(n, TOPIC)["Message"]
+    assert len(message.encode()) <= MESSAGE_MAX_BYTES
+    assert json.loads(message.split(f"\n{JSON_INTRO}\n")[1])["event"] == "reaped"
+
+
+def test_pagerduty_stays_under_its_size_with_many_long_reasons():
+    n = notification("reap_blocked", reasons=tuple("é" * 5000 for _ in range(300)))
+    event = render_event(n)
+    assert len(json.dumps({"routing_key": "R" * 32, **event})) <= 512 * 1024
+    assert event["payload"]["custom_details"]["reasons"]
+
+
+# -- no value forges a line (issue 13) -------------------------------------------------------------------------
+FORGED = "Verdict: keep -> kept"
+#: Line separators str.splitlines() (and mail readers, JavaScript, ...) break on, and bidi controls.
+FORGERS = {"LS": "\u2028", "PS": "\u2029", "NEL": "\u0085", "RLM": "\u200f", "RLO": "\u202e", "ALM": "\u061c"}
+
+
+def rendered_lines(n: Notification) -> dict[str, list[str]]:
+    """Every line of every string each channel would send, split as str.splitlines() splits."""
+    return {
+        "slack": [line for text in texts(render_slack(n)) for line in text.splitlines()],
+        "sns": render_publish(n, TOPIC)["Message"].splitlines(),
+        "pagerduty": [line for text in _strings(render_event(n)) for line in text.splitlines()],
+    }
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _forged(line: str) -> bool:
+    return unslack(line).lstrip("`").startswith(FORGED[:13])  # "Verdict: keep", escaped or not
+
+
+@pytest.mark.parametrize("separator", FORGERS.values(), ids=FORGERS.keys())
+def test_a_who_cannot_forge_a_line_or_reorder_text_on_any_channel(separator):
+    n = notification("stale", who=f"x{separator}{FORGED}")
+    for channel, lines in rendered_lines(n).items():
+        assert not [line for line in lines if _forged(line)], channel
+        assert not [line for line in lines if separator in line], channel
+    assert f"Who:                x\ufffd{FORGED}" in render_publish(n, TOPIC)["Message"]  # shown, neutralised
+
+
+@pytest.mark.parametrize("separator", ["\n", *FORGERS.values()])
+def test_a_reason_cannot_forge_a_line_in_the_slack_reasons_block(separator):
+    """Reasons quote lock values; the code block is multi-line by design, split only on the renderer's joins."""
+    n = notification("stale", reasons=(f"held by x{separator}{FORGED}", "reap_after 4h not reached"))
+    reasons = next(t for t in texts(render_slack(n)) if t.startswith("*Reasons*"))
+    assert reasons.count("\n") == 2  # after the title, and between the two reasons
+    assert not [line for line in reasons.splitlines() if _forged(line)]
+
+
+@pytest.mark.parametrize("separator", ["\n", "\r", *FORGERS.values()])
+def test_a_lock_id_cannot_forge_a_line_in_the_command_on_any_channel(separator):
+    n = notification("stale", lock_id=f"x{separator}{FORGED}")
+    assert len(n.force_unlock_command.splitlines()) == 1
+    for channel, lines in rendered_lines(n).items():
+        assert not [line for line in lines if _forged(line)], channel
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize(
+    "lock_id", ["x\nVerdict: keep", "it's \\ \u202ex\u2028y\x1b[31m\U000e0001z", "plain-8a3cd4e3", "a b; rm -rf ~"]
+)
+def test_the_command_is_one_line_and_gives_the_shell_the_exact_lock_id(lock_id):
+    command = notification("stale", path="tf-state/env:/d\u200fev/x.tfstate", lock_id=lock_id).force_unlock_command
+    assert len(command.splitlines()) == 1
+    words = command.replace("terraform workspace select", "printf '%s\\0'", 1).replace(
+        "&& terraform force-unlock -force", "", 1
+    )
+    out = subprocess.run(["bash", "-c", words], capture_output=True, check=True, env={"LC_ALL": "C.UTF-8"})
+    assert out.stdout.decode("utf-8").split("\0")[:2] == ["d\u200fev", lock_id]
