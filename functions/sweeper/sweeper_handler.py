@@ -22,6 +22,7 @@ _METRICS = {
     "LocksChanged": "changed",
     "ReapsBlocked": "blocked",
     "ItemsSkipped": "skipped",
+    "UnreadableLocks": "unreadable",
     "SweepErrors": "failed",
     "LocksDeferred": "deferred",
     "TargetsFailed": "errors",

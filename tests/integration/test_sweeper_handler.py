@@ -69,10 +69,14 @@ def test_handler_reaps_logs_each_verdict_and_emits_metrics(handler, dynamodb, lo
     assert reaped["lock_path"] == STALE_PATH
     verdicts = [line for line in lines if line.get("message") == "lock verdict"]
     assert [(v["lock_path"], v["outcome"]) for v in verdicts] == [(STALE_PATH, "reaped")]
-    assert any(line.get("message") == "item skipped" and line["lock_id"] == "tf-state/x" for line in lines)
+    # An Info that is not JSON at a state's LockID: a lock that cannot be read, logged in full, counted, kept.
+    unreadable = next(line for line in lines if line.get("message") == "unreadable lock")
+    assert (unreadable["lock_id"], unreadable["level"]) == ("tf-state/x", "WARNING")
+    assert unreadable["item"] == {"LockID": {"S": "tf-state/x"}, "Info": {"S": "nope"}}
     emf = next(line for line in _log_lines(capsys.readouterr().out) if "LocksReaped" in line)
     assert emf["LocksReaped"] == [1.0]
     assert emf["ItemsSkipped"] == [1.0]
+    assert emf["UnreadableLocks"] == [1.0]
     assert emf["LocksSeen"] == [1.0]
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "TflockReaper"
 

@@ -11,8 +11,17 @@ from typing import Any
 import pytest
 from cfn_template import load_template
 
-#: What the dashboard must show (issue 8): locks held, the oldest lock's age, stale locks, reaps, notification failures.
-REQUIRED_ON_DASHBOARD = {"LocksSeen", "OldestLockAgeSeconds", "StaleLocks", "LocksReaped", "NotificationFailures"}
+#: What the dashboard must show (issue 8): locks held, the oldest lock's age, stale locks, reaps, notification failures;
+#: (issue 13) unreadable locks and skipped items.
+REQUIRED_ON_DASHBOARD = {
+    "LocksSeen",
+    "OldestLockAgeSeconds",
+    "StaleLocks",
+    "LocksReaped",
+    "NotificationFailures",
+    "UnreadableLocks",
+    "ItemsSkipped",
+}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +90,7 @@ def test_every_alarm_notifies_the_alarm_topic_and_is_named_for_its_key_policy(te
         "StreamErrorsAlarm",
         "StreamIteratorAgeAlarm",
         "StreamFailureAlarm",
+        "UnreadableLocksAlarm",
     }
     key_statements = template["Resources"]["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
     (cloudwatch,) = [s for s in key_statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
@@ -152,3 +162,11 @@ def test_the_dashboard_plots_the_functions_by_name(template):
     assert '"FunctionName", "${StreamFunctionName}"' in body
     # The stream function is conditional: the dashboard must not reference it when it is not deployed.
     assert variables["StreamFunctionName"]["!If"][:2] == ["HasLockTableStream", {"!Ref": "StreamFunction"}]
+
+
+def test_an_unreadable_lock_raises_an_alarm(alarms):
+    """Issue 13.5: a lock that cannot be judged blocks its state and is never reaped: an alarm watches for it."""
+    props = alarms["UnreadableLocksAlarm"]["Properties"]
+    assert (props["Namespace"], props["MetricName"]) == ("TflockReaper", "UnreadableLocks")
+    assert _dimension(alarms["UnreadableLocksAlarm"], "service") == "tflock-reaper"
+    assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tflock_reaper.decision import STALE_OUTCOMES, Outcome
+from tflock_reaper.lock import SkippedItem, workspace_of
 from tflock_reaper.notify.base import Notifier
 from tflock_reaper.notify.dispatch import ChannelResult, NotificationLedger, dispatch
 from tflock_reaper.notify.events import Notification, NotificationKind
@@ -127,6 +128,37 @@ class Alerter:
                     self._remember_channels(entry, list(channels))
             results.append(record)
         return results
+
+    def on_unreadable(self, item: SkippedItem, now: datetime) -> list[dict[str, Any]]:
+        """An unreadable lock, routed like a stale lock of its path (its operation and holder cannot be read), sent
+        once per distinct item through the ledger."""
+        rule = self._policy.rule_for_path(item.lock_path)
+        notification = Notification.for_unreadable(
+            item.lock_path,
+            reason=item.reason,
+            item=item.item,
+            scope=item.scope,
+            table=item.table or self._table,
+            rule=rule.name,
+            seen=now,
+            workspace=workspace_of(item.lock_path),
+        )
+        notifiers = [self._notifier(name) for name in rule.channels]
+        record: dict[str, Any] = {"event": notification.kind.value, "sequence": 0}
+        if not self._send:
+            record["channels"] = {n.name: "would-send" for n in notifiers}
+            record["rendered"] = {n.name: n.render(notification) for n in notifiers}
+            return [record]
+        live = [n for n in notifiers if n.name not in self._down]
+        result = dispatch(notification, live, self._ledger)
+        record["channels"] = {r.channel: r.status.value for r in result.results}
+        record["channels"].update({n.name: "skipped" for n in notifiers if n.name in self._down})
+        if result.failed:
+            record["errors"] = {r.channel: r.error for r in result.failed}
+        for failed in result.failed:
+            if failed.retryable:
+                self._down[failed.channel] = failed.error or "failed"
+        return [record]
 
     def _mark_down(self, failed: list[ChannelResult], entry: LockReport) -> None:
         for result in failed:

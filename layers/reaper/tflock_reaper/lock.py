@@ -62,6 +62,14 @@ class LockInfo(BaseModel):
         return datetime.fromisoformat(value)
 
 
+def workspace_of(lock_path: str) -> str:
+    """The Terraform workspace of a lock path (``<bucket>/env:/<workspace>/...``; else ``default``)."""
+    key = lock_path.split("/", 1)[-1]
+    if key.startswith(_WORKSPACE_PREFIX):
+        return key[len(_WORKSPACE_PREFIX) :].split("/", 1)[0]
+    return "default"
+
+
 def lockfile_scope(bucket: str) -> str:
     """The scope of a lockfile-only lock's records: its bucket (bucket names are global)."""
     return f"s3://{bucket}"
@@ -146,10 +154,7 @@ class LockRecord:
     @property
     def workspace(self) -> str:
         """The Terraform workspace, read from the default ``env:/<workspace>/`` key prefix."""
-        key = self.state_key
-        if key.startswith(_WORKSPACE_PREFIX):
-            return key[len(_WORKSPACE_PREFIX) :].split("/", 1)[0]
-        return "default"
+        return workspace_of(self.lock_path)
 
     @property
     def digest_path(self) -> str:
@@ -167,11 +172,32 @@ class DigestRecord:
 
 @dataclass(frozen=True)
 class SkippedItem:
-    """An item that is neither a well-formed lock nor a digest. Reported; never deleted."""
+    """An item that is neither a well-formed lock nor a digest. Reported; never deleted.
+
+    ``unreadable``: a lock by its key and shape (an ``Info`` attribute at a ``<bucket>/<state path>`` LockID, or a
+    ``<state key>.tflock`` object) that cannot be judged (bad JSON, not a LockInfo, a ``Created`` in the future, a
+    Path that is not its key, ...). It blocks every plan on its state as a lock does, so it is alerted about, never
+    reaped. Other skipped items (no ``Info``: not Terraform's) are only reported.
+    """
 
     lock_id: str
     reason: str
     item: DynamoItem
+    unreadable: bool = False
+    table: str | None = None
+    table_arn: str | None = None
+
+    @property
+    def lock_path(self) -> str:
+        """The state's lock path (a lockfile's location without ``.tflock``)."""
+        return self.lock_id.removesuffix(LOCKFILE_SUFFIX) if "Lockfile" in self.item else self.lock_id
+
+    @property
+    def scope(self) -> str:
+        """Where the item lives (see :attr:`LockRecord.scope`)."""
+        if "Lockfile" in self.item:
+            return lockfile_scope(self.lock_id.split("/", 1)[0])
+        return self.table_arn or f"table/{self.table or '?'}"
 
 
 Classified = LockRecord | DigestRecord | SkippedItem
@@ -185,6 +211,13 @@ def classify_item(
     ``now`` is the reaper's clock, for the check that ``Created`` is not in the future; ``None`` skips it
     (the stream audit records what happened, skewed clocks included). ``table``/``table_arn``: where it was read.
     """
+    classified = _classify(item, now)
+    if isinstance(classified, DigestRecord):
+        return classified
+    return replace(classified, table=table, table_arn=table_arn)
+
+
+def _classify(item: DynamoItem, now: datetime | None) -> Classified:
     lock_attr = item.get("LockID")
     if not isinstance(lock_attr, dict) or not isinstance(lock_attr.get("S"), str):
         return SkippedItem("<missing>", "LockID is missing or not a string", item)
@@ -192,8 +225,7 @@ def classify_item(
     attributes = set(item) - {"LockID"}
 
     if "Info" in attributes:
-        lock = _classify_lock(lock_path, item, attributes, now)
-        return replace(lock, table=table, table_arn=table_arn) if isinstance(lock, LockRecord) else lock
+        return _classify_lock(lock_path, item, attributes, now)
     if lock_path.endswith(DIGEST_SUFFIX) and attributes <= {"Digest"}:
         digest = item.get("Digest", {}).get("S")
         if "Digest" in attributes and not isinstance(digest, str):
@@ -208,24 +240,28 @@ def classify_item(
     )
 
 
-def _classify_lock(lock_path: str, item: DynamoItem, attributes: set[str], now: datetime | None) -> Classified:
+def _classify_lock(
+    lock_path: str, item: DynamoItem, attributes: set[str], now: datetime | None
+) -> LockRecord | SkippedItem:
+    if "/" not in lock_path.strip("/"):
+        return SkippedItem(lock_path, "LockID is not of the form <bucket>/<state path>", item)
+    # From here on, the item is a lock by its key and shape: one that cannot be judged is unreadable.
     extra = attributes - {"Info"}
     if extra:
         return SkippedItem(
             lock_path,
             f"unexpected attributes beside Info: {', '.join(sorted(extra))} (Terraform writes none)",
             item,
+            unreadable=True,
         )
-    if "/" not in lock_path.strip("/"):
-        return SkippedItem(lock_path, "LockID is not of the form <bucket>/<state path>", item)
     info_attr = item["Info"]
     raw_info = info_attr.get("S")
     if not isinstance(raw_info, str):
         kind = next(iter(info_attr), "?")
-        return SkippedItem(lock_path, f"Info is not a string (DynamoDB type {kind})", item)
+        return SkippedItem(lock_path, f"Info is not a string (DynamoDB type {kind})", item, unreadable=True)
     parsed = _parse_info(raw_info, lock_path, now, source="Info", key_name="LockID")
     if isinstance(parsed, str):
-        return SkippedItem(lock_path, parsed, item)
+        return SkippedItem(lock_path, parsed, item, unreadable=True)
     return LockRecord(lock_path=lock_path, raw_info=raw_info, info=parsed, item=item)
 
 
@@ -275,11 +311,13 @@ def classify_lockfile(obj: LockfileObject, now: datetime | None) -> LockRecord |
     try:
         raw_info = obj.body.decode("utf-8")
     except UnicodeDecodeError as err:
-        return SkippedItem(obj.location, f"lockfile body is not UTF-8: {err.reason} at byte {err.start}", record)
+        return SkippedItem(
+            obj.location, f"lockfile body is not UTF-8: {err.reason} at byte {err.start}", record, unreadable=True
+        )
     record["Info"] = {"S": raw_info}
     parsed = _parse_info(raw_info, obj.lock_path, now, source="lockfile body", key_name="the lockfile's key")
     if isinstance(parsed, str):
-        return SkippedItem(obj.location, parsed, record)
+        return SkippedItem(obj.location, parsed, record, unreadable=True)
     return LockRecord(obj.lock_path, raw_info, parsed, record, lockfile=obj, in_table=False)
 
 

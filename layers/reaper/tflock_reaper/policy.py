@@ -344,6 +344,14 @@ class Policy(_Strict):
                 return self._effective(rule, f"rules[{index}] {rule.match}")
         return self._effective(None, "defaults")
 
+    def rule_for_path(self, lock_path: str) -> EffectiveRule:
+        """For an unreadable lock (its operation and holder cannot be read): the first rule whose glob matches the
+        path, whatever it says of operations and ``who``, so that its alert goes where that state's alerts go."""
+        for index, rule in enumerate(self.rules):
+            if fnmatchcase(lock_path, rule.match):
+                return self._effective(rule, f"rules[{index}] {rule.match}")
+        return self._effective(None, "defaults")
+
 
 class PolicyError(Exception):
     """A policy file that cannot be used. ``problems`` lists each one as ``file:line:col: field: message``."""

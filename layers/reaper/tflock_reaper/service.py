@@ -46,7 +46,7 @@ from tflock_reaper.lock import (
     merge_backends,
 )
 from tflock_reaper.policy import EffectiveRule, HolderSpec, Policy
-from tflock_reaper.state import LockState, StateStore, lock_key
+from tflock_reaper.state import LockKey, LockState, StateStore, lock_key
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ Mode = Literal["dry-run", "enforce"]
 
 
 class AlertSink(Protocol):
-    """Receives every judged lock; returns what it sent (or would send) about it."""
+    """Receives every judged lock, and every unreadable one; returns what it sent (or would send) about it."""
 
     def on_entry(self, entry: LockReport, now: datetime) -> list[dict[str, Any]]: ...
+
+    def on_unreadable(self, item: SkippedItem, now: datetime) -> list[dict[str, Any]]: ...
 
 
 class LockSource(Protocol):
@@ -165,6 +167,13 @@ class SweepReport:
     """Paths of the locks read but neither judged nor acted on: the sweep ran out of time (next sweep's work)."""
     errors: list[str] = field(default_factory=list)
     """Targets (accounts, tables) that could not be swept at all: nothing of theirs was judged or deleted."""
+    unreadable_notifications: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """What was sent (or would be) about each unreadable lock, by its ``lock_id``."""
+
+    @property
+    def unreadable(self) -> list[SkippedItem]:
+        """Locks by their key and shape that cannot be judged: alerted about, never reaped."""
+        return [s for s in self.skipped if s.unreadable]
 
     def summary(self) -> dict[str, int]:
         outcomes = Counter(r.outcome.value for r in self.locks)
@@ -172,6 +181,7 @@ class SweepReport:
             "locks": len(self.locks),
             "digests": self.digests,
             "skipped": len(self.skipped),
+            "unreadable": len(self.unreadable),
             "deferred": len(self.deferred),
             "errors": len(self.errors),
             "stale": sum(1 for r in self.locks if r.verdict.action is not Action.KEEP),
@@ -187,7 +197,16 @@ class SweepReport:
             "breaker": self.breaker,
             "notes": self.notes,
             "locks": [r.to_dict() for r in self.locks],
-            "skipped": [{"lock_id": s.lock_id, "reason": s.reason} for s in self.skipped],
+            "skipped": [
+                {
+                    "lock_id": s.lock_id,
+                    "reason": s.reason,
+                    "unreadable": s.unreadable,
+                    "table": s.table,
+                    "notifications": self.unreadable_notifications.get(s.lock_id, []),
+                }
+                for s in self.skipped
+            ],
             "deferred": self.deferred,
             "errors": self.errors,
             "summary": self.summary(),
@@ -293,8 +312,13 @@ def _read_locks(
 
 def _skip(skipped: SkippedItem, report: SweepReport) -> None:
     report.skipped.append(skipped)
-    # INFO: the report lists skipped items; the Lambda logs at INFO, so each is on record there too.
-    logger.info("item skipped", extra={"lock_id": skipped.lock_id, "reason": skipped.reason, "item": skipped.item})
+    fields = {"lock_id": skipped.lock_id, "lock_table": skipped.table, "reason": skipped.reason, "item": skipped.item}
+    if skipped.unreadable:
+        # It blocks every plan on its state as a lock does, and nobody may reap it: a human must look.
+        logger.warning("unreadable lock", extra=fields)
+    else:
+        # INFO: the report lists skipped items; the Lambda logs at INFO, so each is on record there too.
+        logger.info("item skipped", extra=fields)
 
 
 def _server_time(lock_state: LockState, lock: LockRecord) -> LockState:
@@ -357,11 +381,7 @@ def sweep(
     locks = _read_locks(tables, lockfiles, now, report)
     observed = state.observe(locks, now)
     states = {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
-    verdicts: list[Verdict] = []
-    for lock in locks:  # a holder check may take seconds: the clock is checked before each
-        if no_time_left():
-            break
-        verdicts.append(judge(lock, states[lock_key(lock)], policy, now, holders))
+    verdicts = _judge_all(locks, states, policy=policy, now=now, holders=holders, no_time_left=no_time_left)
     plan = plan_sweep(verdicts, enforce=report.mode == "enforce", max_reaps=policy.max_reaps_per_sweep)
     report.breaker = plan.breaker
     if plan.breaker:
@@ -383,8 +403,29 @@ def sweep(
             warned.append(lock)
         report.locks.append(entry)
         _log_verdict(entry)
+    if alerts is not None:
+        _alert_unreadables(alerts, report, no_time_left, now)
     _finish(report, locks, state, warned, now)
     return report
+
+
+def _judge_all(
+    locks: Sequence[LockRecord],
+    states: Mapping[LockKey, LockState],
+    *,
+    policy: Policy,
+    now: datetime,
+    holders: HolderChecks,
+    no_time_left: Callable[[], bool],
+) -> list[Verdict]:
+    """Each lock's verdict, in order, until the time reserve is reached (a holder check may take seconds: the clock
+    is checked before each)."""
+    verdicts: list[Verdict] = []
+    for lock in locks:
+        if no_time_left():
+            break
+        verdicts.append(judge(lock, states[lock_key(lock)], policy, now, holders))
+    return verdicts
 
 
 def _finish(
@@ -401,6 +442,20 @@ def _finish(
         state.settle(warned, now)
     except AwsAccessError as err:
         logger.error("cannot record the sweep's observations", extra={"error": str(err)})
+
+
+def _alert_unreadables(alerts: AlertSink, report: SweepReport, no_time_left: Callable[[], bool], now: datetime) -> None:
+    """Alert about each unreadable lock, as about a stale one (it blocks its state, and nobody may reap it). A
+    failing alert path never stops the sweep."""
+    for item in report.unreadable:
+        if no_time_left():
+            return
+        try:
+            sent = alerts.on_unreadable(item, now)
+        except Exception as err:
+            logger.exception("alerting failed", extra={"lock_path": item.lock_path})
+            sent = [{"error": f"{type(err).__name__}: {err}"}]
+        report.unreadable_notifications[item.lock_id] = sent
 
 
 def _alert(alerts: AlertSink, entry: LockReport, now: datetime) -> list[dict[str, Any]]:

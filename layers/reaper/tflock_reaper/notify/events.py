@@ -12,6 +12,8 @@ Severities (PagerDuty's vocabulary, used by every channel):
 * ``reap_blocked``: error. Past ``reap_after`` and the reaper may not clear it: only a human can.
 * ``reaped``: warning. The lock is gone, but a reaped apply may have left state partly written.
 * ``resolved``: info. The lock was released.
+* ``unreadable_lock``: error. A lock by its key and shape that cannot be read (bad JSON, a ``Created`` in the
+  future, ...): it blocks every plan on its state and the reaper never deletes it, so only a human can.
 
 Values from the lock item (``who``, ``lock_path``, ``operation``, ``version``, ``lock_id``, ``created``) are
 untrusted, and any value the lock model accepts must render on every channel (a ``Created`` in year 1 included):
@@ -20,6 +22,7 @@ renderers escape them; :attr:`Notification.force_unlock_command` shell-quotes th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +39,7 @@ class NotificationKind(StrEnum):
     REAPED = "reaped"
     REAP_BLOCKED = "reap_blocked"
     RESOLVED = "resolved"
+    UNREADABLE_LOCK = "unreadable_lock"
 
 
 class Severity(StrEnum):
@@ -53,6 +57,7 @@ SEVERITIES: dict[NotificationKind, Severity] = {
     NotificationKind.REAP_BLOCKED: Severity.ERROR,
     NotificationKind.REAPED: Severity.WARNING,
     NotificationKind.RESOLVED: Severity.INFO,
+    NotificationKind.UNREADABLE_LOCK: Severity.ERROR,
 }
 
 TITLES: dict[NotificationKind, str] = {
@@ -61,7 +66,16 @@ TITLES: dict[NotificationKind, str] = {
     NotificationKind.REAP_BLOCKED: "Stale Terraform lock, reap blocked",
     NotificationKind.REAPED: "Stale Terraform lock reaped",
     NotificationKind.RESOLVED: "Terraform lock released",
+    NotificationKind.UNREADABLE_LOCK: "Unreadable Terraform lock, never reaped",
 }
+
+FOLLOW_UP_UNREADABLE = (
+    "This item is where Terraform keeps this state's lock, but it cannot be read as a lock (see Reasons), so the "
+    "reaper will never delete it, and every plan and apply on this state fails while it is there. Inspect the item "
+    '(the reaper\'s log has it in full, as an "unreadable lock" line); if it is a stale lock, delete it by hand.'
+)
+#: What an unreadable lock's fields say where a lock's would be read from its Info.
+UNREADABLE = "(unreadable)"
 
 #: Operations that never write state: a reaped lock of theirs needs no state review.
 READ_ONLY_OPERATIONS = frozenset({"OperationTypePlan"})
@@ -131,12 +145,49 @@ class Notification:
     """Where the lock lives (:attr:`tflock_reaper.lock.LockRecord.scope`): part of the exactly-once key."""
     age_basis: str = ""
     """What ``age_seconds`` was measured from (server time, the holder's Created, the reaper's first sighting)."""
+    identity: str = ""
+    """For ``unreadable_lock``: a digest of the item, so that each distinct unreadable item is announced once."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", NotificationKind(self.kind))
         object.__setattr__(self, "reasons", tuple(self.reasons))
         if self.sequence < 0:
             raise ValueError("sequence must not be negative")
+
+    @classmethod
+    def for_unreadable(
+        cls,
+        lock_path: str,
+        *,
+        reason: str,
+        item: dict[str, Any],
+        scope: str,
+        table: str,
+        rule: str,
+        seen: datetime,
+        workspace: str,
+    ) -> Notification:
+        """An ``unreadable_lock`` event: sent once per distinct item (its content's digest is part of the key)."""
+        content = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8", "replace")
+        return cls(
+            kind=NotificationKind.UNREADABLE_LOCK,
+            lock_path=lock_path,
+            lock_id=UNREADABLE,
+            who=UNREADABLE,
+            operation=UNREADABLE,
+            version=UNREADABLE,
+            created=seen,
+            age_seconds=0,
+            workspace=workspace,
+            verdict="keep",
+            outcome="unreadable",
+            reasons=(reason, "never reaped: a lock that cannot be read cannot be judged"),
+            rule=rule,
+            table=table,
+            scope=scope,
+            age_basis="unknown: the item cannot be read",
+            identity=hashlib.sha256(content).hexdigest()[:32],
+        )
 
     @classmethod
     def for_lock(
@@ -187,7 +238,9 @@ class Notification:
 
     @property
     def age(self) -> str:
-        """The age for humans: ``3h12m``."""
+        """The age for humans: ``3h12m`` (``unknown`` for an unreadable lock: its Created cannot be read)."""
+        if self.kind is NotificationKind.UNREADABLE_LOCK:
+            return "unknown"
         return human_age(self.age_seconds)
 
     @property
@@ -198,6 +251,8 @@ class Notification:
     @property
     def ledger_key(self) -> DedupKey:
         event = str(self.kind) if not self.sequence else f"{self.kind}#{self.sequence}"
+        if self.identity:
+            event += f"#{self.identity}"
         return DedupKey(self.lock_path, self.lock_id, event, self.scope)
 
     @property
@@ -220,7 +275,9 @@ class Notification:
 
     @property
     def follow_up(self) -> str | None:
-        """For ``reaped``: what a human should check now. ``None`` for other events."""
+        """For ``reaped``: what a human should check now; for ``unreadable_lock``: what to do. ``None`` otherwise."""
+        if self.kind is NotificationKind.UNREADABLE_LOCK:
+            return FOLLOW_UP_UNREADABLE
         if self.kind is not NotificationKind.REAPED:
             return None
         if self.operation == APPLY_OPERATION:
@@ -234,7 +291,7 @@ class Notification:
     @property
     def needs_unlock(self) -> bool:
         """Whether the lock is still held (so the force-unlock command is worth showing)."""
-        return self.kind not in (NotificationKind.REAPED, NotificationKind.RESOLVED)
+        return self.kind not in (NotificationKind.REAPED, NotificationKind.RESOLVED, NotificationKind.UNREADABLE_LOCK)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: every field, plus the derived severity, keys, command and follow-up."""

@@ -84,7 +84,7 @@ def _custom_details(n: Notification, limit: int) -> dict[str, Any]:
         "outcome": n.outcome,
         "rule": n.rule,
         "reasons": [_text(r, limit) for r in n.reasons[:REASONS_MAX]],
-        "command": n.force_unlock_command,
+        "command": n.force_unlock_command if n.needs_unlock else None,
     }
     return {k: _text(v, limit) if isinstance(v, str) else v for k, v in details.items()}
 

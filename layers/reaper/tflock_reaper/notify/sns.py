@@ -49,6 +49,7 @@ SUBJECT_LABELS: dict[NotificationKind, str] = {
     NotificationKind.REAP_BLOCKED: "stale lock, reap blocked",
     NotificationKind.REAPED: "lock reaped",
     NotificationKind.RESOLVED: "lock released",
+    NotificationKind.UNREADABLE_LOCK: "unreadable lock, never reaped",
 }
 
 # Error codes a later attempt can get past: throttling and AWS-side failures.
