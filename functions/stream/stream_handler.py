@@ -1,7 +1,9 @@
 """Lock-table stream → one structured audit log line per acquire, release and state write, plus metrics.
 
 The same function takes the S3 events of lockfiles (``<state>.tflock``) from EventBridge, one per invocation,
-and logs their acquires and releases with the same events and fields.
+and logs their acquires and releases with the same events and fields. S3 does not deliver them in order: a batch
+of them (:func:`handle_lockfile_events`) is recorded per object in S3's order (sequencer), and the recording
+itself matches each deletion by sequencer, whatever the order of invocations.
 
 Powertools' BatchProcessor reports partial batch failures: only a record whose state-table write failed
 (throttled, unavailable) is retried. Records that can never be processed are logged and counted, never failed.
@@ -25,16 +27,21 @@ from tflock_reaper.aws import default_clients
 from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.dal.state_table import StateTable
 from tflock_reaper.lock import LOCKFILE_SUFFIX, LockfileObject
-from tflock_reaper.lockfile_audit import is_eventbridge_event, parse_lockfile_event
+from tflock_reaper.lockfile_audit import (
+    LockfileAuditStore,
+    LockfileChange,
+    ReadLockfile,
+    batch_order,
+    is_eventbridge_event,
+    parse_lockfile_event,
+    record_lockfile_change,
+)
 from tflock_reaper.notify.dispatch import DispatchResult
 from tflock_reaper.notify.events import Notification
 from tflock_reaper.recorder import (
     AuditStore,
-    LockfileAuditStore,
-    ReadLockfile,
     Recorded,
     record_change,
-    record_lockfile_change,
 )
 from tflock_reaper.settings import get_settings
 
@@ -157,18 +164,29 @@ def handle_lockfile_event(
 ) -> None:
     """One S3 event from EventBridge. Raises only when the state table (or S3, other than a vanished object)
     fails: Lambda retries the asynchronous invocation, then sends it to the failure queue."""
+    handle_lockfile_events([event], store, read)
+
+
+def handle_lockfile_events(
+    events: list[dict[str, Any]], store: LockfileAuditStore | None = None, read: ReadLockfile | None = None
+) -> None:
+    """Several S3 events (e.g. a redrive of the failure queue), recorded per object in S3's order. Raises as
+    :func:`handle_lockfile_event` does; what was recorded before the failure is recorded once on the retry."""
     copy_config_to_registered_loggers(source_logger=logger, include={"tflock_reaper"})
-    try:
-        change = parse_lockfile_event(event)
-    except UnreadableRecordError as err:
-        logger.warning("item_ignored", extra={"event": "item_ignored", "reason": str(err)})
-        metrics.add_metric(name="RecordsIgnored", unit=MetricUnit.Count, value=1)
-        return
-    recorded = record_lockfile_change(change, store or default_store(), read or default_read)
-    if recorded is None:
-        logger.debug("already recorded", extra={"lock_path": change.lock_path, "event_id": change.event_id})
-        return
-    publish(recorded)
+    changes: list[LockfileChange] = []
+    for event in events:
+        try:
+            changes.append(parse_lockfile_event(event))
+        except UnreadableRecordError as err:
+            logger.warning("item_ignored", extra={"event": "item_ignored", "reason": str(err)})
+            metrics.add_metric(name="RecordsIgnored", unit=MetricUnit.Count, value=1)
+    recording_store, read_lockfile = store or default_store(), read or default_read
+    for change in sorted(changes, key=batch_order):
+        recorded = record_lockfile_change(change, recording_store, read_lockfile)
+        if not recorded:
+            logger.debug("already recorded", extra={"lock_path": change.lock_path, "event_id": change.event_id})
+        for audit_event in recorded:
+            publish(audit_event)
 
 
 @logger.inject_lambda_context(log_event=False)

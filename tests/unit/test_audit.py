@@ -2,12 +2,14 @@
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from factories import NOW, digest_item, lock_item
 from fakes import MemoryAuditStore
 from streams import stream_record
 from tflock_reaper.audit import EventKind, UnreadableRecordError, parse_record
+from tflock_reaper.lockfile_audit import batch_order, parse_lockfile_event, sequencer_position
 from tflock_reaper.recorder import record_change
 
 PATH = "tf-state/dev/network/terraform.tfstate"
@@ -136,3 +138,62 @@ def test_a_skewed_created_is_still_recorded_by_the_audit():
 def test_records_not_shaped_like_dynamodb_cannot_be_parsed(record):
     with pytest.raises(UnreadableRecordError, match="not a DynamoDB stream record"):
         parse_record(record)
+
+
+# -- lockfiles: S3 events in S3's order (sequencer) ---------------------------------------------------------------
+EVENTS = Path(__file__).parents[2] / "events"
+
+
+def _s3_event(name: str, key: str, sequencer: str) -> dict:
+    event = json.loads((EVENTS / name).read_text())
+    event["detail"]["object"] |= {"key": key, "sequencer": sequencer}
+    return event
+
+
+def test_the_sequencer_of_a_lockfile_event_is_parsed():
+    for name in ("s3_lockfile_created.json", "s3_lockfile_deleted.json"):
+        event = json.loads((EVENTS / name).read_text())
+        assert parse_lockfile_event(event).sequencer == event["detail"]["object"]["sequencer"]
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [
+        ("00617F08299329D189", "00617F0837B476E463"),  # the fixtures' create and delete
+        ("0A", "0B0"),
+        ("0A01", "0B"),  # right-padded: 0A01 < 0B00 (left-padded, 0A01 > 000B: the other way round)
+        ("0a", "0B"),  # hexadecimal: case does not matter
+    ],
+)
+def test_sequencers_compare_right_padded_with_zeros_then_lexicographically(earlier, later):
+    first, second = sequencer_position(earlier), sequencer_position(later)
+    assert first is not None
+    assert second is not None
+    assert first < second
+
+
+def test_sequencers_equal_once_right_padded_are_the_same_position():
+    assert sequencer_position("0A") == sequencer_position("0A00") == sequencer_position("0a0")
+
+
+@pytest.mark.parametrize("sequencer", [None, "", "not-hex", "0x1F", "F" * 65])
+def test_a_missing_or_unusable_sequencer_has_no_position(sequencer):
+    assert sequencer_position(sequencer) is None
+
+
+def test_a_batch_of_lockfile_events_is_ordered_per_object_by_sequencer():
+    events = [
+        _s3_event("s3_lockfile_deleted.json", "b.tflock", "00617F08299329D18A"),
+        _s3_event("s3_lockfile_created.json", "a.tflock", "00617F08299329D190"),
+        _s3_event("s3_lockfile_created.json", "b.tflock", "00617F08299329D189"),
+        _s3_event("s3_lockfile_deleted.json", "a.tflock", "00617F0829"),  # shorter: right-padded, the earliest
+    ]
+
+    ordered = sorted((parse_lockfile_event(event) for event in events), key=batch_order)
+
+    assert [(c.key, c.sequencer) for c in ordered] == [
+        ("a.tflock", "00617F0829"),
+        ("a.tflock", "00617F08299329D190"),
+        ("b.tflock", "00617F08299329D189"),
+        ("b.tflock", "00617F08299329D18A"),
+    ]

@@ -4,24 +4,40 @@ With EventBridge notifications on, S3 sends ``Object Created`` when Terraform wr
 (an acquisition: ``PutObject`` with ``If-None-Match: *``) and ``Object Deleted`` when it deletes it (a release,
 a ``force-unlock`` or the reaper's reap). The event's ``time`` is AWS's clock, as a stream record's
 ``ApproximateCreationDateTime`` is for lock items; its ``id`` is unique per event and stays the same when
-EventBridge or Lambda delivers it again, so it plays the stream sequence number's part in the state table.
+EventBridge or Lambda delivers it again.
 
-A deletion carries no body: the acquisition it ends is found in the state table (the items of the lock path
-with ``acquired_at`` set and ``released_at`` not). This module is pure: :func:`parse_lockfile_event` parses
-at the edge, :func:`ignore_reason` says what is not a lockfile change, :func:`choose_release` picks the
-acquisition a deletion ends, and the ``*_event`` functions build the log events.
+S3 does not deliver these events in order, and may deliver one twice. Its ``sequencer`` orders the events of
+one object key (S3 User Guide, "Event message structure": "If you compare the sequencer strings from two event
+notifications on the same object key, the event notification with the greater sequencer hexadecimal value is the
+event that occurred later. [...] The sequencers can be of different lengths. So, to compare these values, first
+right pad the shorter value with zeros, and then do a lexicographical comparison."). Older editions of that page
+said "left pad"; the current one says right, and that is what :func:`sequencer_position` does.
+
+A lockfile cannot be created while it exists (``If-None-Match: *``), so the true history of one key alternates:
+create, delete, create, delete... A deletion carries no body: it ends the acquisition whose create comes right
+before it in sequencer order. Every create and delete of a key is therefore kept in the state table by its
+sequencer (:class:`LockfileEntry`, the create with the body read when it was handled), and a deletion is matched
+to its neighbour there, never to "the newest open acquisition". Events that arrive late correct what was
+matched before them: a create that arrives between an acquisition and the deletion it was matched to takes that
+deletion over; a deletion that arrives between an acquisition and a later deletion it was matched to replaces it.
+Where the events cannot tell (a create whose lockfile was gone or replaced before it could be read), the
+release is logged with ``released_by: unknown``, never guessed.
+
+:func:`parse_lockfile_event` parses at the edge, :func:`ignore_reason` says what is not a lockfile change, and
+:func:`record_lockfile_change` records one event through the store it is given (the state table; no AWS here).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from tflock_reaper.audit import (
-    REAP_ATTRIBUTION_WINDOW,
     AuditEvent,
     EventKind,
     ReleasedBy,
@@ -31,15 +47,23 @@ from tflock_reaper.audit import (
 )
 from tflock_reaper.lock import (
     LOCKFILE_SUFFIX,
+    LockfileObject,
     LockRecord,
+    SkippedItem,
+    classify_lockfile,
     describe_validation_error,
     is_lockfile_key,
     lockfile_lock_path,
+    lockfile_scope,
 )
 
 S3_SOURCE = "aws.s3"
 OBJECT_CREATED = "Object Created"
 OBJECT_DELETED = "Object Deleted"
+#: Sequencers are right-padded with zeros to this width to compare (and sort in the state table) as strings.
+#: S3's are 18 hexadecimal digits today; a longer one cannot be placed and is treated as absent.
+SEQUENCER_WIDTH = 64
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
 class _Bucket(BaseModel):
@@ -53,6 +77,7 @@ class _Object(BaseModel):
 
     key: str = Field(min_length=1)
     etag: str | None = None
+    sequencer: str | None = None
 
 
 class _Detail(BaseModel):
@@ -81,6 +106,14 @@ def is_eventbridge_event(event: dict[str, Any]) -> bool:
     return "Records" not in event and "detail-type" in event and "source" in event
 
 
+def sequencer_position(sequencer: str | None) -> str | None:
+    """The sequencer as a fixed-width string whose order is S3's order of the events of one key (right-padded
+    with zeros, as S3 documents); None when there is none or it is not a hexadecimal string that fits."""
+    if sequencer is None or len(sequencer) > SEQUENCER_WIDTH or not _HEX.fullmatch(sequencer):
+        return None
+    return sequencer.upper().ljust(SEQUENCER_WIDTH, "0")
+
+
 @dataclass(frozen=True)
 class LockfileChange:
     """One S3 event about an object, parsed at the edge."""
@@ -93,6 +126,7 @@ class LockfileChange:
     event_id: str
     reason: str | None = None
     deletion_type: str | None = None
+    sequencer: str | None = None
 
     @property
     def location(self) -> str:
@@ -101,6 +135,15 @@ class LockfileChange:
     @property
     def lock_path(self) -> str:
         return lockfile_lock_path(self.bucket, self.key)
+
+    @property
+    def scope(self) -> str:
+        """Where the state table keeps this lockfile's records (a lockfile-only lock's scope: its bucket)."""
+        return lockfile_scope(self.bucket)
+
+    @property
+    def position(self) -> str | None:
+        return sequencer_position(self.sequencer)
 
 
 def parse_lockfile_event(event: dict[str, Any]) -> LockfileChange:
@@ -118,7 +161,13 @@ def parse_lockfile_event(event: dict[str, Any]) -> LockfileChange:
         event_id=parsed.id,
         reason=detail.reason,
         deletion_type=detail.deletion_type,
+        sequencer=detail.object.sequencer,
     )
+
+
+def batch_order(change: LockfileChange) -> tuple[str, str]:
+    """Sort key for the events of one batch: per object, in S3's order (events without a sequencer first)."""
+    return change.location, change.position or ""
 
 
 def ignore_reason(change: LockfileChange) -> str | None:
@@ -151,25 +200,196 @@ class Acquisition:
         return self.acquired_at is not None and self.released_at is None
 
 
+EntryKind = Literal["created", "deleted"]
+
+
 @dataclass(frozen=True)
-class AlreadyReleased:
-    """The deletion's release is recorded already: this very event delivered again, or the DynamoDB side of a
-    dual backend (same lock ID) released moments before. Nothing to record or log."""
+class LockfileEntry:
+    """One S3 event of a lockfile key, kept by its sequencer position (one per position: a redelivery is the
+    same entry). A create keeps the body read when it was first handled, None when it could not be read."""
+
+    position: str
+    kind: EntryKind
+    server_time: datetime
+    event_id: str
+    sequencer: str
+    body: str | None = None
 
 
-def choose_release(change: LockfileChange, acquisitions: list[Acquisition]) -> Acquisition | AlreadyReleased | None:
-    """The acquisition a deletion ends: the latest open one; None when the audit never saw it acquired."""
-    if any(a.released_seq == change.event_id for a in acquisitions):
-        return AlreadyReleased()
-    opened = [a for a in acquisitions if a.open]
-    if opened:
-        return max(opened, key=lambda a: a.acquired_at or change.server_time)
-    if any(
-        a.released_at is not None and abs(a.released_at - change.server_time) <= REAP_ATTRIBUTION_WINDOW
-        for a in acquisitions
-    ):
-        return AlreadyReleased()
-    return None
+class LockfileAuditStore(Protocol):
+    def record_lockfile_event(self, scope: str, lock_path: str, entry: LockfileEntry) -> tuple[bool, LockfileEntry]:
+        """Keep ``entry`` unless its position is kept already: (written, the entry kept)."""
+        ...
+
+    def lockfile_neighbours(
+        self, scope: str, lock_path: str, position: str
+    ) -> tuple[LockfileEntry | None, LockfileEntry | None]:
+        """The entries of ``lock_path`` right before and right after ``position``."""
+        ...
+
+    def record_acquired(self, lock: LockRecord, server_time: datetime, sequence: str) -> bool:
+        """False when this acquisition was already recorded."""
+        ...
+
+    def record_released(
+        self,
+        scope: str,
+        lock_path: str,
+        lock_id: str,
+        server_time: datetime,
+        sequence: str,
+        *,
+        position: str | None = None,
+    ) -> ReleaseRecord:
+        """Record the release (``first`` False when it was recorded already). With ``position``, a release matched
+        from a deletion: it replaces one recorded from a later deletion."""
+        ...
+
+    def revoke_release(self, scope: str, lock_path: str, lock_id: str, position: str) -> bool:
+        """Forget the release recorded from the deletion at ``position``, if that is the one recorded."""
+        ...
+
+
+ReadLockfile = Callable[[str, str], LockfileObject | None]
+"""GetObject of (bucket, key): the object, or None when it is gone."""
+
+
+def record_lockfile_change(change: LockfileChange, store: LockfileAuditStore, read: ReadLockfile) -> list[AuditEvent]:
+    """Record one S3 lockfile event; what to log (nothing when it was recorded already).
+
+    Only the store raises (and the read, for anything but a vanished object): the invocation is retried, and
+    what was recorded before the failure is recorded once.
+    """
+    reason = ignore_reason(change)
+    if reason is not None:
+        return [ignored_event(change, reason)]
+    if change.detail_type == OBJECT_CREATED:
+        return _record_created(change, store, read)
+    return _record_deleted(change, store)
+
+
+def _read_body(change: LockfileChange, read: ReadLockfile) -> tuple[LockRecord | None, str]:
+    """The lock this create wrote, or None and why it cannot be known."""
+    obj = read(change.bucket, change.key)
+    if obj is None:
+        return None, "lockfile gone before it could be read (released already)"
+    if change.etag and not same_etag(obj.etag, change.etag):
+        return None, "lockfile replaced since the event (another acquisition)"
+    # The skew check is the sweeper's business: the audit records what happened, skewed clocks included.
+    lock = classify_lockfile(obj, None)
+    if isinstance(lock, SkippedItem):
+        return None, lock.reason
+    return lock, ""
+
+
+def _entry_lock(change: LockfileChange, entry: LockfileEntry) -> LockRecord | None:
+    """The lock of a kept create, from the body read when it was first handled."""
+    if entry.kind != "created" or entry.body is None:
+        return None
+    obj = LockfileObject(change.bucket, change.key, entry.body.encode(), change.etag or "", entry.server_time)
+    lock = classify_lockfile(obj, None)
+    return lock if isinstance(lock, LockRecord) else None
+
+
+def _record_created(change: LockfileChange, store: LockfileAuditStore, read: ReadLockfile) -> list[AuditEvent]:
+    lock, unread = _read_body(change, read)
+    position = change.position
+    if position is None:
+        # Cannot be placed among the key's events: recorded as before, its deletion will be "unknown".
+        if lock is None:
+            return [ignored_event(change, unread)]
+        return (
+            [acquired_event(change, lock)] if store.record_acquired(lock, change.server_time, change.event_id) else []
+        )
+    body = lock.raw_info if lock else None
+    entry = LockfileEntry(position, "created", change.server_time, change.event_id, change.sequencer or "", body)
+    written, kept = store.record_lockfile_event(change.scope, change.lock_path, entry)
+    if kept.kind != "created":
+        return [ignored_event(change, f"sequencer {change.sequencer} is that of a deletion of the same key")]
+    # A redelivery goes by what the first delivery read: the lockfile may be gone by now.
+    lock = _entry_lock(change, kept)
+    events: list[AuditEvent] = []
+    if lock is None:
+        if written:
+            events.append(ignored_event(change, unread or "lockfile not read when its create event was first handled"))
+    elif store.record_acquired(lock, kept.server_time, kept.event_id):
+        events.append(acquired_event(change, lock))
+    before, after = store.lockfile_neighbours(change.scope, change.lock_path, position)
+    if after is not None and after.kind == "deleted":
+        events += _released_later(change, store, created=kept, lock=lock, before=before, deleted=after)
+    return events
+
+
+def _released_later(
+    change: LockfileChange,
+    store: LockfileAuditStore,
+    *,
+    created: LockfileEntry,
+    lock: LockRecord | None,
+    before: LockfileEntry | None,
+    deleted: LockfileEntry,
+) -> list[AuditEvent]:
+    """This create arrived after the deletion right after it, which ends this acquisition. If that deletion had
+    been matched to the create before this one, the match was wrong: the earlier acquisition ended before this."""
+    earlier = _entry_lock(change, before) if before is not None else None
+    revoked = earlier is not None and store.revoke_release(
+        change.scope, change.lock_path, earlier.lock_id, deleted.position
+    )
+    note = f"this deletion was first taken for the release of {earlier.lock_id}" if revoked and earlier else None
+    if lock is not None:
+        return _release(change, store, created=created, lock=lock, deleted=deleted, note=note)
+    if note is None:
+        return []  # logged as "unknown" when it arrived
+    return [release_event(change, deleted, None, None, None, reason=f"{note}; {_UNREAD_BETWEEN}")]
+
+
+_UNREAD_BETWEEN = "an acquisition whose lockfile was not read came in between: which one it released is unknown"
+
+
+def _record_deleted(change: LockfileChange, store: LockfileAuditStore) -> list[AuditEvent]:
+    position = change.position
+    if position is None:
+        return [release_event(change, None, None, None, None, reason="no sequencer: cannot tell which acquisition")]
+    entry = LockfileEntry(position, "deleted", change.server_time, change.event_id, change.sequencer or "")
+    written, kept = store.record_lockfile_event(change.scope, change.lock_path, entry)
+    if kept.kind != "deleted":
+        return [ignored_event(change, f"sequencer {change.sequencer} is that of a create of the same key")]
+    before, after = store.lockfile_neighbours(change.scope, change.lock_path, position)
+    lock = _entry_lock(change, before) if before is not None else None
+    if before is None or lock is None:
+        # No readable create right before this deletion: never guess which acquisition it ended.
+        if not written:
+            return []
+        return [release_event(change, kept, None, None, None, reason=_unmatched(before))]
+    note = None
+    if after is not None and after.kind == "deleted":
+        note = f"a deletion at {after.server_time.isoformat()} came after it: that one ended a later acquisition"
+    return _release(change, store, created=before, lock=lock, deleted=kept, note=note)
+
+
+def _unmatched(before: LockfileEntry | None) -> str:
+    if before is None:
+        return "no create event of this lockfile before this deletion (not delivered yet, or lost)"
+    if before.kind == "deleted":
+        return "the event before this deletion is another deletion: the create between them has not arrived"
+    return "the create before this deletion was seen, but its lockfile could not be read"
+
+
+def _release(
+    change: LockfileChange,
+    store: LockfileAuditStore,
+    *,
+    created: LockfileEntry,
+    lock: LockRecord,
+    deleted: LockfileEntry,
+    note: str | None,
+) -> list[AuditEvent]:
+    record = store.record_released(
+        change.scope, change.lock_path, lock.lock_id, deleted.server_time, deleted.event_id, position=deleted.position
+    )
+    if not record.first:
+        return []  # this very release recorded before, or the lock item's (dual backend): logged then
+    return [release_event(change, deleted, lock, created, record, reason=note)]
 
 
 def acquired_event(change: LockfileChange, lock: LockRecord) -> AuditEvent:
@@ -183,19 +403,32 @@ def ignored_event(change: LockfileChange, reason: str) -> AuditEvent:
     return AuditEvent(EventKind.ITEM_IGNORED, change.lock_path, change.server_time, reason=reason)
 
 
-def release_event(change: LockfileChange, acquisition: Acquisition | None, record: ReleaseRecord | None) -> AuditEvent:
-    """Held time runs from the recorded server time of the acquisition; the body (and ``Created``) is gone."""
-    if acquisition is None:
-        return AuditEvent(EventKind.LOCK_RELEASED, change.lock_path, change.server_time, released_by="unknown")
-    start = (record.acquired_at if record else None) or acquisition.acquired_at
-    by: ReleasedBy = "tflock-reaper" if reaped_by_us(change.server_time, record) else "terraform"
+def release_event(
+    change: LockfileChange,
+    deleted: LockfileEntry | None,
+    lock: LockRecord | None,
+    created: LockfileEntry | None,
+    record: ReleaseRecord | None,
+    *,
+    reason: str | None = None,
+) -> AuditEvent:
+    """The release at the deletion's server time. Held time runs from the recorded server time of the acquisition
+    (the body, and its ``Created``, are gone); never negative: the deletion comes after its create by sequencer,
+    and two events of the same second may carry times in either order."""
+    at = deleted.server_time if deleted is not None else change.server_time
+    if lock is None:
+        return AuditEvent(EventKind.LOCK_RELEASED, change.lock_path, at, released_by="unknown", reason=reason)
+    start = (record.acquired_at if record else None) or (created.server_time if created else None)
+    by: ReleasedBy = "tflock-reaper" if reaped_by_us(at, record) else "terraform"
+    info = lock.info
     return AuditEvent(
         EventKind.LOCK_RELEASED,
         change.lock_path,
-        change.server_time,
-        acquisition.lock_id,
-        acquisition.who,
-        acquisition.operation,
-        held_seconds=round((change.server_time - start).total_seconds(), 3) if start else None,
+        at,
+        info.id,
+        info.who,
+        info.operation,
+        held_seconds=max(0.0, round((at - start).total_seconds(), 3)) if start else None,
         released_by=by,
+        reason=reason,
     )

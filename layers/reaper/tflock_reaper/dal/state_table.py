@@ -430,7 +430,7 @@ class StateTable:
         }
         by_position, condition = "", "attribute_not_exists(released_at)"
         if position is not None:
-            by_position, condition = ", released_position = :pos", f"{condition} OR released_position > :pos AND released_position < :pos"
+            by_position, condition = ", released_position = :pos", f"{condition} OR released_position > :pos"
             values[":pos"] = {"S": position}
         written, attributes = self._conditional(
             _key(scope, lock_path, lock_id),
