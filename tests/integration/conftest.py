@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from alert_stack import AlertStack, start_alert_stack
 from dynalite_server import Dynalite, start_dynalite
 from moto import mock_aws
-from tables import create_lock_table, create_state_table
+from tables import LOCK_TABLE, STATE_TABLE, create_lock_table, create_state_table
 
 
 @pytest.fixture
@@ -49,13 +48,18 @@ def any_dynamodb(request: pytest.FixtureRequest, aws_env: None) -> Iterator[obje
         return
     server: Dynalite = request.getfixturevalue("dynalite")
     client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=server.endpoint)
-    for name in client.list_tables()["TableNames"]:
+    # Emptied, not deleted: dynalite finishes a DeleteTable on a timer, which could remove a table made anew.
+    existing = set(client.list_tables()["TableNames"])
+    for name, create in ((LOCK_TABLE, create_lock_table), (STATE_TABLE, create_state_table)):
+        if name not in existing:
+            create(client)
+            continue
+        keys = [a["AttributeName"] for a in client.describe_table(TableName=name)["Table"]["KeySchema"]]
+        for page in client.get_paginator("scan").paginate(TableName=name, ConsistentRead=True):
+            for item in page["Items"]:
+                client.delete_item(TableName=name, Key={key: item[key] for key in keys})
+    for name in existing - {LOCK_TABLE, STATE_TABLE}:
         client.delete_table(TableName=name)
-    # dynalite finishes a delete on a timer: creating the same name before it fires would lose the new table.
-    while client.list_tables()["TableNames"]:
-        time.sleep(0.01)
-    create_lock_table(client)
-    create_state_table(client)
     yield client
 
 

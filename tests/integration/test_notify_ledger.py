@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 from factories import NOW
 from notify_factories import lock_record, notification
 from tables import STATE_TABLE, table_items
@@ -154,3 +155,25 @@ def test_a_hostile_lock_id_and_path_are_claimed_sent_and_completed(dynamodb):
     assert DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()).claim("slack", key) is False
     (item,) = ledger_items(dynamodb)
     assert (item["notify_status"]["S"], item["lock_id"]["S"], item["lock_path"]["S"]) == ("sent", LONG_ID, LONG_PATH)
+
+
+def test_a_claim_dynamodb_refuses_for_its_key_is_not_a_channel_outage(dynamodb):
+    """Issue 13.3: a ValidationException on one notification's claim fails that notification alone (not transient);
+    throttling stays transient, so that the channel is skipped for the rest of the sweep."""
+
+    def refuse(**_):
+        raise ClientError({"Error": {"Code": "ValidationException", "Message": "key too large"}}, "PutItem")
+
+    dynamodb.meta.events.register("before-call.dynamodb.PutItem", refuse)
+    result = dispatch(notification("stale"), [FakeNotifier("slack")], DynamoLedger(dynamodb, STATE_TABLE))
+    assert [(r.channel, r.retryable) for r in result.failed] == [("slack", False)]
+    dynamodb.meta.events.unregister("before-call.dynamodb.PutItem", refuse)
+
+    def throttle(**_):
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem"
+        )
+
+    dynamodb.meta.events.register("before-call.dynamodb.PutItem", throttle)
+    result = dispatch(notification("stale"), [FakeNotifier("slack")], DynamoLedger(dynamodb, STATE_TABLE))
+    assert [(r.channel, r.retryable) for r in result.failed] == [("slack", True)]

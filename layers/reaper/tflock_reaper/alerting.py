@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from tflock_reaper.lock import SkippedItem, workspace_of
 from tflock_reaper.notify.base import Notifier
 from tflock_reaper.notify.dispatch import ChannelResult, NotificationLedger, dispatch
 from tflock_reaper.notify.events import Notification, NotificationKind
+from tflock_reaper.notify.text import redact
 from tflock_reaper.policy import Channel, Policy
 from tflock_reaper.service import LockReport
 from tflock_reaper.state import StateStore
@@ -111,21 +112,9 @@ class Alerter:
         channels = entry.verdict.rule.channels
         results: list[dict[str, Any]] = []
         for notification in notifications_for(entry, table=self._table, now=now):
-            notifiers = [self._notifier(name) for name in channels]
-            record: dict[str, Any] = {"event": notification.kind.value, "sequence": notification.sequence}
-            if not self._send:
-                record["channels"] = {n.name: "would-send" for n in notifiers}
-                record["rendered"] = {n.name: n.render(notification) for n in notifiers}
-            else:
-                live = [n for n in notifiers if n.name not in self._down]
-                result = dispatch(notification, live, self._ledger)
-                record["channels"] = {r.channel: r.status.value for r in result.results}
-                record["channels"].update({n.name: "skipped" for n in notifiers if n.name in self._down})
-                if result.failed:
-                    record["errors"] = {r.channel: r.error for r in result.failed}
-                self._mark_down([r for r in result.failed if r.retryable], entry)
-                if result.sent:
-                    self._remember_channels(entry, list(channels))
+            record, sent = self._deliver(notification, channels)
+            if sent:
+                self._remember_channels(entry, list(channels))
             results.append(record)
         return results
 
@@ -143,29 +132,32 @@ class Alerter:
             seen=now,
             workspace=workspace_of(item.lock_path),
         )
-        notifiers = [self._notifier(name) for name in rule.channels]
-        record: dict[str, Any] = {"event": notification.kind.value, "sequence": 0}
+        record, _ = self._deliver(notification, rule.channels)
+        return [record]
+
+    def _deliver(self, notification: Notification, channels: Sequence[str]) -> tuple[dict[str, Any], bool]:
+        """Send (or render) one notification on its channels: what happened, per channel, and whether any sent it."""
+        notifiers = [self._notifier(name) for name in channels]
+        record: dict[str, Any] = {"event": notification.kind.value, "sequence": notification.sequence}
         if not self._send:
             record["channels"] = {n.name: "would-send" for n in notifiers}
-            record["rendered"] = {n.name: n.render(notification) for n in notifiers}
-            return [record]
+            record["rendered"] = {n.name: _rendered(n, notification) for n in notifiers}
+            return record, False
         live = [n for n in notifiers if n.name not in self._down]
         result = dispatch(notification, live, self._ledger)
         record["channels"] = {r.channel: r.status.value for r in result.results}
         record["channels"].update({n.name: "skipped" for n in notifiers if n.name in self._down})
         if result.failed:
             record["errors"] = {r.channel: r.error for r in result.failed}
-        for failed in result.failed:
-            if failed.retryable:
-                self._down[failed.channel] = failed.error or "failed"
-        return [record]
+        self._mark_down([r for r in result.failed if r.retryable], notification.lock_path)
+        return record, bool(result.sent)
 
-    def _mark_down(self, failed: list[ChannelResult], entry: LockReport) -> None:
+    def _mark_down(self, failed: list[ChannelResult], lock_path: str) -> None:
         for result in failed:
             self._down[result.channel] = result.error or "failed"
             logger.warning(
                 "channel down for the rest of the sweep",
-                extra={"channel": result.channel, "lock_path": entry.lock.lock_path, "error": result.error},
+                extra={"channel": result.channel, "lock_path": lock_path, "error": result.error},
             )
 
     def _remember_channels(self, entry: LockReport, names: list[str]) -> None:
@@ -173,3 +165,11 @@ class Alerter:
             self._state.mark_alerted(entry.lock, channel_snapshot(self._policy, names))
         except Exception as err:  # noqa: BLE001 - the alert went out; only the resolve routing is lost
             logger.warning("cannot record alert channels", extra={"lock_path": entry.lock.lock_path, "error": str(err)})
+
+
+def _rendered(notifier: Notifier, notification: Notification) -> dict[str, Any]:
+    """What a channel would get (a dry run): one lock's data that cannot be rendered fails that preview alone."""
+    try:
+        return notifier.render(notification)
+    except Exception as err:  # noqa: BLE001 - a renderer's bug must not hide the other channels' previews
+        return {"error": redact(f"cannot render: {type(err).__name__}: {err}")}

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tflock_reaper.dal.errors import AwsAccessError, describe
+from tflock_reaper.dal.errors import AwsAccessError, describe, is_transient
 from tflock_reaper.dal.state_table import digest, state_pk
 from tflock_reaper.notify.events import DedupKey
 
@@ -104,7 +104,10 @@ class DynamoLedger:
         except ClientError as err:
             if _is_condition_failure(err):
                 return False
-            raise AwsAccessError(f"cannot claim a notification in {self.name!r}: {describe(err)}") from err
+            # A key DynamoDB refuses (ValidationException) fails this notification alone: not the channel's outage.
+            raise AwsAccessError(
+                f"cannot claim a notification in {self.name!r}: {describe(err)}", transient=is_transient(err)
+            ) from err
         except BotoCoreError as err:
             raise AwsAccessError(f"cannot claim a notification in {self.name!r}: {describe(err)}") from err
         self._claims[(channel, str(key))] = claim_id
@@ -130,7 +133,9 @@ class DynamoLedger:
             if _is_condition_failure(err):  # the lease passed and another process took the claim over
                 logger.warning("notification claim taken over", extra={"channel": channel, "dedup_key": str(key)})
                 return
-            raise AwsAccessError(f"cannot record a sent notification in {self.name!r}: {describe(err)}") from err
+            raise AwsAccessError(
+                f"cannot record a sent notification in {self.name!r}: {describe(err)}", transient=is_transient(err)
+            ) from err
         except BotoCoreError as err:
             raise AwsAccessError(f"cannot record a sent notification in {self.name!r}: {describe(err)}") from err
 
@@ -148,6 +153,8 @@ class DynamoLedger:
         except ClientError as err:
             if _is_condition_failure(err):  # not ours any more: leave it
                 return
-            raise AwsAccessError(f"cannot release a notification claim in {self.name!r}: {describe(err)}") from err
+            raise AwsAccessError(
+                f"cannot release a notification claim in {self.name!r}: {describe(err)}", transient=is_transient(err)
+            ) from err
         except BotoCoreError as err:
             raise AwsAccessError(f"cannot release a notification claim in {self.name!r}: {describe(err)}") from err
