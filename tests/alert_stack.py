@@ -1,7 +1,7 @@
 """The alert channels of the integration tests, for real: Slack and PagerDuty as HTTP servers on 127.0.0.1,
 an SNS topic (moto) delivering to an SQS queue the test reads, and the secrets in Secrets Manager (moto).
 
-moto's ``mock_aws`` intercepts botocore only: the notifiers' urllib (slack_sdk) and urllib3 (PagerDuty)
+moto's ``mock_aws`` intercepts botocore only: the notifiers' urllib3 (Slack, PagerDuty)
 requests reach the loopback servers unchanged.
 """
 

@@ -24,10 +24,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from factories import NOW
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from tflock_reaper.decision import Outcome
-from tflock_reaper.lock import LockfileObject, LockRecord, classify_item
+from tflock_reaper.lock import LockfileObject, LockRecord, SkippedItem, classify_item, workspace_of
 from tflock_reaper.notify import Notification, NotificationKind
 from tflock_reaper.policy import parse_policy
 
@@ -489,7 +489,38 @@ reasons_lists = st.one_of(
 
 
 @st.composite
-def notifications(draw: st.DrawFn) -> Notification:
+def unreadable_notifications(draw: st.DrawFn) -> Notification:
+    """An ``unreadable_lock`` notification about any item the lock model reads as an unreadable lock (the broken
+    items' generator, with a future Created among them), as the sweep builds it."""
+    future = lock_item_with_created(draw(lock_path), "9999-12-31T23:59:59Z")
+    case_item = draw(st.one_of(broken_items().map(lambda case: case.item), st.just(future)))
+    skipped = classify_item(case_item, NOW, table="tf-locks", table_arn="arn:aws:dynamodb:us-east-1:1:table/tf-locks")
+    assume(isinstance(skipped, SkippedItem) and skipped.unreadable)
+    assert isinstance(skipped, SkippedItem)
+    return Notification.for_unreadable(
+        skipped.lock_path,
+        reason=skipped.reason,
+        item=skipped.item,
+        scope=skipped.scope,
+        table=skipped.table or "tf-locks",
+        rule=draw(st.one_of(st.just("defaults"), any_text)),
+        seen=NOW,
+        workspace=workspace_of(skipped.lock_path),
+    )
+
+
+def lock_item_with_created(path: str, created: str) -> dict[str, Any]:
+    info = {"ID": "x", "Operation": "OperationTypeApply", "Info": "", "Who": "a@b", "Version": "1.15.5"}
+    return {"LockID": {"S": path}, "Info": {"S": json.dumps({**info, "Created": created, "Path": path})}}
+
+
+def notifications() -> st.SearchStrategy[Notification]:
+    """Notifications of every kind: about a lock of any shape the model accepts, or an unreadable one."""
+    return st.one_of(lock_notifications(), unreadable_notifications())
+
+
+@st.composite
+def lock_notifications(draw: st.DrawFn) -> Notification:
     """A notification of any kind about a lock of any shape the lock model accepts (hostile text in every field
     a lock-table writer controls, huge values, any ``Created``), as the sweep or the stream function builds it."""
     path = draw(st.one_of(lock_path, lock_path, long_lock_path))

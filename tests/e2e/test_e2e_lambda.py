@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,13 +90,9 @@ def _emf_metrics(stdout: str) -> dict[str, Any]:
 
 
 def _state_items(backend: Backend, state_table: str, lock_path: str) -> list[dict[str, Any]]:
-    response = backend.server.client("dynamodb").query(
-        TableName=state_table,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"LOCK#{lock_path}"}},
-        ConsistentRead=True,
-    )
-    return list(response["Items"])
+    """The state table's records of ``lock_path`` (its keys are digests: found by the readable attribute)."""
+    items = backend.server.client("dynamodb").scan(TableName=state_table, ConsistentRead=True)["Items"]
+    return [item for item in items if item.get("lock_path", {}).get("S") == lock_path]
 
 
 @pytest.mark.parametrize("mode", ["enforce", "dry-run"])
@@ -115,21 +112,27 @@ def test_scheduled_sweep_reaps_a_killed_apply_lock_only_in_enforce_mode(  # noqa
     items_before = backend.all_items()
     digest_before = workspace.digest_item()
     policy = tmp_path / "policy.yaml"
-    policy.write_text(policy_yaml((f"{backend.bucket}/*", "gone")))
+    # (No stream audit here: the reap waits until the sweeper itself has seen the lock for reap_after, 2 s.)
+    policy.write_text(policy_yaml((f"{backend.bucket}/*", "gone"), trust_holder_clock=False))
     monkeypatch.setenv("POLICY_PATH", str(policy))
     monkeypatch.setenv("REAPER_MODE", mode)
     wait_until_older_than(stale, 2)
     event = json.loads(SCHEDULE_EVENT.read_text())
-    capsys.readouterr()
 
-    # When EventBridge invokes it
+    # When EventBridge invokes it: first it sees the lock (its Created, the holder's clock, does not count)...
+    first = handler.lambda_handler(event, FakeLambdaContext())
+    assert (first["summary"]["blocked"], first["summary"]["reaped"], first["summary"]["would_reap"]) == (1, 0, 0)
+    assert workspace.lock_item() is not None
+    # ...then, reap_after after its first sighting, again
+    time.sleep(2.2)
+    capsys.readouterr()
     result = handler.lambda_handler(event, FakeLambdaContext())
 
     # Then
     stdout = capsys.readouterr().out
     metrics = _emf_metrics(stdout)
     [state] = _state_items(backend, state_table, workspace.lock_path)
-    assert state["sk"]["S"] == f"ID#{stale.id}"
+    assert state["lock_id"]["S"] == stale.id
     assert "first_seen" in state
     assert result["mode"] == mode
     assert result["summary"]["locks"] == 1

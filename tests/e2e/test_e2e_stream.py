@@ -156,11 +156,16 @@ def state_items(server: MotoServer, state_table: str) -> list[dict[str, Any]]:
     return sorted(items, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))
 
 
-def state_item(server: MotoServer, state_table: str, lock_path: str, sort_key: str) -> dict[str, Any] | None:
-    response = server.client("dynamodb").get_item(
-        TableName=state_table, Key={"pk": {"S": f"LOCK#{lock_path}"}, "sk": {"S": sort_key}}, ConsistentRead=True
-    )
-    return response.get("Item")
+def state_item(server: MotoServer, state_table: str, lock_path: str, lock_id: str | None) -> dict[str, Any] | None:
+    """The record of one acquisition of ``lock_path`` (``lock_id``), or (None) its last digest write: the keys are
+    digests, so the record is found by its readable attributes."""
+    items = server.client("dynamodb").scan(TableName=state_table, ConsistentRead=True)["Items"]
+    for item in items:
+        if item.get("lock_path", {}).get("S") != lock_path:
+            continue
+        if (lock_id is None and item["sk"]["S"] == "PERSISTED") or item.get("lock_id", {}).get("S") == lock_id:
+            return dict(item)
+    return None
 
 
 def stream_seconds(record: CapturedRecord) -> int:
@@ -309,18 +314,18 @@ def test_stream_function_logs_each_acquire_release_and_state_write(
 
     # And the killed apply's lock was acquired and never released
     assert not [line for line in lines if line["event"] == "lock_released" and line["lock_id"] == killed]
-    killed_state = state_item(moto_server, state_table, lock_path, f"ID#{killed}")
+    killed_state = state_item(moto_server, state_table, lock_path, killed)
     assert killed_state is not None
     assert killed_state["acquired_at"]["S"] == iso_seconds(run.steps["killed_apply"][0])
     assert "released_at" not in killed_state
-    held_state = state_item(moto_server, state_table, lock_path, f"ID#{held}")
+    held_state = state_item(moto_server, state_table, lock_path, held)
     assert held_state is not None
     assert (held_state["acquired_at"]["S"], held_state["released_at"]["S"]) == (
         iso_seconds(insert),
         iso_seconds(remove),
     )
     # And the last digest write is on record for the state
-    persisted = state_item(moto_server, state_table, lock_path, "PERSISTED")
+    persisted = state_item(moto_server, state_table, lock_path, None)
     assert persisted is not None
     assert persisted["last_persisted_at"]["S"] == iso_seconds(run.steps["held_apply"][1])
 
@@ -350,12 +355,16 @@ def test_sweeper_measures_age_from_the_stream_time(
     terraform_run: TerraformRun, deliver: Deliver, state_table: str, write_policy: Callable[[str], Path]
 ) -> None:
     run = terraform_run
-    policy = write_policy(policy_yaml((f"{run.backend.bucket}/*", "gone")))
+    policy = write_policy(policy_yaml((f"{run.backend.bucket}/*", "gone"), trust_holder_clock=False))
     killed = run.killed.id
 
-    # Given the sweeper has seen the killed apply's lock before the stream function recorded anything
+    # Given the sweeper has seen the killed apply's lock before the stream function recorded anything: it shows
+    # the holder's Created, but measures the reap against its own first sighting
     before = the_lock(sweep(run, policy, "--state-table", state_table).json, killed)
-    assert before["age_basis"] == "Created"
+    assert (before["age_basis"], before["reap_age_basis"]) == (
+        "Created, the holder's clock",
+        "first seen by the reaper",
+    )
 
     # When the stream function records the acquisition
     deliver(to_lambda_event(run.records))
@@ -364,7 +373,7 @@ def test_sweeper_measures_age_from_the_stream_time(
     started = datetime.now(UTC).timestamp()
     after = the_lock(sweep(run, policy, "--state-table", state_table).json, killed)
     ended = datetime.now(UTC).timestamp()
-    assert after["age_basis"] == "server time"
+    assert (after["age_basis"], after["reap_age_basis"]) == ("server time", "server time")
     assert any("(by server time)" in reason for reason in after["reasons"])
     acquired = stream_seconds(run.steps["killed_apply"][0])
     assert int(started - acquired) <= after["age_seconds"] <= ended - acquired

@@ -194,9 +194,7 @@ def test_a_persistent_fault_is_retried_a_bounded_number_of_times_then_the_delete
     assert report.to_dict()["summary"]["failed"] == 1
     assert _paths(dynamodb) == [A]
     # The reap record says the attempt failed, with nothing deleted.
-    state = dynamodb.get_item(
-        TableName=STATE_TABLE, Key={"pk": {"S": f"LOCK#{A}"}, "sk": {"S": f"ID#{failed.lock.lock_id}"}}
-    )["Item"]
+    [state] = [i for i in table_items(dynamodb, STATE_TABLE) if i.get("lock_path", {}).get("S") == A]
     assert state["reap_status"] == {"S": "failed"}
 
     faults.clear()
@@ -288,7 +286,8 @@ def test_a_reap_that_cannot_be_recorded_first_is_not_attempted(aws, dynamodb):
         THROTTLED,
         table=STATE_TABLE,
         when=lambda body: (
-            body["Key"]["pk"]["S"] == f"LOCK#{A}" and "reap_status = :pending" in body["UpdateExpression"]
+            body["ExpressionAttributeValues"][":path"]["S"] == A
+            and "reap_status = :pending" in body["UpdateExpression"]
         ),
     )
     deletes: list[str] = []
@@ -380,7 +379,7 @@ def test_sns_failing_on_every_attempt_is_counted_and_the_sweep_reaps_on(aws, dyn
 class _Raising:
     name = "ci"
 
-    def status(self, lock: Any, now: datetime) -> Any:
+    def status(self, lock: Any, now: datetime, acquired_by: datetime) -> Any:
         raise TimeoutError("CI API timed out")
 
 

@@ -2,7 +2,7 @@
 through both Lambda handlers, when the channels work and when they fail (HTTP 500 echoing the secret, a timeout).
 
 Everything a deployed function could write is captured: the Powertools JSON logs of both handlers (and the
-engine's ``tflock_reaper`` loggers they configure), every standard-library logger at DEBUG (slack_sdk, urllib3,
+engine's ``tflock_reaper`` loggers they configure), every standard-library logger at DEBUG (urllib3,
 botocore, Powertools internals) with tracebacks rendered, and stdout/stderr (EMF metrics, prints). The secrets
 must appear in none of it, nor in what the handlers return or record in the state table.
 """

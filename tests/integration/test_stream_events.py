@@ -101,7 +101,8 @@ def test_lock_acquired(deliver, dynamodb):
     assert datetime.fromisoformat(line["lock_created"]) == datetime.fromisoformat(info["Created"])
     assert line["server_time"] == server_time(record).isoformat()
     [item] = state_items(dynamodb)
-    assert (item["pk"]["S"], item["sk"]["S"]) == (f"LOCK#{LOCK_PATH}", f"ID#{info['ID']}")
+    assert (item["lock_path"]["S"], item["lock_id"]["S"]) == (LOCK_PATH, info["ID"])
+    assert item["lock_scope"]["S"] == "arn:aws:dynamodb:us-east-1:123456789012:table/tf-locks"
     assert item["acquired_at"]["S"] == server_time(record).isoformat()
 
 

@@ -9,9 +9,9 @@ import pytest
 from botocore.exceptions import ClientError
 from factories import digest_item, go_time, lock_item
 from fakes import FakeLambdaContext, FakeLockTable
-from streams import stream_record
+from streams import STREAM_ARN, stream_record
 from tables import STATE_TABLE, table_items
-from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.dal.state_table import StateTable, state_pk
 from tflock_reaper.decision import Outcome
 from tflock_reaper.policy import parse_policy
 from tflock_reaper.service import sweep
@@ -39,11 +39,17 @@ def _batch(*records):
     return {"Records": list(records)}
 
 
+#: The lock table the stream records come from: the scope of its records in the state table.
+TABLE_ARN = STREAM_ARN.split("/stream/", 1)[0]
+
+
 def throttle_writes_for(client, lock_paths: set[str]) -> None:
     """DynamoDB refuses UpdateItem for these state paths, as a throttled table does after the SDK's retries."""
 
+    keys = {state_pk(TABLE_ARN, path) for path in lock_paths}
+
     def refuse(params, **kwargs):
-        if params["Key"]["pk"]["S"].removeprefix("LOCK#") in lock_paths:
+        if params["Key"]["pk"]["S"] in keys:
             error = {"Code": "ProvisionedThroughputExceededException", "Message": "Rate of requests exceeds"}
             raise ClientError({"Error": error}, "UpdateItem")
 
@@ -187,7 +193,7 @@ def test_a_resolved_that_failed_is_retried_with_its_record_and_sent_once(dynamod
     module, logs = stream
     lock = lock_item("tf-state/a.tfstate", created=NOW)
     store = StateTable(dynamodb, STATE_TABLE)
-    parsed = classify_item(lock, None)
+    parsed = classify_item(lock, None, table="tf-locks", table_arn=TABLE_ARN)
     assert isinstance(parsed, LockRecord)
     store.mark_alerted(parsed, json.dumps({"team-slack": {"type": "slack", "webhook": {"secret": "x"}}}))
     channel, ledger = FlakyChannel(), MemoryLedger()

@@ -3,7 +3,8 @@
 ``pk = LOCK#<digest of (scope, lock path)>``, ``sk = ID#<digest of the lock ID>``, with ``first_seen``,
 ``warned_at``, ``acquired_at`` and ``released_at`` (written by the stream function, server time) and, once reaped,
 ``reap_status`` and the full ``reaped_item``. Per state, ``sk = PERSISTED`` holds the last digest write seen on the
-stream. Writes use ``if_not_exists`` so that overlapping sweeps, retries and the stream function never overwrite
+stream, and for a lockfile, ``sk = S3#<sequencer>`` one item per S3 event of its ``.tflock`` key, in S3's order (see
+:mod:`tflock_reaper.lockfile_audit`). Writes use ``if_not_exists`` so that overlapping sweeps, retries and the stream function never overwrite
 each other's first observations.
 
 Keys are digests because what they identify is written by whoever can run Terraform: a LockID may be 2,048 bytes
@@ -513,7 +514,8 @@ class StateTable:
         # order (and idempotency) comes from the sequence number, zero-padded to compare as a string.
         written, _ = self._conditional(
             {"pk": {"S": state_pk(scope, state_path)}, "sk": {"S": PERSISTED_SK}},
-            "SET last_persisted_at = :t, persisted_seq = :seq, lock_scope = :scope, lock_path = :path, expires_at = :ttl",
+            "SET last_persisted_at = :t, persisted_seq = :seq, lock_scope = :scope, lock_path = :path, "
+            "expires_at = :ttl",
             "attribute_not_exists(persisted_seq) OR persisted_seq < :seq",
             {
                 ":t": {"S": server_time.isoformat()},

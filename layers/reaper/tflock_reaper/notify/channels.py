@@ -114,7 +114,7 @@ def make_channel_factory(
     requests): once it is spent they fail at once, retryably."""
     secret = resolve or secret_resolver(clients)
 
-    # Each adapter is imported when a channel of its kind is first built, not at a cold start: slack_sdk and the
+    # Each adapter is imported when a channel of its kind is first built, not at a cold start: urllib3 and the
     # others cost a Lambda's init time even when the policy names no such channel.
     def build(name: str, channel: Channel) -> Notifier:
         if isinstance(channel, SlackChannel):
