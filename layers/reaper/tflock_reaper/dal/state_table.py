@@ -4,8 +4,8 @@
 ``warned_at``, ``acquired_at`` and ``released_at`` (written by the stream function, server time) and, once reaped,
 ``reap_status`` and the full ``reaped_item``. Per state, ``sk = PERSISTED`` holds the last digest write seen on the
 stream, and for a lockfile, ``sk = S3#<sequencer>`` one item per S3 event of its ``.tflock`` key, in S3's order (see
-:mod:`tflock_reaper.lockfile_audit`). Writes use ``if_not_exists`` so that overlapping sweeps, retries and the stream function never overwrite
-each other's first observations.
+:mod:`tflock_reaper.lockfile_audit`). Writes use ``if_not_exists`` so that overlapping sweeps, retries and the stream
+function never overwrite each other's first observations.
 
 Keys are digests because what they identify is written by whoever can run Terraform: a LockID may be 2,048 bytes
 and a lock ID anything, while DynamoDB refuses a partition key over 2,048 bytes and a sort key over 1,024. A key
