@@ -341,7 +341,7 @@ def _assert_block_kit(post: dict[str, Any], raw: bytes) -> None:
     assert fields["State path"] == f"`{PROD}`"
     assert fields["Who"] == f"`{ESCAPED_WHO}`"
     assert fields["Operation"] == "`OperationTypeApply`"
-    assert fields["Held for"].startswith("35m (since ")
+    assert fields["Held for"].startswith("35m by server time (since ")  # the age says what it was measured from
     assert fields["Verdict"] == "warn → warned"
     assert fields["Lock ID"] == f"`{LOCK_ID}`"
     assert all(f["verbatim"] for f in facts["fields"])

@@ -578,3 +578,13 @@ def test_the_command_is_one_line_and_gives_the_shell_the_exact_lock_id(lock_id):
     )
     out = subprocess.run(["bash", "-c", words], capture_output=True, check=True, env={"LC_ALL": "C.UTF-8"})
     assert out.stdout.decode("utf-8").split("\0")[:2] == ["d\u200fev", lock_id]
+
+
+def test_every_channel_says_what_the_age_was_measured_from():
+    """Issue 13.1: an age from the holder's Created (its clock may run hours slow) is marked as such in the alert."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    n = replace(notification("stale"), age_basis="Created, the holder's clock")
+    assert field(render_slack(n), "Held for").startswith("*Held for*\n3h12m by Created, the holder's clock (since ")
+    assert "Held for:           3h12m by Created, the holder's clock (Created " in render_publish(n, TOPIC)["Message"]
+    assert render_event(n)["payload"]["custom_details"]["age_basis"] == "Created, the holder's clock"

@@ -244,6 +244,11 @@ class Notification:
         return human_age(self.age_seconds)
 
     @property
+    def held(self) -> str:
+        """The age with what it was measured from, for humans: ``3h12m by Created, the holder's clock``."""
+        return f"{self.age} by {self.age_basis}" if self.age_basis else self.age
+
+    @property
     def state_key(self) -> str:
         """The lock path without its bucket: the state's key in the bucket."""
         return self.lock_path.split("/", 1)[-1]

@@ -77,6 +77,7 @@ def _custom_details(n: Notification, limit: int) -> dict[str, Any]:
         "operation": n.operation,
         "terraform_version": n.version,
         "age": n.age,
+        "age_basis": n.age_basis,
         "age_seconds": n.age_seconds,
         "created": n.created.isoformat(),
         "workspace": n.workspace,

@@ -111,7 +111,7 @@ def _fields(n: Notification) -> list[dict[str, Any]]:
         _field("Workspace", n.workspace),
         _field("Operation", n.operation or "(none)"),
         _field("Who", n.who or "(empty)"),
-        _field("Held for", f"{n.age} (since {since})", as_code=False),
+        _field("Held for", f"{n.held} (since {since})", as_code=False),
         _field("Terraform version", n.version or "(none)"),
         _field("Verdict", f"{n.verdict} → {n.outcome}", as_code=False),
         _field("Rule", n.rule),

@@ -90,7 +90,7 @@ def _body_text(n: Notification) -> str:
         f"Workspace:          {_value(n.workspace)}",
         f"Operation:          {_value(n.operation) or '(none)'}",
         f"Who:                {_value(n.who) or '(empty)'}",
-        f"Held for:           {n.age} (Created {n.created.isoformat()})",
+        f"Held for:           {n.held} (Created {n.created.isoformat()})",
         f"Terraform version:  {_value(n.version) or '(none)'}",
         f"Lock ID:            {_value(n.lock_id)}",
         f"Verdict:            {_value(n.verdict)} -> {_value(n.outcome)}",
