@@ -3,6 +3,7 @@
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from factories import digest_item, lock_item
@@ -187,6 +188,8 @@ def test_a_one_off_cli_run_reaps_only_with_trust_holder_clock(dynamodb, stale, t
 
 def test_explain_with_a_state_table_records_nothing_and_locks_records_first_sightings(dynamodb, stale, policy):
     """Issue 13.12: explain only reads; locks (a dry-run sweep) records what it saw, as the README says."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "`explain` only reads" in readme  # what the README promises is what the CLI does
     _run("explain", "--table", "tf-locks", "--policy", policy, "--state-table", STATE_TABLE, STALE_PATH)
     assert table_items(dynamodb, STATE_TABLE) == []
     _run("locks", "--table", "tf-locks", "--state-table", STATE_TABLE)
