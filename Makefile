@@ -56,10 +56,11 @@ soak: venv ## Race soak: Terraform-like workers vs enforce sweeps, bounded (SOAK
 	PYTHONPATH=tests $(PY) scripts/soak.py
 
 .PHONY: lint
-lint: venv ## ruff (format check + lint) and mypy
+lint: venv ## ruff (format check + lint), mypy, and the package's import contracts (lint-imports)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: fmt
 fmt: venv ## Format and autofix

@@ -213,7 +213,7 @@ def _create_state_table(client: Any, name: str) -> None:
 
 def run_handler(label: str, batch: Batch, client: Any, table: str, counter: CallCounter) -> RunResult:
     import stream_handler  # noqa: PLC0415 - imported once the environment is set
-    from tflock_reaper.dal.state_table import StateTable  # noqa: PLC0415
+    from tflock_reaper.adapters.state_table import StateTable  # noqa: PLC0415
 
     store = StateTable(client, table)
     event = json.loads(json.dumps(batch.event))  # a fresh copy, as each invocation gets

@@ -173,7 +173,7 @@ def run_index_query(client: Any, table: str, counter: CallCounter) -> Run:
 
 def choose_segments(client: Any, table: str) -> int:
     """The segments the sweeper would choose from DynamoDB's TableSizeBytes (which moto leaves at 0)."""
-    from tflock_reaper.dal.lock_table import segments_for  # noqa: PLC0415 - after the environment is set
+    from tflock_reaper.adapters.lock_table import segments_for  # noqa: PLC0415 - after the environment is set
 
     size = table_bytes(client, table)
     segments = segments_for(size)
@@ -182,9 +182,9 @@ def choose_segments(client: Any, table: str) -> int:
 
 
 def run_sweep(label: str, client: Any, table: str, state: Any, counter: CallCounter, *, segments: int | None) -> Run:
-    from tflock_reaper.dal.lock_table import LockTable  # noqa: PLC0415 - after the environment is set
-    from tflock_reaper.policy import Policy  # noqa: PLC0415
-    from tflock_reaper.service import sweep  # noqa: PLC0415
+    from tflock_reaper.adapters.lock_table import LockTable  # noqa: PLC0415 - after the environment is set
+    from tflock_reaper.domain.policy import Policy  # noqa: PLC0415
+    from tflock_reaper.services.sweep import sweep  # noqa: PLC0415
 
     policy = Policy()  # defaults: dry-run, warn after 30m, reap after 2h, holder unknown, no channels
     counter.reset()
@@ -258,8 +258,8 @@ def main() -> int:
         from tflab import MotoServer  # noqa: PLC0415
     except ImportError:
         sys.exit("needs the test lab and table helpers on the path: PYTHONPATH=tests")
-    from tflock_reaper.dal.state_table import StateTable  # noqa: PLC0415
-    from tflock_reaper.state import MemoryStateStore  # noqa: PLC0415
+    from tflock_reaper.adapters.memory import MemoryStateStore  # noqa: PLC0415
+    from tflock_reaper.adapters.state_table import StateTable  # noqa: PLC0415
 
     overall = time.perf_counter()
     with MotoServer() as server:

@@ -17,14 +17,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tflock_reaper.alerting import notifications_for
-from tflock_reaper.lock import DynamoItem
-from tflock_reaper.notify.events import Notification, NotificationKind
-from tflock_reaper.notify.slack import ZWSP, render_slack
-from tflock_reaper.notify.sns import render_publish
-from tflock_reaper.policy import parse_policy
-from tflock_reaper.service import sweep
-from tflock_reaper.state import LockState, MemoryStateStore
+from tflock_reaper.adapters.channels.slack import ZWSP, render_slack
+from tflock_reaper.adapters.channels.sns import render_publish
+from tflock_reaper.adapters.memory import MemoryStateStore
+from tflock_reaper.domain.lock import DynamoItem
+from tflock_reaper.domain.memory import LockState
+from tflock_reaper.domain.notification import Notification, NotificationKind
+from tflock_reaper.domain.policy import parse_policy
+from tflock_reaper.services.alerting import notifications_for
+from tflock_reaper.services.sweep import sweep
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CREATED = NOW - timedelta(hours=3, minutes=12)

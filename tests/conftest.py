@@ -14,9 +14,9 @@ import pytest
 def _fresh_process_caches() -> Iterator[None]:
     """A warm Lambda keeps its boto3 clients (and secret caches) across invocations; tests are separate
     "processes", each with its own moto backend, so they start cold."""
-    from tflock_reaper.app import default_clients  # noqa: PLC0415 - after pytest set the import path
-    from tflock_reaper.dal import lock_table  # noqa: PLC0415
-    from tflock_reaper.notify import channels  # noqa: PLC0415
+    from tflock_reaper.adapters import lock_table  # noqa: PLC0415
+    from tflock_reaper.adapters.channels import factory as channels  # noqa: PLC0415
+    from tflock_reaper.entrypoints.wiring import default_clients  # noqa: PLC0415 - after pytest set the import path
 
     yield
     default_clients.cache_clear()

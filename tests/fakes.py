@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tflock_reaper.dal.errors import AwsAccessError
-from tflock_reaper.dal.lock_table import DeleteResult
-from tflock_reaper.dal.lockfiles import LockfileDeleteResult
-from tflock_reaper.lock import LockfileObject
+from tflock_reaper.adapters.errors import AwsAccessError
+from tflock_reaper.adapters.lock_table import DeleteResult
+from tflock_reaper.adapters.lockfiles import LockfileDeleteResult
+from tflock_reaper.domain.lock import LockfileObject
 
 
 class FakeLockTable:
@@ -88,7 +88,7 @@ class MemoryAuditStore:
 
     def record_released(self, scope: str, lock_path: str, lock_id: str, server_time: Any, sequence: str) -> Any:
         self.scopes.add(scope)
-        from tflock_reaper.audit import ReleaseRecord  # noqa: PLC0415
+        from tflock_reaper.domain.audit import ReleaseRecord  # noqa: PLC0415
 
         key = (lock_path, lock_id)
         first = key not in self.released

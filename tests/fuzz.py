@@ -26,10 +26,10 @@ from typing import Any
 from factories import NOW
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
-from tflock_reaper.decision import Outcome
-from tflock_reaper.lock import LockfileObject, LockRecord, SkippedItem, classify_item, workspace_of
-from tflock_reaper.notify import Notification, NotificationKind
-from tflock_reaper.policy import parse_policy
+from tflock_reaper.domain.decision import Outcome
+from tflock_reaper.domain.lock import LockfileObject, LockRecord, SkippedItem, classify_item, workspace_of
+from tflock_reaper.domain.notification import Notification, NotificationKind
+from tflock_reaper.domain.policy import parse_policy
 
 settings.register_profile(
     "ci",

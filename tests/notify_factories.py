@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from factories import NOW, lock_item
-from tflock_reaper.lock import LockRecord, classify_item
-from tflock_reaper.notify import Notification, NotificationKind
+from tflock_reaper.domain.lock import LockRecord, classify_item
+from tflock_reaper.domain.notification import Notification, NotificationKind
 
 LOCK_ID = "8a3cd4e3-bc8e-a4d4-ff39-cac4e736080d"
 

@@ -56,11 +56,12 @@ from factories import lock_info
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 from tables import LOCK_TABLE, STATE_TABLE, create_lock_table, create_state_table
-from tflock_reaper.app import holder_checks, state_store
-from tflock_reaper.aws import AwsClients
-from tflock_reaper.dal.lock_table import LockTable
-from tflock_reaper.policy import Policy, parse_policy
-from tflock_reaper.service import SweepReport, sweep
+from tflock_reaper.adapters.aws import AwsClients
+from tflock_reaper.adapters.lock_table import LockTable
+from tflock_reaper.domain.policy import Policy, parse_policy
+from tflock_reaper.domain.report import SweepReport
+from tflock_reaper.entrypoints.wiring import holder_checks, state_store
+from tflock_reaper.services.sweep import sweep
 
 REGION = "us-east-1"
 BUCKET = "tf-state"

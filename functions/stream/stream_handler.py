@@ -22,28 +22,28 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from tflock_reaper.audit import AuditEvent, EventKind, UnreadableRecordError, parse_record
-from tflock_reaper.aws import default_clients
-from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
-from tflock_reaper.dal.state_table import StateTable
-from tflock_reaper.lock import LOCKFILE_SUFFIX, LockfileObject
-from tflock_reaper.lockfile_audit import (
+from tflock_reaper.adapters.aws import default_clients
+from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
+from tflock_reaper.adapters.state_table import StateTable
+from tflock_reaper.domain.audit import AuditEvent, EventKind, UnreadableRecordError, parse_record
+from tflock_reaper.domain.lock import LOCKFILE_SUFFIX, LockfileObject
+from tflock_reaper.domain.lockfile_audit import (
     LockfileAuditStore,
     LockfileChange,
     ReadLockfile,
     batch_order,
     is_eventbridge_event,
     parse_lockfile_event,
-    record_lockfile_change,
 )
-from tflock_reaper.notify.dispatch import DispatchResult
-from tflock_reaper.notify.events import Notification
-from tflock_reaper.recorder import (
+from tflock_reaper.domain.notification import Notification
+from tflock_reaper.entrypoints.settings import get_settings
+from tflock_reaper.services.dispatch import DispatchResult
+from tflock_reaper.services.recorder import (
     AuditStore,
     Recorded,
     record_change,
+    record_lockfile_change,
 )
-from tflock_reaper.settings import get_settings
 
 logger = Logger()
 metrics = Metrics()
@@ -98,7 +98,7 @@ Announce = Callable[[Notification, str], DispatchResult]
 
 def default_announce(notification: Notification, channels_json: str) -> DispatchResult:
     # Imported here: only a release of a lock that was alerted about needs the alert channels (cold start).
-    from tflock_reaper.app import send_resolved  # noqa: PLC0415
+    from tflock_reaper.entrypoints.wiring import send_resolved  # noqa: PLC0415
 
     return send_resolved(notification, channels_json, settings=get_settings(), clients=default_clients())
 

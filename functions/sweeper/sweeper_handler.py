@@ -8,9 +8,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from tflock_reaper.app import run_sweep
-from tflock_reaper.service import SweepReport
-from tflock_reaper.settings import get_settings
+from tflock_reaper.domain.report import SweepReport
+from tflock_reaper.entrypoints.settings import get_settings
+from tflock_reaper.entrypoints.wiring import run_sweep
 
 logger = Logger()
 metrics = Metrics()

@@ -19,7 +19,7 @@ from tables import create_state_table
 from tflab import Backend, TerraformWorkspace, policy_yaml, wait_until_older_than
 from tflab.reaper import REPO_ROOT
 from tflab.server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
-from tflock_reaper.settings import get_settings
+from tflock_reaper.entrypoints.settings import get_settings
 
 pytestmark = pytest.mark.e2e
 

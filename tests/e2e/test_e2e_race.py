@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 from tflab import ApplyHandle, Backend, HeldLock, TerraformWorkspace, policy_yaml, wait_until_older_than
-from tflock_reaper.dal.lock_table import DeleteResult, LockTable
-from tflock_reaper.policy import parse_policy
-from tflock_reaper.service import sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.lock_table import DeleteResult, LockTable
+from tflock_reaper.adapters.memory import MemoryStateStore
+from tflock_reaper.domain.policy import parse_policy
+from tflock_reaper.services.sweep import sweep
 
 pytestmark = pytest.mark.e2e
 

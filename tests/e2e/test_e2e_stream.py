@@ -43,7 +43,7 @@ from tflab import (
     to_lambda_event,
     wait_until_older_than,
 )
-from tflock_reaper.dal.state_table import StateTable
+from tflock_reaper.adapters.state_table import StateTable
 
 pytestmark = pytest.mark.e2e
 

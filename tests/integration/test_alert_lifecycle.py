@@ -26,8 +26,8 @@ from fakes import FakeLambdaContext
 from http_stub import Reply
 from streams import stream_record
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
-from tflock_reaper.notify.slack import ZWSP
-from tflock_reaper.notify.sns import JSON_INTRO
+from tflock_reaper.adapters.channels.slack import ZWSP
+from tflock_reaper.adapters.channels.sns import JSON_INTRO
 
 EVENT = json.loads((Path(__file__).parents[2] / "events" / "sweeper_schedule.json").read_text())
 PROD = "tf-state/prod/network/terraform.tfstate"
@@ -116,8 +116,8 @@ def deployment(dynamodb, alerts, monkeypatch) -> Iterator[Deployment]:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "TflockReaper")
     import stream_handler  # noqa: PLC0415
     import sweeper_handler  # noqa: PLC0415
-    from tflock_reaper.app import default_clients  # noqa: PLC0415
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.wiring import default_clients  # noqa: PLC0415
 
     # Metrics read their namespace at first import, which another test module may have done before us.
     monkeypatch.setattr(sweeper_handler.metrics, "namespace", "TflockReaper")

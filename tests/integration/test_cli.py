@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from factories import digest_item, lock_item
 from tables import STATE_TABLE, put, table_items
-from tflock_reaper.cli import EXIT_AWS, EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, main
+from tflock_reaper.entrypoints.cli import EXIT_AWS, EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, main
 
 STALE_PATH = "tf-state/dev/app.tfstate"
 POLICY = """\

@@ -9,7 +9,7 @@ import pytest
 from aws_ci_stack import create_codebuild_project
 from factories import lock_item
 from tables import put
-from tflock_reaper.cli import EXIT_OK, main
+from tflock_reaper.entrypoints.cli import EXIT_OK, main
 
 POLICY = """\
 defaults: {warn_after: 30m, reap_after: 1h, min_observed: 0s, trust_holder_clock: true}

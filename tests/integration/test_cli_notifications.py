@@ -14,7 +14,7 @@ import pytest
 from alert_stack import ROUTING_KEY, SLACK_PATH
 from factories import lock_item
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
-from tflock_reaper.cli import main
+from tflock_reaper.entrypoints.cli import main
 
 PROD = "tf-state/prod/network/terraform.tfstate"
 LOCK_ID = "6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b"

@@ -23,15 +23,16 @@ from factories import digest_item, lock_item
 from fakes import FakeLambdaContext
 from moto.core.botocore_stubber import MockRawResponse
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
-from tflock_reaper.app import make_alerter
-from tflock_reaper.aws import _CLIENT_CONFIG, AwsClients
-from tflock_reaper.dal.errors import AwsAccessError
-from tflock_reaper.dal.lock_table import LockTable
-from tflock_reaper.dal.state_table import StateTable
-from tflock_reaper.decision import Outcome
-from tflock_reaper.holder import AssumeGone, HolderCheck
-from tflock_reaper.policy import HolderSpec, NotifySpec, Policy, parse_policy
-from tflock_reaper.service import HolderChecks, SweepReport, sweep
+from tflock_reaper.adapters.aws import _CLIENT_CONFIG, AwsClients
+from tflock_reaper.adapters.errors import AwsAccessError
+from tflock_reaper.adapters.lock_table import LockTable
+from tflock_reaper.adapters.state_table import StateTable
+from tflock_reaper.domain.decision import Outcome
+from tflock_reaper.domain.liveness import AssumeGone, HolderCheck
+from tflock_reaper.domain.policy import HolderSpec, NotifySpec, Policy, parse_policy
+from tflock_reaper.domain.report import SweepReport
+from tflock_reaper.entrypoints.wiring import make_alerter
+from tflock_reaper.services.sweep import HolderChecks, sweep
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 OLD = NOW - timedelta(hours=5)
@@ -424,8 +425,8 @@ def test_the_lambda_reports_a_throttled_scan_as_an_error_and_deletes_nothing(dyn
     }.items():
         monkeypatch.setenv(name, value)
     import sweeper_handler  # noqa: PLC0415 - imported after the environment is set, as Lambda does
-    from tflock_reaper.app import default_clients  # noqa: PLC0415
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.wiring import default_clients  # noqa: PLC0415
 
     monkeypatch.setattr(sweeper_handler.metrics, "namespace", "TflockReaper")
     get_settings.cache_clear()

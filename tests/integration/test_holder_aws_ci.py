@@ -16,11 +16,8 @@ from botocore.stub import Stubber
 from factories import NOW, lock_item
 from moto import mock_aws
 from tables import LOCK_TABLE, put
-from tflock_reaper.app import holder_checks
-from tflock_reaper.aws import AwsClients
-from tflock_reaper.dal.lock_table import LockTable
-from tflock_reaper.holder import HolderState, HolderStatus
-from tflock_reaper.holders.aws_ci import (
+from tflock_reaper.adapters.aws import AwsClients
+from tflock_reaper.adapters.holders.aws_ci import (
     BUILD_FINISHED,
     CLOCK_SLACK,
     IAM_ACTIONS,
@@ -29,10 +26,13 @@ from tflock_reaper.holders.aws_ci import (
     CodePipelineExecutions,
     codebuild_provider,
 )
-from tflock_reaper.lock import LockRecord, classify_item
-from tflock_reaper.policy import CodeBuildCheck, CodePipelineCheck, parse_policy
-from tflock_reaper.service import sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.lock_table import LockTable
+from tflock_reaper.adapters.memory import MemoryStateStore
+from tflock_reaper.domain.liveness import HolderState, HolderStatus
+from tflock_reaper.domain.lock import LockRecord, classify_item
+from tflock_reaper.domain.policy import CodeBuildCheck, CodePipelineCheck, parse_policy
+from tflock_reaper.entrypoints.wiring import holder_checks
+from tflock_reaper.services.sweep import sweep
 
 CREATED = NOW - timedelta(hours=3)
 #: When the holding run of the slow-clock tests started: 13 minutes ago (the lock was taken 12 minutes ago).

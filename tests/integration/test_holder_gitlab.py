@@ -14,16 +14,16 @@ from factories import NOW, lock_item
 from fakes import FakeLockTable
 from http_stub import Reply, StubServer
 from moto import mock_aws
-from tflock_reaper.aws import AwsClients
-from tflock_reaper.decision import Outcome
-from tflock_reaper.holder import HolderState, HolderStatus
-from tflock_reaper.holders import make_providers
-from tflock_reaper.holders.gitlab import GitLabPipelines, GitLabSession
-from tflock_reaper.lock import LockRecord, classify_item
-from tflock_reaper.notify.channels import secret_resolver
-from tflock_reaper.policy import GitLabCheck, SecretRef, parse_policy
-from tflock_reaper.service import HolderChecks, sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.aws import AwsClients
+from tflock_reaper.adapters.channels.factory import secret_resolver
+from tflock_reaper.adapters.holders import make_providers
+from tflock_reaper.adapters.holders.gitlab import GitLabPipelines, GitLabSession
+from tflock_reaper.adapters.memory import MemoryStateStore
+from tflock_reaper.domain.decision import Outcome
+from tflock_reaper.domain.liveness import HolderState, HolderStatus
+from tflock_reaper.domain.lock import LockRecord, classify_item
+from tflock_reaper.domain.policy import GitLabCheck, SecretRef, parse_policy
+from tflock_reaper.services.sweep import HolderChecks, sweep
 
 TOKEN = "glpat-T0KENT0KENT0KENT0KEN"
 TOKEN_SECRET = "tflock-reaper/gitlab-token"

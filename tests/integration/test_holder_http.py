@@ -16,18 +16,18 @@ from factories import NOW, lock_item
 from fakes import FakeLockTable
 from http_stub import Reply, StubServer
 from moto import mock_aws
-from tflock_reaper.aws import AwsClients
-from tflock_reaper.deadline import Budget
-from tflock_reaper.decision import Outcome
-from tflock_reaper.holder import HolderState, HolderStatus
-from tflock_reaper.holders import make_providers
-from tflock_reaper.holders._web import Web
-from tflock_reaper.holders.http import HttpHolderCheck, HttpSession
-from tflock_reaper.lock import LockRecord, classify_item
-from tflock_reaper.notify.channels import secret_resolver
-from tflock_reaper.policy import HttpCheck, HttpHeader, SecretRef, parse_policy
-from tflock_reaper.service import HolderChecks, sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.aws import AwsClients
+from tflock_reaper.adapters.channels.factory import secret_resolver
+from tflock_reaper.adapters.holders import make_providers
+from tflock_reaper.adapters.holders.http import HttpHolderCheck, HttpSession
+from tflock_reaper.adapters.holders.web import Web
+from tflock_reaper.adapters.memory import MemoryStateStore
+from tflock_reaper.domain.deadline import Budget
+from tflock_reaper.domain.decision import Outcome
+from tflock_reaper.domain.liveness import HolderState, HolderStatus
+from tflock_reaper.domain.lock import LockRecord, classify_item
+from tflock_reaper.domain.policy import HttpCheck, HttpHeader, SecretRef, parse_policy
+from tflock_reaper.services.sweep import HolderChecks, sweep
 
 NO_BOOLEAN = 'answered without a boolean "running" (expected {"running": true|false})'
 API_KEY = "k3y-K3Y-k3y-K3Y-k3y-K3Y-0000"
@@ -275,8 +275,8 @@ def test_an_endpoint_that_drips_or_never_answers_is_cut_off_at_the_request_deadl
 
 
 def test_github_dripping_its_answer_is_cut_off_at_the_request_deadline(slow):
-    from tflock_reaper.holders.github import GitHubActions, GitHubSession  # noqa: PLC0415
-    from tflock_reaper.policy import GitHubCheck  # noqa: PLC0415
+    from tflock_reaper.adapters.holders.github import GitHubActions, GitHubSession  # noqa: PLC0415
+    from tflock_reaper.domain.policy import GitHubCheck  # noqa: PLC0415
 
     spec = GitHubCheck(repo="octo-org/infra", api_url=slow.url("/api/v3"), token=SecretRef(secret="gh-token"))
     github = GitHubActions(spec, lambda: "ghp_T0KEN", session=GitHubSession(web=Web(total=3)), max_attempts=3)

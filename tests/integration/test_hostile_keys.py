@@ -13,13 +13,13 @@ from typing import Any
 
 from factories import lock_item
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
-from tflock_reaper.alerting import Alerter
-from tflock_reaper.dal.lock_table import LockTable
-from tflock_reaper.dal.notification_ledger import DynamoLedger
-from tflock_reaper.dal.state_table import StateTable
-from tflock_reaper.notify import Notification
-from tflock_reaper.policy import parse_policy
-from tflock_reaper.service import sweep
+from tflock_reaper.adapters.lock_table import LockTable
+from tflock_reaper.adapters.notification_ledger import DynamoLedger
+from tflock_reaper.adapters.state_table import StateTable
+from tflock_reaper.domain.notification import Notification
+from tflock_reaper.domain.policy import parse_policy
+from tflock_reaper.services.alerting import Alerter
+from tflock_reaper.services.sweep import sweep
 
 POLICY = parse_policy(
     """

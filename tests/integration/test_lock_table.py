@@ -6,11 +6,11 @@ import pytest
 from botocore.exceptions import ClientError
 from factories import digest_item, lock_item
 from tables import LOCK_TABLE, STATE_TABLE, create_lock_table, put, table_items
-from tflock_reaper.dal.errors import AwsAccessError
-from tflock_reaper.dal.lock_table import MAX_SEGMENTS, SEGMENT_BYTES, LockTable, segments_for
-from tflock_reaper.dal.state_table import StateTable
-from tflock_reaper.policy import parse_policy
-from tflock_reaper.service import sweep
+from tflock_reaper.adapters.errors import AwsAccessError
+from tflock_reaper.adapters.lock_table import MAX_SEGMENTS, SEGMENT_BYTES, LockTable, segments_for
+from tflock_reaper.adapters.state_table import StateTable
+from tflock_reaper.domain.policy import parse_policy
+from tflock_reaper.services.sweep import sweep
 
 
 def test_scan_reads_every_item_across_pages(dynamodb):

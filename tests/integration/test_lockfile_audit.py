@@ -22,11 +22,11 @@ from fakes import FakeLambdaContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tables import STATE_TABLE
-from tflock_reaper.dal.errors import AwsAccessError
-from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
-from tflock_reaper.dal.state_table import StateTable, digest, state_pk
-from tflock_reaper.lock import LockRecord, classify_lockfile
-from tflock_reaper.lockfile_audit import sequencer_position
+from tflock_reaper.adapters.errors import AwsAccessError
+from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
+from tflock_reaper.adapters.state_table import StateTable, digest, state_pk
+from tflock_reaper.domain.lock import LockRecord, classify_lockfile
+from tflock_reaper.domain.lockfile_audit import sequencer_position
 
 EVENTS = Path(__file__).parents[2] / "events"
 BUCKET = "tf-state"
@@ -352,8 +352,8 @@ def test_a_throttled_state_table_raises_so_that_lambda_retries(audit, dynamodb, 
 
 
 def test_lambda_handler_dispatches_eventbridge_events_and_reads_s3_itself(handler, s3, dynamodb, monkeypatch):
-    from tflock_reaper.app import default_clients  # noqa: PLC0415
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.wiring import default_clients  # noqa: PLC0415
 
     module, logs = handler
     event = load("s3_lockfile_created.json")

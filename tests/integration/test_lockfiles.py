@@ -13,14 +13,14 @@ import boto3
 import pytest
 from factories import NOW, go_time, lock_info
 from tables import LOCK_TABLE, put, table_items
-from tflock_reaper.cli import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, main
-from tflock_reaper.dal.errors import AwsAccessError
-from tflock_reaper.dal.lock_table import LockTable
-from tflock_reaper.dal.lockfiles import BucketLocation, LockfileBuckets
-from tflock_reaper.lock import LockRecord, classify_lockfile
-from tflock_reaper.policy import parse_policy
-from tflock_reaper.service import sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.errors import AwsAccessError
+from tflock_reaper.adapters.lock_table import LockTable
+from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
+from tflock_reaper.adapters.memory import MemoryStateStore
+from tflock_reaper.domain.lock import LockRecord, classify_lockfile
+from tflock_reaper.domain.policy import parse_policy
+from tflock_reaper.entrypoints.cli import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, main
+from tflock_reaper.services.sweep import sweep
 
 BUCKET = "tf-state"
 KEY = "dev/network/terraform.tfstate"

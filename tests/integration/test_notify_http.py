@@ -11,10 +11,12 @@ import pytest
 from drip_server import DripServer
 from http_stub import Reply, StubServer
 from notify_factories import HOSTILE, LOCK_ID, notification
-from tflock_reaper.deadline import Budget
-from tflock_reaper.notify import MemoryLedger, NotifyError, dispatch
-from tflock_reaper.notify.pagerduty import PagerDutyNotifier, render_event
-from tflock_reaper.notify.slack import SlackNotifier, render_slack
+from tflock_reaper.adapters.channels.pagerduty import PagerDutyNotifier, render_event
+from tflock_reaper.adapters.channels.slack import SlackNotifier, render_slack
+from tflock_reaper.adapters.memory import MemoryLedger
+from tflock_reaper.domain.deadline import Budget
+from tflock_reaper.domain.notifier import NotifyError
+from tflock_reaper.services.dispatch import dispatch
 
 SLACK_PATH = "/services/T0000/B0000/XXXXSECRETXXXX"
 ROUTING_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32"

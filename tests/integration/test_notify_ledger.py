@@ -9,10 +9,12 @@ from botocore.exceptions import ClientError
 from factories import NOW
 from notify_factories import lock_record, notification
 from tables import STATE_TABLE, table_items
-from tflock_reaper.dal.notification_ledger import DynamoLedger
-from tflock_reaper.dal.state_table import StateTable, digest, state_pk
-from tflock_reaper.notify import DedupKey, Notification, NotifyError, dispatch
-from tflock_reaper.state import lock_key
+from tflock_reaper.adapters.notification_ledger import DynamoLedger
+from tflock_reaper.adapters.state_table import StateTable, digest, state_pk
+from tflock_reaper.domain.memory import lock_key
+from tflock_reaper.domain.notification import DedupKey, Notification
+from tflock_reaper.domain.notifier import NotifyError
+from tflock_reaper.services.dispatch import dispatch
 
 
 class Clock:

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 from notify_factories import LOCK_ID, notification
-from tflock_reaper.notify import NotifyError
-from tflock_reaper.notify.sns import JSON_INTRO, SnsNotifier
+from tflock_reaper.adapters.channels.sns import JSON_INTRO, SnsNotifier
+from tflock_reaper.domain.notifier import NotifyError
 
 REGION = "us-east-1"
 

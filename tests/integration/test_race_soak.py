@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import racelab
 from racelab import RaceConfig, run_race
-from tflock_reaper.dal.lock_table import DeleteResult, LockTable
+from tflock_reaper.adapters.lock_table import DeleteResult, LockTable
 
 #: The bounded run: about 1,000 lifetimes in 20-25 s here; the time bound keeps a loaded machine under 40 s.
 BOUNDED = RaceConfig(lifetimes=1000, seconds=25.0)

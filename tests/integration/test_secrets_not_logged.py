@@ -90,10 +90,10 @@ def captured(dynamodb, alerts: AlertStack, monkeypatch) -> Iterator[Captured]:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "TflockReaper")
     import stream_handler  # noqa: PLC0415 - imported once the environment is set, as Lambda does
     import sweeper_handler  # noqa: PLC0415
-    from tflock_reaper.app import default_clients  # noqa: PLC0415
-    from tflock_reaper.notify.pagerduty import PagerDutyNotifier  # noqa: PLC0415
-    from tflock_reaper.notify.slack import SlackNotifier  # noqa: PLC0415
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.adapters.channels.pagerduty import PagerDutyNotifier  # noqa: PLC0415
+    from tflock_reaper.adapters.channels.slack import SlackNotifier  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.wiring import default_clients  # noqa: PLC0415
 
     monkeypatch.setattr(sweeper_handler.metrics, "namespace", "TflockReaper")
     monkeypatch.setattr(stream_handler.metrics, "namespace", "TflockReaper")
@@ -115,7 +115,9 @@ def captured(dynamodb, alerts: AlertStack, monkeypatch) -> Iterator[Captured]:
     root.addHandler(everything)
     root.setLevel(logging.DEBUG)
     # Loggers that set their own level (or stop propagating) are opened up too: the most a deployment could log.
-    opened = {name: logging.getLogger(name) for name in ("tflock_reaper.notify.slack.sdk", "urllib3", "botocore")}
+    opened = {
+        name: logging.getLogger(name) for name in ("tflock_reaper.adapters.channels.slack.sdk", "urllib3", "botocore")
+    }
     saved = {name: (lg.level, lg.propagate) for name, lg in opened.items()}
     for lg in opened.values():
         lg.setLevel(logging.DEBUG)
@@ -209,8 +211,8 @@ def test_a_resolved_alert_failing_on_the_stream_logs_no_secret(captured, dynamod
 # -- the adapters' own redaction, at the edges found by the tests above ------------------------------------------
 def test_a_slack_error_body_echoing_the_bare_webhook_path_is_redacted(alerts):
     from notify_factories import notification  # noqa: PLC0415
-    from tflock_reaper.notify import NotifyError  # noqa: PLC0415
-    from tflock_reaper.notify.slack import SlackNotifier  # noqa: PLC0415
+    from tflock_reaper.adapters.channels.slack import SlackNotifier  # noqa: PLC0415
+    from tflock_reaper.domain.notifier import NotifyError  # noqa: PLC0415
 
     # The path alone: no scheme, so no URL pattern matches it.
     alerts.slack.reply(Reply(400, f"no such hook: {SLACK_PATH}"))
@@ -224,8 +226,8 @@ def test_a_slack_error_body_echoing_the_bare_webhook_path_is_redacted(alerts):
 
 def test_a_pagerduty_error_body_echoing_the_routing_key_across_the_cut_is_redacted(alerts):
     from notify_factories import notification  # noqa: PLC0415
-    from tflock_reaper.notify import NotifyError  # noqa: PLC0415
-    from tflock_reaper.notify.pagerduty import PagerDutyNotifier  # noqa: PLC0415
+    from tflock_reaper.adapters.channels.pagerduty import PagerDutyNotifier  # noqa: PLC0415
+    from tflock_reaper.domain.notifier import NotifyError  # noqa: PLC0415
 
     # The key straddles the 300th character: cut first, its first half would no longer match it.
     alerts.pagerduty.reply(Reply(400, "y" * 290 + ROUTING_KEY))

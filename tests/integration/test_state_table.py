@@ -6,10 +6,10 @@ import pytest
 from botocore.exceptions import ClientError
 from factories import NOW, lock_item
 from tables import STATE_TABLE, table_items
-from tflock_reaper.dal.errors import AwsAccessError
-from tflock_reaper.dal.state_table import StateTable
-from tflock_reaper.lock import LockRecord, classify_item
-from tflock_reaper.state import lock_key
+from tflock_reaper.adapters.errors import AwsAccessError
+from tflock_reaper.adapters.state_table import StateTable
+from tflock_reaper.domain.lock import LockRecord, classify_item
+from tflock_reaper.domain.memory import lock_key
 
 
 def _locks(n: int, bucket: str = "tf-state") -> list[LockRecord]:

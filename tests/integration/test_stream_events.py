@@ -61,7 +61,7 @@ def logs(stream_handler):
 @pytest.fixture
 def deliver(stream_handler, dynamodb, logs):
     """`deliver(name)`: handle_batch on the fixture with a StateTable on moto; returns the audit log lines."""
-    from tflock_reaper.dal.state_table import StateTable  # noqa: PLC0415
+    from tflock_reaper.adapters.state_table import StateTable  # noqa: PLC0415
 
     def run(name: str) -> list[dict]:
         result = stream_handler.handle_batch(load(name), FakeLambdaContext(), store=StateTable(dynamodb, STATE_TABLE))
@@ -161,7 +161,7 @@ def test_batch_pairs_the_release_with_its_acquisition_on_stream_time(deliver):
 
 
 def test_lambda_handler_on_the_batch_emits_the_metrics(stream_handler, dynamodb, logs, monkeypatch, capsys):
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
 
     monkeypatch.setenv("LOCK_TABLE_NAME", LOCK_TABLE)
     monkeypatch.setenv("STATE_TABLE_NAME", STATE_TABLE)

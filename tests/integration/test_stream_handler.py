@@ -11,10 +11,10 @@ from factories import digest_item, go_time, lock_item
 from fakes import FakeLambdaContext, FakeLockTable
 from streams import STREAM_ARN, stream_record
 from tables import STATE_TABLE, table_items
-from tflock_reaper.dal.state_table import StateTable, state_pk
-from tflock_reaper.decision import Outcome
-from tflock_reaper.policy import parse_policy
-from tflock_reaper.service import sweep
+from tflock_reaper.adapters.state_table import StateTable, state_pk
+from tflock_reaper.domain.decision import Outcome
+from tflock_reaper.domain.policy import parse_policy
+from tflock_reaper.services.sweep import sweep
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -178,7 +178,7 @@ class FlakyChannel:
         return {}
 
     def send(self, notification):
-        from tflock_reaper.notify.base import NotifyError  # noqa: PLC0415
+        from tflock_reaper.domain.notifier import NotifyError  # noqa: PLC0415
 
         self.attempts += 1
         if self.attempts == 1:
@@ -187,8 +187,9 @@ class FlakyChannel:
 
 
 def test_a_resolved_that_failed_is_retried_with_its_record_and_sent_once(dynamodb, stream):
-    from tflock_reaper.lock import LockRecord, classify_item  # noqa: PLC0415
-    from tflock_reaper.notify.dispatch import MemoryLedger, dispatch  # noqa: PLC0415
+    from tflock_reaper.adapters.memory import MemoryLedger  # noqa: PLC0415
+    from tflock_reaper.domain.lock import LockRecord, classify_item  # noqa: PLC0415
+    from tflock_reaper.services.dispatch import dispatch  # noqa: PLC0415
 
     module, logs = stream
     lock = lock_item("tf-state/a.tfstate", created=NOW)

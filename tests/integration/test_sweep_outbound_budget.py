@@ -22,7 +22,7 @@ from drip_server import DripServer
 from factories import lock_item
 from fakes import FakeLambdaContext
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
-from tflock_reaper.service import TIME_RESERVE_SECONDS
+from tflock_reaper.services.sweep import TIME_RESERVE_SECONDS
 
 EVENT = json.loads((Path(__file__).parents[2] / "events" / "sweeper_schedule.json").read_text())
 SLACK_SECRET = "tflock-reaper/slack-webhook"
@@ -73,7 +73,7 @@ def dripping(dynamodb: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
         "POWERTOOLS_METRICS_NAMESPACE": "TflockReaper",
     }.items():
         monkeypatch.setenv(name, value)
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
 
     get_settings.cache_clear()
     yield holder, slack

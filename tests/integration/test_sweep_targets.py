@@ -11,7 +11,7 @@ import pytest
 from factories import digest_item, lock_item
 from fakes import FakeLambdaContext
 from tables import LOCK_TABLE, STATE_TABLE, create_lock_table, table_items
-from tflock_reaper.aws import AwsClients
+from tflock_reaper.adapters.aws import AwsClients
 
 EVENT: dict[str, Any] = {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}
 OTHER_ACCOUNT = "222222222222"
@@ -37,7 +37,7 @@ def handler(dynamodb, monkeypatch, tmp_path):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("LOCK_TABLE_NAME", raising=False)
     import sweeper_handler  # noqa: PLC0415 - imported after the environment is set, as Lambda does
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
 
     get_settings.cache_clear()
     yield sweeper_handler.lambda_handler
@@ -102,7 +102,7 @@ def test_a_target_that_cannot_be_swept_is_reported_and_the_others_are_swept(hand
 
 
 def test_when_no_target_can_be_swept_the_invocation_fails(handler, monkeypatch):
-    from tflock_reaper.dal.errors import AwsAccessError  # noqa: PLC0415
+    from tflock_reaper.adapters.errors import AwsAccessError  # noqa: PLC0415
 
     monkeypatch.setenv("LOCK_TABLE_NAMES", "no-such-table")
     with pytest.raises(AwsAccessError, match="this account: cannot describe lock table 'no-such-table'"):
@@ -144,7 +144,7 @@ def test_a_target_not_started_for_lack_of_time_is_reported(handler, dynamodb, mo
 
 def test_targets_are_validated_with_a_clear_message(monkeypatch):
     from pydantic import ValidationError  # noqa: PLC0415
-    from tflock_reaper.settings import Settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import Settings  # noqa: PLC0415
 
     with pytest.raises(ValidationError, match="give lock_tables, buckets, or both"):
         Settings.model_validate({"TARGETS": json.dumps([{"role_arn": ROLE_ARN}])})

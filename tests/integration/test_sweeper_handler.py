@@ -39,7 +39,7 @@ def handler(dynamodb, monkeypatch, tmp_path):
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "tflock-reaper")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "TflockReaper")
     import sweeper_handler  # noqa: PLC0415 - imported after the environment is set, as Lambda does
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
 
     # Metrics read their namespace and service at first import, which another test module may have done before us.
     monkeypatch.setattr(sweeper_handler.metrics, "namespace", "TflockReaper")
@@ -83,7 +83,7 @@ def test_handler_reaps_logs_each_verdict_and_emits_metrics(handler, dynamodb, lo
 
 def test_handler_in_dry_run_deployment_never_deletes(handler, dynamodb, monkeypatch):
     monkeypatch.setenv("REAPER_MODE", "dry-run")
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
 
     get_settings.cache_clear()
     stale = lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5))
@@ -97,8 +97,8 @@ def test_handler_fails_loudly_on_a_bad_policy_and_deletes_nothing(handler, dynam
     bad = tmp_path / "bad.yaml"
     bad.write_text("mode: sometimes\n")
     monkeypatch.setenv("POLICY_PATH", str(bad))
-    from tflock_reaper.policy import PolicyError  # noqa: PLC0415
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.domain.policy import PolicyError  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
 
     get_settings.cache_clear()
     stale = lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5))
@@ -117,7 +117,7 @@ def test_policy_from_ssm_parameter(handler, dynamodb, monkeypatch):
         Value="mode: dry-run\ndefaults: {min_observed: 0s, trust_holder_clock: true}\n",
     )
     monkeypatch.setenv("POLICY_PARAMETER", "/tflock-reaper/policy")
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
 
     get_settings.cache_clear()
     put(dynamodb, lock_item(STALE_PATH, created=datetime.now(UTC) - timedelta(hours=5)))
@@ -129,7 +129,7 @@ def test_policy_from_ssm_parameter(handler, dynamodb, monkeypatch):
 
 def test_handler_sweeps_lockfiles_without_a_lock_table(handler, dynamodb, monkeypatch, tmp_path):
     import boto3  # noqa: PLC0415
-    from tflock_reaper.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
 
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="tf-state")
@@ -153,7 +153,7 @@ def test_handler_sweeps_lockfiles_without_a_lock_table(handler, dynamodb, monkey
 
 def test_settings_need_a_lock_table_or_state_buckets(monkeypatch):
     from pydantic import ValidationError  # noqa: PLC0415
-    from tflock_reaper.settings import Settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import Settings  # noqa: PLC0415
 
     with pytest.raises(ValidationError, match="set LOCK_TABLE_NAMES"):
         Settings.model_validate({"LOCK_TABLE_NAME": "", "STATE_BUCKETS": " , "})

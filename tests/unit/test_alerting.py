@@ -15,15 +15,17 @@ from typing import Any
 import pytest
 from factories import NOW, lock_item
 from fakes import FakeLockTable
-from tflock_reaper.alerting import Alerter, notifications_for
-from tflock_reaper.dal.errors import AwsAccessError
-from tflock_reaper.decision import Outcome
-from tflock_reaper.durations import format_duration
-from tflock_reaper.notify import DedupKey, MemoryLedger, Notification, NotifyError
-from tflock_reaper.notify.slack import render_slack
-from tflock_reaper.policy import Channel, Policy, parse_policy
-from tflock_reaper.service import SweepReport, sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.channels.slack import render_slack
+from tflock_reaper.adapters.errors import AwsAccessError
+from tflock_reaper.adapters.memory import MemoryLedger, MemoryStateStore
+from tflock_reaper.domain.decision import Outcome
+from tflock_reaper.domain.durations import format_duration
+from tflock_reaper.domain.notification import DedupKey, Notification
+from tflock_reaper.domain.notifier import NotifyError
+from tflock_reaper.domain.policy import Channel, Policy, parse_policy
+from tflock_reaper.domain.report import SweepReport
+from tflock_reaper.services.alerting import Alerter, notifications_for
+from tflock_reaper.services.sweep import sweep
 
 POLICY = parse_policy(
     """
@@ -313,7 +315,7 @@ def test_a_sweep_that_only_showed_the_alerts_does_not_swallow_the_first_real_one
 
 
 def test_a_channel_that_failed_retryably_is_skipped_for_the_rest_of_the_sweep():
-    from tflock_reaper.notify.base import NotifyError  # noqa: PLC0415
+    from tflock_reaper.domain.notifier import NotifyError  # noqa: PLC0415
 
     items = [lock_item(f"tf-state/prod/s{n}.tfstate", created=NOW) for n in range(3)]
     world = World(*items)

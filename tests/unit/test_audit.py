@@ -8,9 +8,9 @@ import pytest
 from factories import NOW, digest_item, lock_item
 from fakes import MemoryAuditStore
 from streams import stream_record
-from tflock_reaper.audit import EventKind, UnreadableRecordError, parse_record
-from tflock_reaper.lockfile_audit import batch_order, parse_lockfile_event, sequencer_position
-from tflock_reaper.recorder import record_change
+from tflock_reaper.domain.audit import EventKind, UnreadableRecordError, parse_record
+from tflock_reaper.domain.lockfile_audit import batch_order, parse_lockfile_event, sequencer_position
+from tflock_reaper.services.recorder import record_change
 
 PATH = "tf-state/dev/network/terraform.tfstate"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from tflock_reaper.app import OUTBOUND_MARGIN_SECONDS, outbound_budget
-from tflock_reaper.deadline import UNBOUNDED, Budget, Deadline
-from tflock_reaper.outbound import DeadlineRetry
-from tflock_reaper.service import TIME_RESERVE_SECONDS
+from tflock_reaper.adapters.outbound import DeadlineRetry
+from tflock_reaper.domain.deadline import UNBOUNDED, Budget, Deadline
+from tflock_reaper.entrypoints.wiring import OUTBOUND_MARGIN_SECONDS, outbound_budget
+from tflock_reaper.services.sweep import TIME_RESERVE_SECONDS
 from urllib3 import HTTPResponse
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 

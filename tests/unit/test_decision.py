@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 from factories import NOW, lock_item
-from tflock_reaper.decision import (
+from tflock_reaper.domain.decision import (
     FIRST_SEEN,
     HOLDER_CLOCK,
     SERVER_TIME,
@@ -17,9 +17,9 @@ from tflock_reaper.decision import (
     lock_ages,
     plan_sweep,
 )
-from tflock_reaper.holder import AssumeGone, AssumeUnknown, HolderState, HolderStatus
-from tflock_reaper.lock import LockRecord, classify_item
-from tflock_reaper.policy import EffectiveRule, HolderSpec
+from tflock_reaper.domain.liveness import AssumeGone, AssumeUnknown, HolderState, HolderStatus
+from tflock_reaper.domain.lock import LockRecord, classify_item
+from tflock_reaper.domain.policy import EffectiveRule, HolderSpec
 
 RULE = EffectiveRule(
     "defaults",

@@ -12,10 +12,10 @@ from fakes import FakeLockTable
 from fuzz import AGGRESSIVE, Case, broken_items, digest_items, lock_table_cases, no_lock_id_cases, well_formed_locks
 from hypothesis import example, given
 from hypothesis import strategies as st
-from tflock_reaper.decision import Outcome
-from tflock_reaper.lock import DigestRecord, LockRecord, SkippedItem, classify_item
-from tflock_reaper.service import sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.memory import MemoryStateStore
+from tflock_reaper.domain.decision import Outcome
+from tflock_reaper.domain.lock import DigestRecord, LockRecord, SkippedItem, classify_item
+from tflock_reaper.services.sweep import sweep
 
 _KINDS = {"lock": LockRecord, "digest": DigestRecord, "skipped": SkippedItem}
 

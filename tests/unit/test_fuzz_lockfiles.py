@@ -25,10 +25,11 @@ from fuzz import (
 )
 from hypothesis import example, given
 from hypothesis import strategies as st
-from tflock_reaper.decision import Outcome
-from tflock_reaper.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
-from tflock_reaper.service import SweepReport, sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.memory import MemoryStateStore
+from tflock_reaper.domain.decision import Outcome
+from tflock_reaper.domain.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
+from tflock_reaper.domain.report import SweepReport
+from tflock_reaper.services.sweep import sweep
 
 _NOT_A_LOCKFILE = "not a <state key>.tflock object"
 _NOT_LOCK_INFO = "not a Terraform LockInfo"

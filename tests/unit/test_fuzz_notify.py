@@ -15,9 +15,8 @@ from typing import Any
 
 from fuzz import notifications
 from hypothesis import given
-from tflock_reaper.notify import Notification
-from tflock_reaper.notify.pagerduty import CUSTOM_VALUE_MAX, DEDUP_KEY_MAX, SUMMARY_MAX, render_event
-from tflock_reaper.notify.slack import (
+from tflock_reaper.adapters.channels.pagerduty import CUSTOM_VALUE_MAX, DEDUP_KEY_MAX, SUMMARY_MAX, render_event
+from tflock_reaper.adapters.channels.slack import (
     BLOCKS_MAX,
     FALLBACK_MAX,
     FIELD_MAX,
@@ -27,8 +26,9 @@ from tflock_reaper.notify.slack import (
     ZWSP,
     render_slack,
 )
-from tflock_reaper.notify.sns import JSON_INTRO, MESSAGE_MAX_BYTES, SUBJECT_MAX, render_publish
-from tflock_reaper.notify.text import human_age
+from tflock_reaper.adapters.channels.sns import JSON_INTRO, MESSAGE_MAX_BYTES, SUBJECT_MAX, render_publish
+from tflock_reaper.domain.notification import Notification
+from tflock_reaper.domain.text import human_age
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:tflock-alerts.fifo"
 SNS_MAX_BYTES = 256 * 1024  # message and attributes together

@@ -13,8 +13,8 @@ from factories import lock_item
 from fuzz import any_text, json_value
 from hypothesis import example, given
 from hypothesis import strategies as st
-from tflock_reaper.lock import LockRecord, classify_item
-from tflock_reaper.policy import Policy, PolicyError, parse_policy
+from tflock_reaper.domain.lock import LockRecord, classify_item
+from tflock_reaper.domain.policy import Policy, PolicyError, parse_policy
 
 SOURCE = "policy.yaml"
 #: ``policy.yaml:LINE[:COL]: ...``; only whole-file problems (empty, not YAML at all, too deep) have no line.

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 
 import pytest
 from factories import NOW, lock_item
-from tflock_reaper.holder import HolderState
-from tflock_reaper.holders.progress import StateProgress
-from tflock_reaper.lock import LockRecord, classify_item
-from tflock_reaper.policy import StateProgressCheck
+from tflock_reaper.adapters.holders.progress import StateProgress
+from tflock_reaper.domain.liveness import HolderState
+from tflock_reaper.domain.lock import LockRecord, classify_item
+from tflock_reaper.domain.policy import StateProgressCheck
 
 PATH = "tf-state/prod/network/terraform.tfstate"
 

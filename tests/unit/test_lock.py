@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from factories import NOW, digest_item, go_time, lock_info, lock_item
-from tflock_reaper.lock import DigestRecord, LockRecord, SkippedItem, classify_item
+from tflock_reaper.domain.lock import DigestRecord, LockRecord, SkippedItem, classify_item
 
 REAL = (
     '{"ID":"8a3cd4e3-bc8e-a4d4-ff39-cac4e736080d","Operation":"OperationTypeApply","Info":"","Who":"root@vm",'

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from factories import NOW, lock_info, lock_item
 from fakes import FakeLockfiles, FakeLockTable
-from tflock_reaper.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
-from tflock_reaper.policy import parse_policy
-from tflock_reaper.service import explain, sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.memory import MemoryStateStore
+from tflock_reaper.domain.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
+from tflock_reaper.domain.policy import parse_policy
+from tflock_reaper.services.sweep import explain, sweep
 
 PATH = "tf-state/dev/network/terraform.tfstate"
 POLICY = parse_policy(

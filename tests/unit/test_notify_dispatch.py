@@ -6,8 +6,11 @@ import logging
 
 import pytest
 from notify_factories import notification
-from tflock_reaper.dal.errors import AwsAccessError
-from tflock_reaper.notify import DedupKey, MemoryLedger, Notification, NotifyError, SendStatus, dispatch
+from tflock_reaper.adapters.errors import AwsAccessError
+from tflock_reaper.adapters.memory import MemoryLedger
+from tflock_reaper.domain.notification import DedupKey, Notification
+from tflock_reaper.domain.notifier import NotifyError
+from tflock_reaper.services.dispatch import SendStatus, dispatch
 
 
 class FakeNotifier:
@@ -137,7 +140,7 @@ def test_a_ledger_that_cannot_claim_sends_nothing_and_reports_failure():
 
 
 def test_dispatch_logs_keyword_fields(caplog):
-    caplog.set_level(logging.INFO, logger="tflock_reaper.notify")
+    caplog.set_level(logging.INFO, logger="tflock_reaper.services")
     n = notification()
     dispatch(n, [FakeNotifier("slack"), FakeNotifier("sns", failures=1)], MemoryLedger())
     sent = next(r for r in caplog.records if r.getMessage() == "notification sent")

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from factories import NOW
 from notify_factories import HOSTILE, LOCK_ID, lock_record, notification
-from tflock_reaper.notify import Notification, NotifyError, Severity
-from tflock_reaper.notify.pagerduty import PagerDutyNotifier, pagerduty_dedup_key, render_event
-from tflock_reaper.notify.slack import (
+from tflock_reaper.adapters.channels.pagerduty import PagerDutyNotifier, pagerduty_dedup_key, render_event
+from tflock_reaper.adapters.channels.slack import (
     BLOCKS_MAX,
     FALLBACK_MAX,
     FIELD_MAX,
@@ -25,8 +24,10 @@ from tflock_reaper.notify.slack import (
     SlackNotifier,
     render_slack,
 )
-from tflock_reaper.notify.sns import JSON_INTRO, MESSAGE_MAX_BYTES, SnsNotifier, render_publish
-from tflock_reaper.notify.text import fit, human_age, redact
+from tflock_reaper.adapters.channels.sns import JSON_INTRO, MESSAGE_MAX_BYTES, SnsNotifier, render_publish
+from tflock_reaper.domain.notification import Notification, Severity
+from tflock_reaper.domain.notifier import NotifyError
+from tflock_reaper.domain.text import fit, human_age, redact
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:tflock-alerts"
 ENTITY = re.compile(r"&(?!(?:amp|lt|gt);)")

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 from factories import NOW, lock_item
-from tflock_reaper.durations import format_duration, parse_duration
-from tflock_reaper.lock import LockRecord, classify_item
-from tflock_reaper.policy import PolicyError, load_policy, parse_policy
+from tflock_reaper.domain.durations import format_duration, parse_duration
+from tflock_reaper.domain.lock import LockRecord, classify_item
+from tflock_reaper.domain.policy import PolicyError, load_policy, parse_policy
 
 ISSUE_EXAMPLE = """\
 mode: dry-run              # dry-run (default) | enforce

@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from factories import NOW, digest_item, lock_item
 from fakes import FakeLockTable
-from tflock_reaper.decision import Outcome
-from tflock_reaper.holder import HolderState, HolderStatus
-from tflock_reaper.policy import parse_policy
-from tflock_reaper.service import TIME_RESERVE_SECONDS, HolderChecks, explain, resolve_mode, sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.memory import MemoryStateStore
+from tflock_reaper.domain.decision import Outcome
+from tflock_reaper.domain.liveness import HolderState, HolderStatus
+from tflock_reaper.domain.policy import parse_policy
+from tflock_reaper.services.sweep import TIME_RESERVE_SECONDS, HolderChecks, explain, resolve_mode, sweep
 
 POLICY = parse_policy(
     """

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from cfn_template import function_policies, load_template
-from tflock_reaper.holders.aws_ci import IAM_ACTIONS
+from tflock_reaper.adapters.holders.aws_ci import IAM_ACTIONS
 
 
 @pytest.fixture(scope="module")

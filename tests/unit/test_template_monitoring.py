@@ -134,7 +134,7 @@ def _emitted_by_the_sweeper(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "tflock-reaper")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "TflockReaper")
     import sweeper_handler  # noqa: PLC0415
-    from tflock_reaper.service import SweepReport  # noqa: PLC0415
+    from tflock_reaper.domain.report import SweepReport  # noqa: PLC0415
 
     sweeper_handler.publish_metrics(SweepReport(table="locks", mode="dry-run", started_at=datetime.now(UTC)))
     try:

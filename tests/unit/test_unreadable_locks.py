@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from factories import NOW, lock_info, lock_item
 from fakes import FakeLockTable
-from tflock_reaper.alerting import Alerter
-from tflock_reaper.notify import MemoryLedger, Notification
-from tflock_reaper.notify.pagerduty import render_event
-from tflock_reaper.notify.slack import render_slack
-from tflock_reaper.notify.sns import render_publish
-from tflock_reaper.policy import parse_policy
-from tflock_reaper.service import sweep
-from tflock_reaper.state import MemoryStateStore
+from tflock_reaper.adapters.channels.pagerduty import render_event
+from tflock_reaper.adapters.channels.slack import render_slack
+from tflock_reaper.adapters.channels.sns import render_publish
+from tflock_reaper.adapters.memory import MemoryLedger, MemoryStateStore
+from tflock_reaper.domain.notification import Notification
+from tflock_reaper.domain.policy import parse_policy
+from tflock_reaper.services.alerting import Alerter
+from tflock_reaper.services.sweep import sweep
 
 POLICY = parse_policy(
     """

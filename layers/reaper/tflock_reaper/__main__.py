@@ -1,3 +1,3 @@
-from tflock_reaper.cli import main
+from tflock_reaper.entrypoints.cli import main
 
 raise SystemExit(main())

@@ -1,0 +1,321 @@
+"""Slack through an incoming webhook: a Block Kit message, escaped and within Slack's limits.
+
+Escaping. Slack treats ``<...>`` in message text as control sequences (``<!channel>``, ``<@U123>``,
+``<!subteam^S1>``, ``<https://x|click>``) and asks senders to escape ``&``, ``<`` and ``>`` as ``&amp;``,
+``&lt;`` and ``&gt;``. Every value a lock-table writer controls is escaped that way, ``@channel``,
+``@here`` and ``@everyone`` get a zero-width space after the ``@``, and control, format (bidi, zero-width) and
+line-separator characters are replaced (:func:`~tflock_reaper.domain.text.one_line`).
+Untrusted values are then shown inside inline code (``Who``, path, ...) or a code block (reasons, the deleted
+item), where Slack applies no bold/italic/strike formatting and makes no links; a backtick inside a value,
+which would close the span, is replaced by a look-alike (U+02CB), and a triple backtick in a code block is
+broken with zero-width spaces. A code block's lines come from trusted joins only: each untrusted value is made
+one line first, so that none can start a line of its own. Outside code (header, fallback text), ``://`` gets a
+zero-width space so that no URL is turned into a link. Every mrkdwn object is also sent with ``verbatim: true``,
+which turns off Slack's automatic linking of URLs and channel names and its parsing of bare mentions.
+
+Limits (Block Kit reference): header text 150 characters, section text 3000, each field 2000, at most 10
+fields per section and 50 blocks per message; the fallback ``text`` is kept under 4000. Values are cut
+*before* escaping, so an entity is never cut in half.
+
+Delivery. A ``POST`` of the message (the payload ``slack_sdk``'s ``WebhookClient`` would send) with bounded
+retries: a 429 waits for ``Retry-After`` (capped: a longer wait fails the send now), 5xx and connection errors
+or timeouts back off exponentially, and all causes share one attempt counter, so at most ``max_attempts``
+requests are made per notification. A timeout is retried too: Slack may then show the message twice, which
+beats not showing it. ``timeout`` bounds each connect and each read, and the whole send, every attempt and wait
+included, ends within ``total`` seconds or what is left of the sweep's :class:`~tflock_reaper.domain.deadline.Budget`
+(:mod:`tflock_reaper.adapters.outbound`): a webhook that drips its answer is cut off there. Once the budget is spent, a
+send fails at once (retryably), without a request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from tflock_reaper.adapters.outbound import MIN_ATTEMPT_SECONDS, DeadlineExceededError, DeadlinePool, DeadlineRetry
+from tflock_reaper.domain.deadline import UNBOUNDED, Budget, Deadline
+from tflock_reaper.domain.notification import Notification
+from tflock_reaper.domain.notifier import HTTP_SERVER_ERRORS, HTTP_TOO_MANY_REQUESTS, NotifyError, retryable_status
+from tflock_reaper.domain.text import fit, one_line, redact, utc_minutes
+
+HEADER_MAX = 150
+SECTION_TEXT_MAX = 3000
+FIELD_MAX = 2000
+FIELDS_MAX = 10
+BLOCKS_MAX = 50
+FALLBACK_MAX = 4000
+HTTP_OK = 200
+#: Path segments at least this long are treated as secret (Slack's webhook token is 24 characters).
+SECRET_SEGMENT_MIN = 8
+
+ZWSP = "\u200b"
+_BROADCAST = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
+_BACKTICK_LOOKALIKE = "\u02cb"
+
+
+# -- escaping -------------------------------------------------------------------------------------------------
+def escape(text: str) -> str:
+    """Slack's required escaping (``&``, ``<``, ``>``), broadcast words neutralised, unsafe characters (line
+    breaks, controls, bidi and other format characters) replaced. Safe for any mrkdwn or plain_text field; code
+    spans need :func:`code` on top."""
+    escaped = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _BROADCAST.sub("@" + ZWSP, escaped)
+
+
+def escape_prose(text: str) -> str:
+    """:func:`escape`, and no automatic links either: for untrusted text outside code spans."""
+    return escape(text).replace("://", ":" + ZWSP + "//")
+
+
+def code(text: str) -> str:
+    """An untrusted value as inline code: escaped, no formatting, no links."""
+    return "`" + escape(text).replace("`", _BACKTICK_LOOKALIKE) + "`"
+
+
+def _code_block_body(text: str) -> str:
+    # Only code_block's own joins put a "\n" in ``text``: each line is escaped on its own.
+    lines = [escape(line) for line in text.split("\n")]
+    return "\n".join(lines).replace("```", f"`{ZWSP}`{ZWSP}`")
+
+
+def code_block(lines: Sequence[str], limit: int, prefix: str = "") -> str:
+    """``prefix`` (trusted mrkdwn) followed by ``lines`` as a code block, at most ``limit`` characters.
+
+    Each line is made one line first (:func:`one_line`): an untrusted value cannot add a line of its own.
+    """
+    text = "\n".join(one_line(line) for line in lines)
+    return fit(text, limit, lambda t: f"{prefix}```{_code_block_body(t)}```")
+
+
+# -- rendering ------------------------------------------------------------------------------------------------
+# ``verbatim``: Slack then does no preprocessing of mrkdwn text (no automatic links to URLs or #channels, no
+# parsing of bare @mentions): a second wall behind the escaping.
+def _field(label: str, value: str, *, as_code: bool = True) -> dict[str, Any]:
+    prefix = f"*{label}*\n"
+    render = (lambda v: prefix + code(v)) if as_code else (lambda v: prefix + escape_prose(v))
+    return {"type": "mrkdwn", "text": fit(value, FIELD_MAX, render), "verbatim": True}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
+
+
+def _fields(n: Notification) -> list[dict[str, Any]]:
+    since = utc_minutes(n.created)
+    fields = [
+        _field("State path", n.lock_path),
+        _field("Workspace", n.workspace),
+        _field("Operation", n.operation or "(none)"),
+        _field("Who", n.who or "(empty)"),
+        _field("Held for", f"{n.held} (since {since})", as_code=False),
+        _field("Terraform version", n.version or "(none)"),
+        _field("Verdict", f"{n.verdict} → {n.outcome}", as_code=False),
+        _field("Rule", n.rule),
+        _field("Lock ID", n.lock_id),
+        _field("Lock table", n.table),
+    ]
+    return fields[:FIELDS_MAX]
+
+
+def fallback_text(n: Notification) -> str:
+    """The notification text (push notifications, screen readers): escaped, without links, under 4000."""
+    operation = n.operation or "(no operation)"
+    who = n.who or "(unknown)"
+    raw = f"{n.title}: {n.lock_path} ({operation} by {who}, held {n.age})"
+    return fit(raw, FALLBACK_MAX, escape_prose)
+
+
+def render_slack(n: Notification) -> dict[str, Any]:
+    """The webhook payload: ``text`` (fallback) and ``blocks``. Pure: no network, no secrets."""
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": fit(f"{n.title}: {n.state_key}", HEADER_MAX, escape_prose)},
+        },
+        {"type": "section", "fields": _fields(n)},
+    ]
+    reasons = [f"• {reason}" for reason in n.reasons] or ["(none given)"]
+    blocks.append(_section(code_block(reasons, SECTION_TEXT_MAX, "*Reasons*\n")))
+    if n.needs_unlock:
+        blocks.append(
+            _section(
+                code_block(
+                    [n.force_unlock_command],
+                    SECTION_TEXT_MAX,
+                    "*To release it by hand*, from the root module that uses this state "
+                    "(`tofu` instead of `terraform` with OpenTofu):\n",
+                )
+            )
+        )
+    if n.deleted_item is not None:
+        item = json.dumps(n.deleted_item, separators=(",", ":"), sort_keys=True, default=str)
+        blocks.append(_section(code_block([item], SECTION_TEXT_MAX, "*Deleted item*\n")))
+    if n.follow_up:
+        blocks.append(_section(fit(n.follow_up, SECTION_TEXT_MAX, lambda t: "*Follow-up*\n" + escape_prose(t))))
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"tflock-reaper · event `{n.kind}` · severity {n.severity}",
+                    "verbatim": True,
+                },
+            ],
+        }
+    )
+    return {
+        "text": fallback_text(n),
+        "blocks": blocks[:BLOCKS_MAX],
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+# -- delivery -------------------------------------------------------------------------------------------------
+# Not slack_sdk's WebhookClient: it posts through urllib's ``urlopen`` with a timeout per socket read, and takes no
+# opener, handler or transport of ours (it builds an opener only for a proxy URL), so nothing bounds a whole send:
+# a webhook stand-in that drips its answer held a sweep for as long as it liked. The payload is the one
+# ``WebhookClient.send_dict`` posts (the message as JSON, ``Content-Type: application/json;charset=utf-8``), sent
+# through the deadline-bound urllib3 transport that the PagerDuty notifier and the holder checks use too.
+def secret_parts(url: str) -> tuple[str, ...]:
+    """What of a webhook URL is secret: all of it, its path (a server or proxy may echo the path alone), and each
+    long path segment (Slack's ``/services/T…/B…/<token>``: the token alone identifies the webhook)."""
+    path = urlsplit(url).path
+    segments = [segment for segment in path.split("/") if len(segment) >= SECRET_SEGMENT_MIN]
+    return tuple(part for part in (url, path, *segments) if part and part != "/")
+
+
+#: Every webhook's secret parts this process has used, for the filter below (a handful of strings).
+_SECRETS: set[str] = set()
+
+
+class _RedactUrls(logging.Filter):
+    """urllib3 logs the request path (the webhook secret) at DEBUG, and in its "Retrying ... after connection
+    broken" warning: remove every URL's path and every webhook's secret parts."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), *_SECRETS)
+        record.args = None
+        return True
+
+
+# A filter applies to the records of the logger it is added to, not to its children's: each urllib3 module that
+# may log a request's URL gets it.
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager", "urllib3.connection"):
+    _urllib3_logger = logging.getLogger(_name)
+    if not any(isinstance(f, _RedactUrls) for f in _urllib3_logger.filters):
+        _urllib3_logger.addFilter(_RedactUrls())
+
+
+class SlackNotifier:
+    """Posts :func:`render_slack` to an incoming webhook.
+
+    ``webhook_url_provider`` is called on every send (cheap when it is a cached Powertools Parameters lookup),
+    so that a rotated secret is picked up; its value never appears in logs or errors. ``timeout`` bounds each
+    connect and each read; at most ``max_attempts`` attempts are made, separated by ``Retry-After`` (a longer
+    wait than ``max_retry_after`` seconds is not made: the send fails) or an exponential backoff from ``backoff``
+    seconds, and all of them end within ``total`` seconds and the ``budget``'s time left.
+    """
+
+    def __init__(
+        self,
+        webhook_url_provider: Callable[[], str],
+        *,
+        name: str = "slack",
+        timeout: float = 5.0,
+        max_attempts: int = 3,
+        backoff: float = 0.5,
+        max_retry_after: float = 30.0,
+        total: float = 15.0,
+        budget: Budget = UNBOUNDED,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._url_provider = webhook_url_provider
+        self._name = name
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_retry_after = max_retry_after
+        self.total = total
+        self.budget = budget
+        self._http = DeadlinePool()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def render(self, notification: Notification) -> dict[str, Any]:
+        return render_slack(notification)
+
+    def _retry(self, deadline: Deadline) -> DeadlineRetry:
+        # One counter for every cause: at most max_attempts requests per notification.
+        retries = self.max_attempts - 1
+        return DeadlineRetry.within(
+            deadline,
+            max_retry_after=self.max_retry_after,
+            give_up_beyond_cap=True,
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            other=retries,
+            redirect=False,
+            status_forcelist=frozenset({HTTP_TOO_MANY_REQUESTS, *HTTP_SERVER_ERRORS}),
+            allowed_methods=frozenset({"POST"}),
+            backoff_factor=self.backoff,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+
+    def _url(self) -> str:
+        try:
+            url = self._url_provider().strip()
+        except Exception as err:  # noqa: BLE001 - any failure to fetch the secret is a failed send
+            raise NotifyError(
+                self.name, f"cannot read the Slack webhook URL: {type(err).__name__}", retryable=True
+            ) from None
+        if not url.lower().startswith(("https://", "http://")):
+            raise NotifyError(self.name, "the Slack webhook URL is not an http(s) URL", retryable=False)
+        _SECRETS.update(secret_parts(url))
+        return url
+
+    def send(self, notification: Notification) -> None:
+        if self.budget.spent(at_least=MIN_ATTEMPT_SECONDS):
+            raise NotifyError(self.name, "not sent: no time left in this sweep for outbound requests", retryable=True)
+        url = self._url()
+        deadline = self.budget.deadline(self.total)
+        try:
+            response = self._http.request(
+                "POST",
+                url,
+                body=json.dumps(render_slack(notification)).encode(),
+                headers={"Content-Type": "application/json;charset=utf-8"},
+                deadline=deadline,
+                timeout=self.timeout,
+                retries=self._retry(deadline),
+            )
+        except DeadlineExceededError as err:
+            raise NotifyError(self.name, f"Slack webhook unreachable: {err}", retryable=True) from None
+        except Exception as err:  # noqa: BLE001 - urllib3 raises many types; the cause may hold the URL
+            reason = getattr(err, "reason", None) or err
+            detail = redact(f"{type(reason).__name__}: {reason}", *secret_parts(url))
+            raise NotifyError(
+                self.name,
+                f"Slack webhook unreachable (after up to {self.max_attempts} attempts): {detail}",
+                retryable=True,
+            ) from None
+        if response.status == HTTP_OK:
+            return
+        # Redacted whole, then cut: a cut first could leave half a secret that no longer matches.
+        body = redact(response.data.decode("utf-8", "replace"), *secret_parts(url))[:200]
+        raise NotifyError(
+            self.name,
+            f"Slack webhook answered HTTP {response.status}: {body or '(empty body)'}",
+            retryable=retryable_status(response.status),
+        )

@@ -1,0 +1,160 @@
+"""The notification ledger in the reaper's state table: one item per (lock acquisition, event, channel).
+
+``pk`` = the partition of the lock's observation items (a digest of its scope and path, see
+:func:`tflock_reaper.adapters.state_table.state_pk`), ``sk = NOTIFY#<digest of (lock ID, event, channel)>``, with
+``notify_status`` (``sending`` | ``sent``), ``claim_id``, ``claimed_at``/``claimed_epoch``, ``sent_at``, the readable
+``lock_scope``, ``lock_path``, ``lock_id``, ``event`` and ``channel``, and a TTL (``expires_at``) of 30 days. Keys are
+digests because the lock ID and path are whatever a Terraform user wrote (a 1,100-byte ID would push a readable
+sort key past DynamoDB's 1,024 bytes, and every claim of it would fail). Observation items use ``sk = ID#...``: a
+query of a lock's partition must filter on the ``sk`` prefix.
+
+A claim is a conditional ``PutItem``: it succeeds when no item exists (``attribute_not_exists(pk)``), or when
+an earlier claim is still ``sending`` and older than the lease (its process died mid-send: a Lambda timeout,
+say; without the lease that event would never be sent). ``complete`` and ``release`` are conditional on this
+process's ``claim_id``, so a process whose lease was taken over never completes or deletes the new claim.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tflock_reaper.adapters.errors import AwsAccessError, describe, is_transient
+from tflock_reaper.adapters.state_table import digest, state_pk
+from tflock_reaper.domain.notification import DedupKey
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+logger = logging.getLogger(__name__)
+
+#: Ledger records expire this long after the claim (DynamoDB TTL on ``expires_at``).
+NOTIFY_TTL = timedelta(days=30)
+#: A ``sending`` claim older than this is taken over: longer than any Lambda invocation (15 min).
+CLAIM_LEASE = timedelta(minutes=20)
+
+_CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _is_condition_failure(err: ClientError) -> bool:
+    return err.response.get("Error", {}).get("Code") == _CONDITIONAL_CHECK_FAILED
+
+
+class DynamoLedger:
+    """:class:`tflock_reaper.services.dispatch.NotificationLedger` on the state table (``pk``/``sk`` strings)."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        lease: timedelta = CLAIM_LEASE,
+        ttl: timedelta = NOTIFY_TTL,
+    ) -> None:
+        self._client = client
+        self.name = table_name
+        self._clock = clock
+        self._lease = lease
+        self._ttl = ttl
+        self._claims: dict[tuple[str, str], str] = {}
+
+    @staticmethod
+    def key(channel: str, key: DedupKey) -> dict[str, Any]:
+        return {
+            "pk": {"S": state_pk(key.scope, key.lock_path)},
+            "sk": {"S": f"NOTIFY#{digest(key.lock_id, key.event, channel)}"},
+        }
+
+    def claim(self, channel: str, key: DedupKey) -> bool:
+        now = self._clock()
+        claim_id = uuid.uuid4().hex
+        item = {
+            **self.key(channel, key),
+            "notify_status": {"S": "sending"},
+            "claim_id": {"S": claim_id},
+            "claimed_at": {"S": now.isoformat()},
+            "claimed_epoch": {"N": str(int(now.timestamp()))},
+            "expires_at": {"N": str(int((now + self._ttl).timestamp()))},
+            "lock_scope": {"S": key.scope},
+            "lock_path": {"S": key.lock_path},
+            "lock_id": {"S": key.lock_id},
+            "event": {"S": key.event},
+            "channel": {"S": channel},
+        }
+        try:
+            self._client.put_item(
+                TableName=self.name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR (notify_status = :sending AND claimed_epoch < :stale)",
+                ExpressionAttributeValues={
+                    ":sending": {"S": "sending"},
+                    ":stale": {"N": str(int((now - self._lease).timestamp()))},
+                },
+            )
+        except ClientError as err:
+            if _is_condition_failure(err):
+                return False
+            # A key DynamoDB refuses (ValidationException) fails this notification alone: not the channel's outage.
+            raise AwsAccessError(
+                f"cannot claim a notification in {self.name!r}: {describe(err)}", transient=is_transient(err)
+            ) from err
+        except BotoCoreError as err:
+            raise AwsAccessError(f"cannot claim a notification in {self.name!r}: {describe(err)}") from err
+        self._claims[(channel, str(key))] = claim_id
+        return True
+
+    def complete(self, channel: str, key: DedupKey) -> None:
+        claim_id = self._claims.pop((channel, str(key)), None)
+        if claim_id is None:
+            return
+        try:
+            self._client.update_item(
+                TableName=self.name,
+                Key=self.key(channel, key),
+                UpdateExpression="SET notify_status = :sent, sent_at = :now",
+                ConditionExpression="claim_id = :claim",
+                ExpressionAttributeValues={
+                    ":sent": {"S": "sent"},
+                    ":now": {"S": self._clock().isoformat()},
+                    ":claim": {"S": claim_id},
+                },
+            )
+        except ClientError as err:
+            if _is_condition_failure(err):  # the lease passed and another process took the claim over
+                logger.warning("notification claim taken over", extra={"channel": channel, "dedup_key": str(key)})
+                return
+            raise AwsAccessError(
+                f"cannot record a sent notification in {self.name!r}: {describe(err)}", transient=is_transient(err)
+            ) from err
+        except BotoCoreError as err:
+            raise AwsAccessError(f"cannot record a sent notification in {self.name!r}: {describe(err)}") from err
+
+    def release(self, channel: str, key: DedupKey) -> None:
+        claim_id = self._claims.pop((channel, str(key)), None)
+        if claim_id is None:
+            return
+        try:
+            self._client.delete_item(
+                TableName=self.name,
+                Key=self.key(channel, key),
+                ConditionExpression="claim_id = :claim AND notify_status = :sending",
+                ExpressionAttributeValues={":claim": {"S": claim_id}, ":sending": {"S": "sending"}},
+            )
+        except ClientError as err:
+            if _is_condition_failure(err):  # not ours any more: leave it
+                return
+            raise AwsAccessError(
+                f"cannot release a notification claim in {self.name!r}: {describe(err)}", transient=is_transient(err)
+            ) from err
+        except BotoCoreError as err:
+            raise AwsAccessError(f"cannot release a notification claim in {self.name!r}: {describe(err)}") from err

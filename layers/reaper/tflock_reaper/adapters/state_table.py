@@ -1,0 +1,534 @@
+"""The reaper's state table (``pk``/``sk``, TTL on ``expires_at``). One item per lock acquisition:
+
+``pk = LOCK#<digest of (scope, lock path)>``, ``sk = ID#<digest of the lock ID>``, with ``first_seen``,
+``warned_at``, ``acquired_at`` and ``released_at`` (written by the stream function, server time) and, once reaped,
+``reap_status`` and the full ``reaped_item``. Per state, ``sk = PERSISTED`` holds the last digest write seen on the
+stream, and for a lockfile, ``sk = S3#<sequencer>`` one item per S3 event of its ``.tflock`` key, in S3's order (see
+:mod:`tflock_reaper.domain.lockfile_audit`). Writes use ``if_not_exists`` so that overlapping sweeps, retries and
+the stream function never overwrite each other's first observations.
+
+Keys are digests because what they identify is written by whoever can run Terraform: a LockID may be 2,048 bytes
+and a lock ID anything, while DynamoDB refuses a partition key over 2,048 bytes and a sort key over 1,024. A key
+that DynamoDB refuses would fail the whole batch it is read or written in, so one hostile lock could stop every
+observation, alert and reap of a table. The readable values travel as attributes (``lock_scope``, ``lock_path``,
+``lock_id``, ``lock_table``) of every item, and the scope (the lock table's ARN, or ``s3://<bucket>`` for a
+lockfile) keeps two tables or two accounts holding the same LockID apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tflock_reaper.adapters.errors import AwsAccessError, describe
+from tflock_reaper.domain.audit import ReleaseRecord
+from tflock_reaper.domain.lock import DynamoItem, LockRecord
+from tflock_reaper.domain.lockfile_audit import Acquisition, LockfileEntry
+from tflock_reaper.domain.memory import LockKey, LockState, lock_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+#: Observation records expire this long after they were last refreshed (a lock held longer is refreshed).
+OBSERVATION_TTL = timedelta(days=30)
+#: A record closer than this to expiry is refreshed when its lock is seen again.
+REFRESH_WITHIN = timedelta(days=7)
+#: Reap records (with the deleted item) are kept this long for follow-up.
+REAP_TTL = timedelta(days=90)
+#: Sort key of the per-state item holding the last digest write seen on the stream.
+PERSISTED_SK = "PERSISTED"
+#: DynamoDB stream sequence numbers have 21 to 40 digits.
+SEQUENCE_WIDTH = 40
+_BATCH_GET_MAX = 100
+_BATCH_GET_ATTEMPTS = 5
+#: A sparse index of the observations of locks still held: ``open_bucket`` (the lock's scope and the bucket of its
+#: path, see ``_open_key``) is set when a sweep records a lock and removed when the lock's release is recorded
+#: (stream) or a sweep finds it gone. A sweep reads a bucket's open observations with a few Query pages instead of a
+#: BatchGetItem per 100 locks.
+OPEN_INDEX = "open-locks"
+OPEN_KEY = "open_bucket"
+#: Concurrent requests for a sweep's batched reads and its observation writes (boto3 clients are thread-safe;
+#: botocore's connection pool holds 10 connections).
+WORKERS = 8
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+#: Hex digits of a key digest: 128 bits of SHA-256, so that no two locks ever share a key.
+DIGEST_HEX = 32
+#: S3 bucket names are at most 63 characters: a longer "bucket" (a lock path's first segment, which any writer of
+#: the lock table chooses) is indexed by its digest.
+BUCKET_MAX = 63
+
+
+def digest(*parts: str) -> str:
+    """A fixed-length key part for values a lock writer controls (unambiguous: each part's length is hashed too)."""
+    hasher = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8", "surrogatepass")
+        hasher.update(len(data).to_bytes(8, "big") + data)
+    return hasher.hexdigest()[:DIGEST_HEX]
+
+
+def state_pk(scope: str, lock_path: str) -> str:
+    """The partition of one state's lock in one table (or bucket): its acquisitions, its ledger, its writes."""
+    return f"LOCK#{digest(scope, lock_path)}"
+
+
+def _key(scope: str, lock_path: str, lock_id: str) -> dict[str, Any]:
+    return {"pk": {"S": state_pk(scope, lock_path)}, "sk": {"S": f"ID#{digest(lock_id)}"}}
+
+
+def _lock_key(lock: LockRecord) -> dict[str, Any]:
+    return _key(*lock_key(lock))
+
+
+def _key_strings(key: dict[str, Any]) -> tuple[str, str]:
+    """(pk, sk) of an item or a key: what the open-locks index projects of every item, whatever else it holds."""
+    return (str(key["pk"]["S"]), str(key["sk"]["S"]))
+
+
+def _open_key(lock: LockRecord) -> str:
+    """The open-locks index key of a lock: its scope (lock table or bucket) and the bucket of its path
+    (``<bucket>/<key>``): ``<scope> <bucket>``, the bucket as ``#<digest>`` when it is longer than any bucket name
+    can be. A sweep of one table reads (and closes) only that table's open observations."""
+    bucket = lock.lock_path.split("/", 1)[0]
+    if len(bucket.encode("utf-8", "surrogatepass")) > BUCKET_MAX or "#" in bucket:
+        bucket = f"#{digest(bucket)}"
+    return f"{lock.scope} {bucket}"
+
+
+def _readable(lock: LockRecord) -> dict[str, Any]:
+    """The attributes that say, in words, which lock an item is about (its keys are digests)."""
+    values: dict[str, Any] = {
+        ":scope": {"S": lock.scope},
+        ":path": {"S": lock.lock_path},
+        ":id": {"S": lock.lock_id},
+    }
+    return values
+
+
+#: Sort-key prefix of a lockfile's S3 events (``S3#<sequencer position>``): they sort in S3's order.
+_LOCKFILE_EVENT = "S3#"
+
+
+def _lockfile_entry(item: dict[str, Any]) -> LockfileEntry:
+    def text(name: str) -> str:
+        return str(item.get(name, {}).get("S", ""))
+
+    return LockfileEntry(
+        position=text("sk").removeprefix(_LOCKFILE_EVENT),
+        kind="created" if text("kind") == "created" else "deleted",
+        server_time=datetime.fromisoformat(text("server_time")),
+        event_id=text("event_id"),
+        sequencer=text("sequencer"),
+        body=item.get("body", {}).get("S"),
+    )
+
+
+def _time(item: dict[str, Any], name: str) -> datetime | None:
+    value = item.get(name, {}).get("S")
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _epoch(when: datetime) -> dict[str, str]:
+    return {"N": str(int(when.timestamp()))}
+
+
+class StateTable:
+    def __init__(self, client: DynamoDBClient, name: str, *, workers: int = WORKERS) -> None:
+        self._client = client
+        self.name = name
+        self._workers = workers
+        self._unrecorded: dict[LockKey, tuple[LockRecord, datetime]] = {}
+        """Locks observed by the current sweep whose observation is still to be written (see :meth:`settle`)."""
+        self._gone: list[tuple[str, str]] = []
+        """Open observations of the swept buckets whose lock the sweep did not find: closed by :meth:`settle`."""
+
+    def _in_parallel(self, work: Callable[[_T], _R], tasks: Sequence[_T]) -> list[_R]:
+        """``work`` over ``tasks``, several requests at a time (in order); the first error is raised."""
+        if len(tasks) <= 1:
+            return [work(task) for task in tasks]
+        with ThreadPoolExecutor(max_workers=min(self._workers, len(tasks))) as pool:
+            return list(pool.map(work, tasks))
+
+    # -- reads -----------------------------------------------------------------------------------------
+    def _batch_get_chunk(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        pending: dict[str, Any] = {self.name: {"Keys": keys, "ConsistentRead": True}}
+        for _ in range(_BATCH_GET_ATTEMPTS):
+            response = self._client.batch_get_item(RequestItems=pending)
+            items.extend(dict(item) for item in response.get("Responses", {}).get(self.name, []))
+            pending = dict(response.get("UnprocessedKeys") or {})
+            if not pending:
+                return items
+        raise AwsAccessError(f"state table {self.name!r} kept keys unprocessed (throttled)")
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Consistent reads of ``keys``, 100 to a BatchGetItem (the API's maximum), the batches concurrently."""
+        chunks = [keys[start : start + _BATCH_GET_MAX] for start in range(0, len(keys), _BATCH_GET_MAX)]
+        return [item for items in self._in_parallel(self._batch_get_chunk, chunks) for item in items]
+
+    def _query_open(self, bucket: str) -> list[dict[str, Any]]:
+        """The open observations of one table's locks in one bucket (the index is eventually consistent: see
+        :meth:`observe`)."""
+        items: list[dict[str, Any]] = []
+        for page in self._client.get_paginator("query").paginate(
+            TableName=self.name,
+            IndexName=OPEN_INDEX,
+            KeyConditionExpression=f"{OPEN_KEY} = :bucket",
+            ExpressionAttributeValues={":bucket": {"S": bucket}},
+        ):
+            items.extend(dict(item) for item in page.get("Items", []))
+        return items
+
+    def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
+        """Reads only: a lock not seen before is first seen ``now``, written by :meth:`settle` together with
+        its warning (one write per new lock, not two).
+
+        The observations of locks already recorded come from the open-locks index, a Query per bucket; the locks
+        it does not list (new ones, or an index a moment behind) are read with consistent BatchGetItem calls. A
+        lagging index can only miss an observation, never give a wrong one (each time is written once), and a
+        missed one is read consistently: so the index is safe to read eventually consistent."""
+        try:
+            # Keys are digests: an item is matched to its lock by the keys the lock would have.
+            by_keys = {_key_strings(_lock_key(lock)): lock_key(lock) for lock in locks}
+            wanted = set(by_keys.values())
+            found: dict[LockKey, dict[str, Any]] = {}
+            open_keys: list[tuple[str, str]] = []
+            buckets = sorted({_open_key(lock) for lock in locks})
+            for item in (i for items in self._in_parallel(self._query_open, buckets) for i in items):
+                keys = _key_strings(item)
+                open_keys.append(keys)
+                if keys in by_keys:
+                    found[by_keys[keys]] = item
+            indexed = set(found)
+            missing = [_key(*key) for key in wanted - indexed]
+            for item in self._batch_get(missing):
+                found[by_keys[_key_strings(item)]] = item
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot use state table {self.name!r}: {describe(err)}") from err
+        self._gone = sorted(keys for keys in open_keys if keys not in by_keys)
+        states: dict[LockKey, LockState] = {}
+        for lock in locks:
+            key = lock_key(lock)
+            item = found.get(key, {})
+            expires = int(item.get("expires_at", {}).get("N", "0"))
+            if key not in indexed or _time(item, "first_seen") is None or expires < (now + REFRESH_WITHIN).timestamp():
+                self._unrecorded.setdefault(key, (lock, now))
+            states[key] = LockState(
+                first_seen=_time(item, "first_seen") or now,
+                acquired_at=_time(item, "acquired_at"),
+                warned_at=_time(item, "warned_at"),
+            )
+        return states
+
+    def settle(self, warned: Iterable[LockRecord], now: datetime) -> None:
+        """Write the sweep's observations: first seen (``if_not_exists``: an overlapping sweep's earlier time
+        stays) for the locks :meth:`observe` had no record of, and ``warned_at`` for ``warned``. One UpdateItem
+        per lock that needs a write, several at a time: BatchWriteItem cannot update (it would replace the
+        stream function's attributes), and TransactWriteItems would double the write cost.
+
+        Every write is attempted; if some fail, :class:`AwsAccessError` says how many (those locks are simply
+        first seen again by the next sweep)."""
+        writes: dict[LockKey, tuple[LockRecord, datetime | None, datetime | None]] = {
+            key: (lock, seen, None) for key, (lock, seen) in self._unrecorded.items()
+        }
+        self._unrecorded = {}
+        for lock in warned:
+            recorded, seen, _ = writes.get(lock_key(lock), (lock, None, None))
+            writes[lock_key(lock)] = (recorded, seen, now)
+        gone, self._gone = self._gone, []
+        errors = [err for err in self._in_parallel(self._settle_one, list(writes.values())) if err is not None]
+        errors += [err for err in self._in_parallel(self._close, gone) if err is not None]
+        if errors:
+            total = len(writes) + len(gone)
+            raise AwsAccessError(f"{len(errors)} of {total} observation writes failed: {errors[0]}")
+
+    def _close(self, keys: tuple[str, str]) -> str | None:
+        """Take a lock the sweep no longer finds out of the open-locks index (its record stays)."""
+        key = {"pk": {"S": keys[0]}, "sk": {"S": keys[1]}}
+        try:
+            self._client.update_item(TableName=self.name, Key=key, UpdateExpression=f"REMOVE {OPEN_KEY}")
+        except (ClientError, BotoCoreError) as err:
+            return describe(err)
+        return None
+
+    def _settle_one(self, write: tuple[LockRecord, datetime | None, datetime | None]) -> str | None:
+        lock, seen, warned = write
+        parts: list[str] = []
+        values: dict[str, Any] = {}
+        if seen is not None:
+            parts.append("first_seen = if_not_exists(first_seen, :seen)")
+            parts.append(f"expires_at = :ttl, {OPEN_KEY} = :bucket")
+            values |= {
+                ":seen": {"S": seen.isoformat()},
+                ":ttl": _epoch(seen + OBSERVATION_TTL),
+                ":bucket": {"S": _open_key(lock)},
+            }
+        if warned is not None:
+            parts.append("warned_at = if_not_exists(warned_at, :warned)")
+            values[":warned"] = {"S": warned.isoformat()}
+        try:
+            self._update(lock, "SET " + ", ".join(parts), values)
+        except (ClientError, BotoCoreError) as err:
+            return describe(err)
+        return None
+
+    def last_persisted(self, scope: str, state_path: str) -> datetime | None:
+        try:
+            response = self._client.get_item(
+                TableName=self.name,
+                Key={"pk": {"S": state_pk(scope, state_path)}, "sk": {"S": PERSISTED_SK}},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
+        return _time(dict(response.get("Item", {})), "last_persisted_at")
+
+    def acquisitions(self, scope: str, lock_path: str) -> list[Acquisition]:
+        """Every acquisition recorded for ``lock_path`` in ``scope`` (its ``ID#`` items; not ``PERSISTED`` nor
+        ledger items)."""
+        items: list[dict[str, Any]] = []
+        try:
+            paginator = self._client.get_paginator("query")
+            for page in paginator.paginate(
+                TableName=self.name,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :id)",
+                ExpressionAttributeValues={":pk": {"S": state_pk(scope, lock_path)}, ":id": {"S": "ID#"}},
+                ConsistentRead=True,
+            ):
+                items.extend(dict(item) for item in page.get("Items", []))
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
+        return [
+            Acquisition(
+                lock_id=item.get("lock_id", {}).get("S", ""),
+                acquired_at=_time(item, "acquired_at"),
+                released_at=_time(item, "released_at"),
+                released_seq=item.get("released_seq", {}).get("S"),
+                who=item.get("who", {}).get("S"),
+                operation=item.get("operation", {}).get("S"),
+            )
+            for item in items
+            if isinstance(item.get("lock_id", {}).get("S"), str)
+        ]
+
+    def open_acquisitions(self, scope: str, lock_path: str) -> list[Acquisition]:
+        """The acquisitions of ``lock_path`` in ``scope`` whose release is not recorded."""
+        return [a for a in self.acquisitions(scope, lock_path) if a.open]
+
+    # -- writes ----------------------------------------------------------------------------------------
+    def _update(self, lock: LockRecord, expression: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Every write names the lock in words too (its keys are digests): scope, path, ID and table."""
+        expression += ", lock_scope = :scope, lock_path = :path, lock_id = :id"
+        values = {**values, **_readable(lock)}
+        if lock.table is not None:
+            expression += ", lock_table = :table"
+            values[":table"] = {"S": lock.table}
+        response = self._client.update_item(
+            TableName=self.name,
+            Key=_lock_key(lock),
+            UpdateExpression=expression,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+        return dict(response.get("Attributes", {}))
+
+    def mark_alerted(self, lock: LockRecord, channels: str) -> None:
+        self._write(lock, "SET alert_channels = if_not_exists(alert_channels, :c)", {":c": {"S": channels}})
+
+    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
+        self._write(
+            lock,
+            "SET reap_status = :pending, reap_started_at = :now, reaped_item = :item, reap_reasons = :reasons, "
+            "expires_at = :ttl",
+            {
+                ":pending": {"S": "pending"},
+                ":now": {"S": now.isoformat()},
+                ":item": {"M": lock.item},
+                ":reasons": {"L": [{"S": r} for r in reasons]},
+                ":ttl": _epoch(now + REAP_TTL),
+            },
+        )
+
+    def end_reap(self, lock: LockRecord, outcome: str, now: datetime, item: DynamoItem | None) -> None:
+        values: dict[str, Any] = {":outcome": {"S": outcome}, ":now": {"S": now.isoformat()}}
+        expression = "SET reap_status = :outcome, reap_finished_at = :now"
+        if item is not None and outcome != "reaped":
+            expression += ", found_item = :found"
+            values[":found"] = {"M": item}
+        self._write(lock, expression, values)
+
+    # -- the stream function's records ------------------------------------------------------------------
+    def _conditional(
+        self, key: dict[str, Any], expression: str, condition: str, values: dict[str, Any]
+    ) -> tuple[bool, dict[str, Any]]:
+        """An idempotent write: (written, the item after it), or (False, the item as it was) when the condition
+        says it was recorded already (DynamoDB returns that item with the failure: no second read)."""
+        try:
+            response = self._client.update_item(
+                TableName=self.name,
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False, dict(err.response.get("Item", {}))  # type: ignore[call-overload]
+            raise AwsAccessError(f"cannot write to state table {self.name!r}: {describe(err)}") from err
+        except BotoCoreError as err:
+            raise AwsAccessError(f"cannot write to state table {self.name!r}: {describe(err)}") from err
+        return True, dict(response.get("Attributes", {}))
+
+    def record_acquired(self, lock: LockRecord, server_time: datetime, sequence: str) -> bool:
+        info = lock.info
+        table = ", lock_table = :table" if lock.table is not None else ""
+        written, _ = self._conditional(
+            _lock_key(lock),
+            "SET acquired_at = :t, acquired_seq = :seq, lock_scope = :scope, lock_path = :path, lock_id = :id, "
+            f"who = :who, operation = :op, expires_at = if_not_exists(expires_at, :ttl){table}",
+            "attribute_not_exists(acquired_at)",
+            {
+                ":t": {"S": server_time.isoformat()},
+                ":seq": {"S": sequence},
+                **_readable(lock),
+                **({":table": {"S": lock.table}} if lock.table is not None else {}),
+                ":who": {"S": info.who},
+                ":op": {"S": info.operation},
+                ":ttl": _epoch(server_time + OBSERVATION_TTL),
+            },
+        )
+        return written
+
+    def record_released(
+        self,
+        scope: str,
+        lock_path: str,
+        lock_id: str,
+        server_time: datetime,
+        sequence: str,
+        *,
+        position: str | None = None,
+    ) -> ReleaseRecord:
+        """With ``position`` (a lockfile deletion's sequencer position), the release replaces one recorded from a
+        later deletion: S3 events arrive in any order, and the earliest deletion after the create is the release."""
+        values: dict[str, Any] = {
+            ":t": {"S": server_time.isoformat()},
+            ":seq": {"S": sequence},
+            ":scope": {"S": scope},
+            ":path": {"S": lock_path},
+            ":id": {"S": lock_id},
+            ":ttl": _epoch(server_time + OBSERVATION_TTL),
+        }
+        by_position, condition = "", "attribute_not_exists(released_at)"
+        if position is not None:
+            by_position, condition = ", released_position = :pos", f"{condition} OR released_position > :pos"
+            values[":pos"] = {"S": position}
+        written, attributes = self._conditional(
+            _key(scope, lock_path, lock_id),
+            "SET released_at = :t, released_seq = :seq, lock_scope = :scope, lock_path = :path, lock_id = :id, "
+            f"expires_at = if_not_exists(expires_at, :ttl){by_position} REMOVE {OPEN_KEY}",
+            condition,
+            values,
+        )
+        return ReleaseRecord(
+            acquired_at=_time(attributes, "acquired_at"),
+            reap_status=attributes.get("reap_status", {}).get("S"),
+            reap_started_at=_time(attributes, "reap_started_at"),
+            alert_channels=attributes.get("alert_channels", {}).get("S"),
+            first=written,
+        )
+
+    def revoke_release(self, scope: str, lock_path: str, lock_id: str, position: str) -> bool:
+        """Forget a release recorded from the lockfile deletion at ``position`` (and only that one)."""
+        revoked, _ = self._conditional(
+            _key(scope, lock_path, lock_id),
+            "REMOVE released_at, released_seq, released_position",
+            "released_position = :pos",
+            {":pos": {"S": position}},
+        )
+        return revoked
+
+    # -- S3 lockfile events, kept in S3's order (sequencer positions) ----------------------------------------
+    def record_lockfile_event(self, scope: str, lock_path: str, entry: LockfileEntry) -> tuple[bool, LockfileEntry]:
+        """Keep one S3 event of a lockfile (``sk = S3#<position>``, in the lock's partition) unless that position is
+        kept already: (written, the entry kept, the first delivery's on a redelivery)."""
+        values: dict[str, Any] = {
+            ":kind": {"S": entry.kind},
+            ":t": {"S": entry.server_time.isoformat()},
+            ":event": {"S": entry.event_id},
+            ":sequencer": {"S": entry.sequencer},
+            ":scope": {"S": scope},
+            ":path": {"S": lock_path},
+            ":ttl": _epoch(entry.server_time + OBSERVATION_TTL),
+        }
+        expression = "SET kind = :kind, server_time = :t, event_id = :event, sequencer = :sequencer, "
+        expression += "lock_scope = :scope, lock_path = :path, expires_at = :ttl"
+        if entry.body is not None:
+            expression += ", body = :body"
+            values[":body"] = {"S": entry.body}
+        written, item = self._conditional(
+            {"pk": {"S": state_pk(scope, lock_path)}, "sk": {"S": _LOCKFILE_EVENT + entry.position}},
+            expression,
+            "attribute_not_exists(sk)",
+            values,
+        )
+        return written, _lockfile_entry(item)
+
+    def lockfile_neighbours(
+        self, scope: str, lock_path: str, position: str
+    ) -> tuple[LockfileEntry | None, LockfileEntry | None]:
+        """The kept events of the lockfile right before and right after ``position`` (two consistent Queries of
+        at most two items: the key's history is never read whole)."""
+        pk, here = state_pk(scope, lock_path), _LOCKFILE_EVENT + position
+        before = self._next_entry(pk, (_LOCKFILE_EVENT, here), here, forward=False)
+        after = self._next_entry(pk, (here, _LOCKFILE_EVENT + "~"), here, forward=True)
+        return before, after
+
+    def _next_entry(self, pk: str, between: tuple[str, str], here: str, *, forward: bool) -> LockfileEntry | None:
+        try:
+            response = self._client.query(
+                TableName=self.name,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues={":pk": {"S": pk}, ":low": {"S": between[0]}, ":high": {"S": between[1]}},
+                ScanIndexForward=forward,
+                Limit=2,
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
+        items = [dict(item) for item in response.get("Items", []) if item["sk"]["S"] != here]
+        return _lockfile_entry(items[0]) if items else None
+
+    def record_persisted(self, scope: str, state_path: str, server_time: datetime, sequence: str) -> bool:
+        # Stream sequence numbers grow with time for an item; two digest writes may share a second, so the
+        # order (and idempotency) comes from the sequence number, zero-padded to compare as a string.
+        written, _ = self._conditional(
+            {"pk": {"S": state_pk(scope, state_path)}, "sk": {"S": PERSISTED_SK}},
+            "SET last_persisted_at = :t, persisted_seq = :seq, lock_scope = :scope, lock_path = :path, "
+            "expires_at = :ttl",
+            "attribute_not_exists(persisted_seq) OR persisted_seq < :seq",
+            {
+                ":t": {"S": server_time.isoformat()},
+                ":seq": {"S": sequence.zfill(SEQUENCE_WIDTH)},
+                ":scope": {"S": scope},
+                ":path": {"S": state_path},
+                ":ttl": _epoch(server_time + OBSERVATION_TTL),
+            },
+        )
+        return written
+
+    def _write(self, lock: LockRecord, expression: str, values: dict[str, Any]) -> None:
+        try:
+            self._update(lock, expression, values)
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot write to state table {self.name!r}: {describe(err)}") from err

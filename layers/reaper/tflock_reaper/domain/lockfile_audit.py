@@ -1,0 +1,294 @@
+"""The audit trail of S3-native lockfiles, read from the S3 events a bucket sends to EventBridge.
+
+With EventBridge notifications on, S3 sends ``Object Created`` when Terraform writes ``<state>.tflock``
+(an acquisition: ``PutObject`` with ``If-None-Match: *``) and ``Object Deleted`` when it deletes it (a release,
+a ``force-unlock`` or the reaper's reap). The event's ``time`` is AWS's clock, as a stream record's
+``ApproximateCreationDateTime`` is for lock items; its ``id`` is unique per event and stays the same when
+EventBridge or Lambda delivers it again.
+
+S3 does not deliver these events in order, and may deliver one twice. Its ``sequencer`` orders the events of
+one object key (S3 User Guide, "Event message structure": "If you compare the sequencer strings from two event
+notifications on the same object key, the event notification with the greater sequencer hexadecimal value is the
+event that occurred later. [...] The sequencers can be of different lengths. So, to compare these values, first
+right pad the shorter value with zeros, and then do a lexicographical comparison."). Older editions of that page
+said "left pad"; the current one says right, and that is what :func:`sequencer_position` does.
+
+A lockfile cannot be created while it exists (``If-None-Match: *``), so the true history of one key alternates:
+create, delete, create, delete... A deletion carries no body: it ends the acquisition whose create comes right
+before it in sequencer order. Every create and delete of a key is therefore kept in the state table by its
+sequencer (:class:`LockfileEntry`, the create with the body read when it was handled), and a deletion is matched
+to its neighbour there, never to "the newest open acquisition". Events that arrive late correct what was
+matched before them: a create that arrives between an acquisition and the deletion it was matched to takes that
+deletion over; a deletion that arrives between an acquisition and a later deletion it was matched to replaces it.
+Where the events cannot tell (a create whose lockfile was gone or replaced before it could be read), the
+release is logged with ``released_by: unknown``, never guessed.
+
+:func:`parse_lockfile_event` parses at the edge, :func:`ignore_reason` says what is not a lockfile change, and
+:func:`record_lockfile_change` records one event through the store it is given (the state table; no AWS here).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from tflock_reaper.domain.audit import (
+    AuditEvent,
+    EventKind,
+    ReleasedBy,
+    ReleaseRecord,
+    UnreadableRecordError,
+    reaped_by_us,
+)
+from tflock_reaper.domain.lock import (
+    LOCKFILE_SUFFIX,
+    LockfileObject,
+    LockRecord,
+    describe_validation_error,
+    is_lockfile_key,
+    lockfile_lock_path,
+    lockfile_scope,
+)
+
+S3_SOURCE = "aws.s3"
+OBJECT_CREATED = "Object Created"
+OBJECT_DELETED = "Object Deleted"
+#: Sequencers are right-padded with zeros to this width to compare (and sort in the state table) as strings.
+#: S3's are 18 hexadecimal digits today; a longer one cannot be placed and is treated as absent.
+SEQUENCER_WIDTH = 64
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+
+
+class _Bucket(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1)
+
+
+class _Object(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    key: str = Field(min_length=1)
+    etag: str | None = None
+    sequencer: str | None = None
+
+
+class _Detail(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    bucket: _Bucket
+    object: _Object
+    reason: str | None = None
+    deletion_type: str | None = Field(default=None, alias="deletion-type")
+
+
+class _S3Event(BaseModel):
+    """An S3 event as EventBridge delivers it (only the fields the audit uses)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: str = Field(min_length=1)
+    source: Literal["aws.s3"]
+    detail_type: str = Field(alias="detail-type")
+    time: AwareDatetime
+    detail: _Detail
+
+
+def is_eventbridge_event(event: dict[str, Any]) -> bool:
+    """One EventBridge event (``detail-type`` and ``source``), as opposed to a batch of stream ``Records``."""
+    return "Records" not in event and "detail-type" in event and "source" in event
+
+
+def sequencer_position(sequencer: str | None) -> str | None:
+    """The sequencer as a fixed-width string whose order is S3's order of the events of one key (right-padded
+    with zeros, as S3 documents); None when there is none or it is not a hexadecimal string that fits."""
+    if sequencer is None or len(sequencer) > SEQUENCER_WIDTH or not _HEX.fullmatch(sequencer):
+        return None
+    return sequencer.upper().ljust(SEQUENCER_WIDTH, "0")
+
+
+@dataclass(frozen=True)
+class LockfileChange:
+    """One S3 event about an object, parsed at the edge."""
+
+    detail_type: str
+    bucket: str
+    key: str
+    etag: str | None
+    server_time: datetime
+    event_id: str
+    reason: str | None = None
+    deletion_type: str | None = None
+    sequencer: str | None = None
+
+    @property
+    def location(self) -> str:
+        return f"{self.bucket}/{self.key}"
+
+    @property
+    def lock_path(self) -> str:
+        return lockfile_lock_path(self.bucket, self.key)
+
+    @property
+    def scope(self) -> str:
+        """Where the state table keeps this lockfile's records (a lockfile-only lock's scope: its bucket)."""
+        return lockfile_scope(self.bucket)
+
+    @property
+    def position(self) -> str | None:
+        return sequencer_position(self.sequencer)
+
+
+def parse_lockfile_event(event: dict[str, Any]) -> LockfileChange:
+    try:
+        parsed = _S3Event.model_validate(event)
+    except ValidationError as err:
+        raise UnreadableRecordError(f"not an S3 event from EventBridge: {describe_validation_error(err)}") from err
+    detail = parsed.detail
+    return LockfileChange(
+        detail_type=parsed.detail_type,
+        bucket=detail.bucket.name,
+        key=detail.object.key,
+        etag=detail.object.etag,
+        server_time=parsed.time,
+        event_id=parsed.id,
+        reason=detail.reason,
+        deletion_type=detail.deletion_type,
+        sequencer=detail.object.sequencer,
+    )
+
+
+def batch_order(change: LockfileChange) -> tuple[str, str]:
+    """Sort key for the events of one batch: per object, in S3's order (events without a sequencer first)."""
+    return change.location, change.position or ""
+
+
+def ignore_reason(change: LockfileChange) -> str | None:
+    """Why this event is not a lockfile acquire or release, or None when it is one."""
+    if change.detail_type not in (OBJECT_CREATED, OBJECT_DELETED):
+        return f"S3 event {change.detail_type!r} is not a lockfile acquire or release"
+    if not is_lockfile_key(change.key):
+        return f"s3://{change.location} is not a <state key>{LOCKFILE_SUFFIX} object"
+    return None
+
+
+def same_etag(a: str, b: str) -> bool:
+    """S3's API quotes ETags, its events do not."""
+    return a.strip('"') == b.strip('"')
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """A lock acquisition as the state table holds it (``pk = LOCK#<lock path>``, ``sk = ID#<lock id>``)."""
+
+    lock_id: str
+    acquired_at: datetime | None
+    released_at: datetime | None = None
+    released_seq: str | None = None
+    who: str | None = None
+    operation: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.acquired_at is not None and self.released_at is None
+
+
+EntryKind = Literal["created", "deleted"]
+
+
+@dataclass(frozen=True)
+class LockfileEntry:
+    """One S3 event of a lockfile key, kept by its sequencer position (one per position: a redelivery is the
+    same entry). A create keeps the body read when it was first handled, None when it could not be read."""
+
+    position: str
+    kind: EntryKind
+    server_time: datetime
+    event_id: str
+    sequencer: str
+    body: str | None = None
+
+
+class LockfileAuditStore(Protocol):
+    def record_lockfile_event(self, scope: str, lock_path: str, entry: LockfileEntry) -> tuple[bool, LockfileEntry]:
+        """Keep ``entry`` unless its position is kept already: (written, the entry kept)."""
+        ...
+
+    def lockfile_neighbours(
+        self, scope: str, lock_path: str, position: str
+    ) -> tuple[LockfileEntry | None, LockfileEntry | None]:
+        """The entries of ``lock_path`` right before and right after ``position``."""
+        ...
+
+    def record_acquired(self, lock: LockRecord, server_time: datetime, sequence: str) -> bool:
+        """False when this acquisition was already recorded."""
+        ...
+
+    def record_released(
+        self,
+        scope: str,
+        lock_path: str,
+        lock_id: str,
+        server_time: datetime,
+        sequence: str,
+        *,
+        position: str | None = None,
+    ) -> ReleaseRecord:
+        """Record the release (``first`` False when it was recorded already). With ``position``, a release matched
+        from a deletion: it replaces one recorded from a later deletion."""
+        ...
+
+    def revoke_release(self, scope: str, lock_path: str, lock_id: str, position: str) -> bool:
+        """Forget the release recorded from the deletion at ``position``, if that is the one recorded."""
+        ...
+
+
+ReadLockfile = Callable[[str, str], LockfileObject | None]
+"""GetObject of (bucket, key): the object, or None when it is gone."""
+
+
+def acquired_event(change: LockfileChange, lock: LockRecord) -> AuditEvent:
+    info = lock.info
+    return AuditEvent(
+        EventKind.LOCK_ACQUIRED, lock.lock_path, change.server_time, info.id, info.who, info.operation, info.created
+    )
+
+
+def ignored_event(change: LockfileChange, reason: str) -> AuditEvent:
+    return AuditEvent(EventKind.ITEM_IGNORED, change.lock_path, change.server_time, reason=reason)
+
+
+def release_event(
+    change: LockfileChange,
+    deleted: LockfileEntry | None,
+    lock: LockRecord | None,
+    created: LockfileEntry | None,
+    record: ReleaseRecord | None,
+    *,
+    reason: str | None = None,
+) -> AuditEvent:
+    """The release at the deletion's server time. Held time runs from the recorded server time of the acquisition
+    (the body, and its ``Created``, are gone); never negative: the deletion comes after its create by sequencer,
+    and two events of the same second may carry times in either order."""
+    at = deleted.server_time if deleted is not None else change.server_time
+    if lock is None:
+        return AuditEvent(EventKind.LOCK_RELEASED, change.lock_path, at, released_by="unknown", reason=reason)
+    start = (record.acquired_at if record else None) or (created.server_time if created else None)
+    by: ReleasedBy = "tflock-reaper" if reaped_by_us(at, record) else "terraform"
+    info = lock.info
+    return AuditEvent(
+        EventKind.LOCK_RELEASED,
+        change.lock_path,
+        at,
+        info.id,
+        info.who,
+        info.operation,
+        held_seconds=max(0.0, round((at - start).total_seconds(), 3)) if start else None,
+        released_by=by,
+        reason=reason,
+    )

@@ -1,0 +1,57 @@
+"""The reaper's own memory: when it first saw each lock, whom it warned, and every reap it made.
+
+``StateStore`` is the interface the sweep uses; :class:`MemoryStateStore` serves one CLI run (first seen =
+this run), :class:`tflock_reaper.adapters.state_table.StateTable` the deployed reaper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from tflock_reaper.domain.lock import DynamoItem, LockRecord
+
+LockKey = tuple[str, str, str]
+"""(scope, lock path, lock ID): one acquisition of one state's lock in one lock table (or bucket). The scope (the
+table's ARN, see :attr:`LockRecord.scope`) matters: two tables, or two accounts, may hold the same LockID and ID."""
+
+
+def lock_key(lock: LockRecord) -> LockKey:
+    return (lock.scope, lock.lock_path, lock.lock_id)
+
+
+@dataclass(frozen=True)
+class LockState:
+    first_seen: datetime
+    acquired_at: datetime | None = None
+    """Server-side acquisition time (from the lock table's stream), when known."""
+    warned_at: datetime | None = None
+
+
+class StateStore(Protocol):
+    def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
+        """The state of each lock; ``now`` is the first-seen time of locks not seen before. A store may defer
+        recording that until :meth:`settle`."""
+        ...
+
+    def settle(self, warned: Iterable[LockRecord], now: datetime) -> None:
+        """End of a sweep: record what :meth:`observe` deferred, and ``now`` as the warning time of ``warned``
+        (kept from the first warning)."""
+        ...
+
+    def mark_alerted(self, lock: LockRecord, channels: str) -> None:
+        """Remember (once) the channels alerted about this lock, as JSON, so its release can be announced."""
+        ...
+
+    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
+        """Record the intent (with the full item) before deleting: if this fails, nothing is deleted."""
+        ...
+
+    def end_reap(self, lock: LockRecord, outcome: str, now: datetime, item: DynamoItem | None) -> None: ...
+
+    def last_persisted(self, scope: str, state_path: str) -> datetime | None:
+        """The server time of the last digest write of this state (in the lock table ``scope``) seen on the
+        stream, if any."""
+        ...

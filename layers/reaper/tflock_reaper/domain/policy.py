@@ -1,0 +1,469 @@
+"""The reaping policy: a YAML file validated by pydantic, refused whole when any part of it is wrong.
+
+Errors name the file, line, column and field (``policy.yaml:7:18: rules[0].reap_after: ...``) so that a
+bad policy never half-applies. Rules are tried in order and the first match wins; a field a rule does
+not set falls back to ``defaults``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type information: Regex wraps what is used
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+from tflock_reaper.domain.durations import format_duration, parse_duration
+from tflock_reaper.domain.lock import LockRecord
+
+if TYPE_CHECKING:
+    import yaml
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is reported as a policy error, not logged to stderr by RE2
+    return options
+
+
+@dataclass(frozen=True)
+class Regex:
+    """A policy regular expression (``rules[].who``), compiled with RE2 when the policy loads.
+
+    ``Who`` is written by whoever takes a lock, so the text is the attacker's: with Python's backtracking ``re``,
+    ``^([a-z0-9]+-?)+@ci$`` took 19.7 s on a 29-character ``Who``. RE2 matches in time linear in the text, for any
+    pattern. It has no backreferences or lookarounds (they cannot be matched in linear time): such a pattern is
+    refused at load, with its file, line and field. Syntax: https://github.com/google/re2/wiki/Syntax.
+
+    The whole ``Who`` is matched, not a prefix: cutting the text would change what anchored patterns match (a
+    ``Who`` padded past the cut could match ``^runner@ci-[0-9]+$`` and so a more permissive rule), and RE2's time
+    is linear in a text the reaper has already read and parsed in full.
+    """
+
+    pattern: str
+    _compiled: Any = field(compare=False, repr=False)
+
+    @classmethod
+    def compile(cls, value: object) -> Regex:
+        if not isinstance(value, str):
+            raise ValueError("must be a regular expression string")  # noqa: TRY004
+        try:
+            return cls(value, re2.compile(value.encode("utf-8"), _re2_options()))
+        except UnicodeEncodeError as err:
+            raise ValueError(f"invalid regular expression {value!r}: not valid UTF-8 ({err.reason})") from err
+        except re2.error as err:
+            reason = err.args[0].decode("utf-8", "replace") if err.args and isinstance(err.args[0], bytes) else err
+            raise ValueError(
+                f"invalid regular expression {value!r}: {reason} (the syntax is RE2's: no backreferences or "
+                "lookarounds)"
+            ) from err
+
+    def search(self, text: str) -> bool:
+        """Whether the pattern matches anywhere in ``text`` (lone surrogates, which JSON allows, included)."""
+        return self._compiled.search(text.encode("utf-8", "surrogatepass")) is not None
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls.compile, serialization=core_schema.plain_serializer_function_ser_schema(lambda regex: regex.pattern)
+        )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SecretRef(_Strict):
+    """Where a secret lives, never its value: a Secrets Manager secret or an SSM SecureString parameter."""
+
+    secret: str | None = Field(default=None, min_length=1, description="Secrets Manager secret id or ARN")
+    parameter: str | None = Field(default=None, min_length=1, description="SSM SecureString parameter name")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.secret is None) == (self.parameter is None):
+            raise ValueError("give exactly one of secret (Secrets Manager) or parameter (SSM SecureString)")
+        return self
+
+
+class SlackChannel(_Strict):
+    type: Literal["slack"]
+    webhook: SecretRef
+
+
+class SnsChannel(_Strict):
+    type: Literal["sns"]
+    topic_arn: str | None = Field(
+        default=None, pattern=r"^arn:[a-z-]+:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$", description="default: the stack's"
+    )
+
+
+class PagerDutyChannel(_Strict):
+    type: Literal["pagerduty"]
+    routing_key: SecretRef
+    url: str = Field(default="https://events.pagerduty.com/v2/enqueue", pattern=r"^https?://")
+
+
+Channel = Annotated[SlackChannel | SnsChannel | PagerDutyChannel, Field(discriminator="type")]
+_CHANNEL_TYPES = ("slack", "sns", "pagerduty")
+
+
+class NotifySpec(_Strict):
+    """Where a rule's alerts go, and how often a lock that stays stale is re-announced (0s: never)."""
+
+    channels: list[str] | None = None
+    renotify_every: Duration | None = None
+
+
+class CodeBuildCheck(_Strict):
+    """Running if a build of ``project`` is in progress and started no later than the lock's acquisition."""
+
+    project: str = Field(min_length=1, max_length=255)
+
+
+class CodePipelineCheck(_Strict):
+    """Running if an execution of ``pipeline`` is in progress."""
+
+    pipeline: str = Field(min_length=1, max_length=100)
+
+
+class GitHubCheck(_Strict):
+    """Running if a run of ``repo`` (``owner/name``; optionally of one ``workflow`` file) is not finished."""
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    workflow: str | None = Field(default=None, min_length=1, description="workflow file name, e.g. terraform.yml")
+    api_url: str = Field(
+        default="https://api.github.com", pattern=r"^https?://", description="GitHub Enterprise: .../api/v3"
+    )
+    token: SecretRef
+
+
+class GitLabCheck(_Strict):
+    """Running if a pipeline of ``project`` (numeric id or ``group/name`` path) is not finished."""
+
+    project: str = Field(min_length=1)
+    url: str = Field(default="https://gitlab.com", pattern=r"^https?://", description="self-managed base URL")
+    token: SecretRef
+
+
+class HttpHeader(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9-]+$")
+    value: SecretRef
+
+
+class HttpCheck(_Strict):
+    """An in-house endpoint answering ``{"running": true|false}`` (Jenkins, Buildkite, ...). ``url`` may use
+    ``{lock_path}``, ``{lock_id}`` and ``{who}``, URL-encoded when filled in."""
+
+    url: str = Field(pattern=r"^https?://")
+    header: HttpHeader | None = None
+
+
+class StateProgressCheck(_Strict):
+    """Running if the lock's state was written (its ``-md5`` digest, seen on the stream) after the lock was
+    taken and within ``within`` of now. Its absence proves nothing: alone it never says ``not_running``."""
+
+    within: Duration = timedelta(minutes=10)
+
+
+class HolderSpec(_Strict):
+    """How the holder's liveness is judged: ``assume`` (a declaration) or checks that ask the CI system.
+
+    With checks, any ``running`` answer wins and ``not_running`` needs every check to say so; an error, a
+    timeout, a missing credential or an ambiguous answer is ``unknown``. Nothing configured: ``unknown``,
+    which never reaps.
+    """
+
+    assume: Literal["gone", "unknown"] = "unknown"
+    codebuild: CodeBuildCheck | None = None
+    codepipeline: CodePipelineCheck | None = None
+    github: GitHubCheck | None = None
+    gitlab: GitLabCheck | None = None
+    http: HttpCheck | None = None
+    state_progress: StateProgressCheck | None = None
+
+    @property
+    def checks(self) -> tuple[tuple[str, BaseModel], ...]:
+        """The configured checks, by kind, in a stable order."""
+        names = ("codebuild", "codepipeline", "github", "gitlab", "http", "state_progress")
+        return tuple((name, value) for name in names if (value := getattr(self, name)) is not None)
+
+    @model_validator(mode="after")
+    def _assume_or_checks(self) -> HolderSpec:
+        if "assume" in self.model_fields_set and self.checks:
+            raise ValueError(
+                "give either assume or checks (codebuild, codepipeline, github, gitlab, http, state_progress), "
+                "not both: a declared answer would hide what the checks say"
+            )
+        if [kind for kind, _ in self.checks] == ["state_progress"]:
+            raise ValueError(
+                "state_progress alone cannot show that a holder is gone (a quiet apply writes no state): "
+                "combine it with a CI check (codebuild, codepipeline, github, gitlab or http)"
+            )
+        return self
+
+
+class Defaults(_Strict):
+    warn_after: Duration = timedelta(minutes=30)
+    reap_after: Duration = timedelta(hours=2)
+    min_observed: Duration = timedelta(minutes=10)
+    trust_holder_clock: bool = Field(default=False, strict=True)
+    """Let the holder's ``Created`` count toward ``reap_after`` when the server's acquisition time is unknown.
+    Off: without the stream (or a lockfile's LastModified), the reap waits until the reaper itself has seen the
+    lock for ``reap_after``. A holder whose clock runs slow would otherwise make a fresh lock look old."""
+    holder: HolderSpec = HolderSpec()
+    notify: NotifySpec = NotifySpec(channels=[], renotify_every=timedelta(hours=1))
+
+
+class Rule(_Strict):
+    match: str = Field(min_length=1, description="glob on the lock path (LockID); * also matches /")
+    operations: list[str] | None = Field(default=None, min_length=1)
+    who: Regex | None = None
+    warn_after: Duration | None = None
+    reap_after: Duration | None = None
+    min_observed: Duration | None = None
+    trust_holder_clock: bool | None = Field(default=None, strict=True)
+    holder: HolderSpec | None = None
+    notify: NotifySpec | None = None
+
+    def matches(self, lock: LockRecord) -> bool:
+        if not fnmatchcase(lock.lock_path, self.match):
+            return False
+        if self.operations is not None and lock.info.operation not in self.operations:
+            return False
+        return self.who is None or self.who.search(lock.info.who)
+
+
+@dataclass(frozen=True)
+class EffectiveRule:
+    """A rule with its defaults filled in: what a lock is actually judged by."""
+
+    name: str
+    warn_after: timedelta
+    reap_after: timedelta
+    min_observed: timedelta
+    holder: HolderSpec
+    channels: tuple[str, ...] = ()
+    renotify_every: timedelta = timedelta(hours=1)
+    trust_holder_clock: bool = False
+
+
+class Policy(_Strict):
+    mode: Literal["dry-run", "enforce"] = "dry-run"
+    max_reaps_per_sweep: int = Field(default=3, ge=0, strict=True)
+    channels: dict[str, Channel] = Field(default_factory=dict)
+    defaults: Defaults = Defaults()
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _channels_exist(self) -> Policy:
+        routes: list[tuple[tuple[str | int, ...], NotifySpec | None]] = [(("defaults",), self.defaults.notify)]
+        routes += [(("rules", i), rule.notify) for i, rule in enumerate(self.rules)]
+        for where, spec in routes:
+            for index, name in enumerate((spec.channels or []) if spec else []):
+                if name not in self.channels:
+                    known = ", ".join(sorted(self.channels)) or "none are defined"
+                    raise PydanticCustomError(
+                        "unknown_channel",
+                        "channel '{channel}' is not defined under channels ({known})",
+                        {"channel": name, "known": known, "loc": (*where, "notify", "channels", index)},
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _reap_not_before_warn(self) -> Policy:
+        for index, effective in enumerate(self._effective_rules()):
+            if effective.reap_after < effective.warn_after:
+                loc = ("defaults", "reap_after") if index == 0 else ("rules", index - 1, "reap_after")
+                # The location travels in ctx so that the file loader can point at the right line.
+                raise PydanticCustomError(
+                    "reap_before_warn",
+                    "reap_after ({reap}) is shorter than warn_after ({warn}): a lock would be reaped unwarned",
+                    {
+                        "reap": format_duration(effective.reap_after),
+                        "warn": format_duration(effective.warn_after),
+                        "loc": loc,
+                    },
+                )
+        return self
+
+    def _effective_rules(self) -> list[EffectiveRule]:
+        return [self._effective(None, "defaults")] + [
+            self._effective(rule, f"rules[{i}] {rule.match}") for i, rule in enumerate(self.rules)
+        ]
+
+    def _effective(self, rule: Rule | None, name: str) -> EffectiveRule:
+        d = self.defaults
+
+        def pick(value: timedelta | None, default: timedelta) -> timedelta:
+            return default if value is None else value
+
+        default_channels = tuple(d.notify.channels or ())
+        default_renotify = pick(d.notify.renotify_every, timedelta(hours=1))
+        if rule is None:
+            return EffectiveRule(
+                name,
+                d.warn_after,
+                d.reap_after,
+                d.min_observed,
+                d.holder,
+                default_channels,
+                default_renotify,
+                d.trust_holder_clock,
+            )
+        notify = rule.notify or NotifySpec()
+        return EffectiveRule(
+            name=name,
+            warn_after=pick(rule.warn_after, d.warn_after),
+            reap_after=pick(rule.reap_after, d.reap_after),
+            min_observed=pick(rule.min_observed, d.min_observed),
+            holder=rule.holder or d.holder,
+            channels=default_channels if notify.channels is None else tuple(notify.channels),
+            renotify_every=pick(notify.renotify_every, default_renotify),
+            trust_holder_clock=d.trust_holder_clock if rule.trust_holder_clock is None else rule.trust_holder_clock,
+        )
+
+    def rule_for(self, lock: LockRecord) -> EffectiveRule:
+        """The first rule that matches the lock, completed from defaults; the defaults if none does."""
+        for index, rule in enumerate(self.rules):
+            if rule.matches(lock):
+                return self._effective(rule, f"rules[{index}] {rule.match}")
+        return self._effective(None, "defaults")
+
+    def rule_for_path(self, lock_path: str) -> EffectiveRule:
+        """For an unreadable lock (its operation and holder cannot be read): the first rule whose glob matches the
+        path, whatever it says of operations and ``who``, so that its alert goes where that state's alerts go."""
+        for index, rule in enumerate(self.rules):
+            if fnmatchcase(lock_path, rule.match):
+                return self._effective(rule, f"rules[{index}] {rule.match}")
+        return self._effective(None, "defaults")
+
+
+class PolicyError(Exception):
+    """A policy file that cannot be used. ``problems`` lists each one as ``file:line:col: field: message``."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"invalid policy {source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file. Raises :class:`PolicyError` naming every bad field and its line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise PolicyError(str(path), [f"{path}: cannot read: {err.strerror or err}"]) from err
+    return parse_policy(text, source=str(path))
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    """Validate a policy's text. Raises :class:`PolicyError` (and nothing else) naming every bad field."""
+    try:
+        return _parse_policy(text, source)
+    except RecursionError as err:  # yaml and pydantic recurse on nesting
+        raise PolicyError(source, [f"{source}: nested too deeply to be a policy"]) from err
+
+
+def _yaml_error(err: yaml.YAMLError, source: str) -> PolicyError:
+    import yaml  # noqa: PLC0415 - only loading a policy needs it: the stream function never does (cold start)
+
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        return PolicyError(source, [f"{where}: not valid YAML: {err.problem or err}"])
+    return PolicyError(source, [f"{source}: not valid YAML: {err}"])
+
+
+def _parse_policy(text: str, source: str) -> Policy:
+    import yaml  # noqa: PLC0415 - only loading a policy needs it: the stream function never does (cold start)
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        raise _yaml_error(err, source) from err
+    if node is None:
+        raise PolicyError(source, [f"{source}: the policy file is empty"])
+    if not isinstance(node, yaml.MappingNode):
+        line = node.start_mark.line + 1
+        kind = "list" if isinstance(node, yaml.SequenceNode) else "single value"
+        raise PolicyError(source, [f"{source}:{line}: the policy must be a mapping of settings, not a {kind}"])
+
+    marks: dict[tuple[str | int, ...], yaml.Mark] = {}
+    duplicates: list[str] = []
+    _index_marks(node, (), marks, duplicates, source)
+    if duplicates:
+        raise PolicyError(source, duplicates)
+    try:
+        # Composing accepts what constructing refuses: unhashable keys ({[1]: 2}), unknown tags (!!python/...).
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise _yaml_error(err, source) from err
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as err:
+        raise PolicyError(source, [_locate(e, marks, source) for e in err.errors(include_url=False)]) from err
+
+
+def _index_marks(
+    node: yaml.Node,
+    loc: tuple[str | int, ...],
+    marks: dict[tuple[str | int, ...], yaml.Mark],
+    duplicates: list[str],
+    source: str,
+) -> None:
+    import yaml  # noqa: PLC0415 - only loading a policy needs it: the stream function never does (cold start)
+
+    marks[loc] = node.start_mark
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                duplicates.append(f"{source}:{line}: {_dotted((*loc, key))}: duplicate key")
+            seen.add(key)
+            _index_marks(value_node, (*loc, key), marks, duplicates, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_marks(item, (*loc, index), marks, duplicates, source)
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _locate(error: Any, marks: dict[tuple[str | int, ...], yaml.Mark], source: str) -> str:
+    loc = tuple(error.get("ctx", {}).get("loc", ())) or tuple(
+        p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+    )
+    if loc[:1] == ("channels",) and loc[2:3] and loc[2] in _CHANNEL_TYPES:
+        loc = loc[:2] + loc[3:]  # pydantic names the union member it tried: the type is already in the file
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check its spelling and indentation)"
+    # A missing field has no node of its own: point at the closest enclosing one.
+    probe = loc
+    while probe not in marks and probe:
+        probe = probe[:-1]
+    mark = marks.get(probe)
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+    return f"{where}: {_dotted(loc)}: {message}"

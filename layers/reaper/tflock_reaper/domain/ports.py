@@ -1,0 +1,59 @@
+"""The interfaces the services use and the adapters implement (structurally: an adapter need not import this module).
+
+The lock sources (a lock table, the lockfiles of some buckets) and the alert sink of a sweep. The reaper's memory
+(:class:`tflock_reaper.domain.memory.StateStore`), the notification ledger
+(:class:`tflock_reaper.domain.notifier.NotificationLedger`), notifiers and holder checks are declared beside the
+models they speak in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tflock_reaper.domain.lock import DynamoItem, LockfileObject, SkippedItem
+
+if TYPE_CHECKING:
+    from tflock_reaper.domain.report import LockReport
+
+
+class AlertSink(Protocol):
+    """Receives every judged lock, and every unreadable one; returns what it sent (or would send) about it."""
+
+    def on_entry(self, entry: LockReport, now: datetime) -> list[dict[str, Any]]: ...
+
+    def on_unreadable(self, item: SkippedItem, now: datetime) -> list[dict[str, Any]]: ...
+
+
+class LockSource(Protocol):
+    """One lock table. ``arn`` is known once :meth:`scan` has started (None: unknown, the name stands in)."""
+
+    name: str
+
+    @property
+    def arn(self) -> str | None: ...
+
+    def scan(self) -> Iterator[DynamoItem]: ...
+
+    def delete_if_unchanged(self, lock_path: str, raw_info: str) -> Any: ...
+
+
+class LockfileDeletion(Protocol):
+    @property
+    def deleted(self) -> bool: ...
+
+    @property
+    def reason(self) -> str | None:
+        """Why not deleted (the lockfile changed), else None."""
+        ...
+
+
+class LockfileSource(Protocol):
+    """The ``.tflock`` objects of the state buckets (S3-native locking)."""
+
+    name: str
+
+    def scan(self) -> Iterator[LockfileObject]: ...
+
+    def delete_if_unchanged(self, obj: LockfileObject) -> LockfileDeletion: ...

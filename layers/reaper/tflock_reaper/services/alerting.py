@@ -1,0 +1,175 @@
+"""Alerts from a sweep: which notifications each verdict calls for, sent through its rule's channels.
+
+``stale`` the first time a lock is reported (``reap_blocked`` instead, when it is already past ``reap_after``
+and a gate keeps it), ``still_stale`` once per ``renotify_every`` after that, ``reap_blocked`` the first time
+a gate keeps it past ``reap_after``, and ``reaped`` with the deleted item. Every notification is keyed by
+(lock path, lock ID, event[, repetition]) in the ledger, so overlapping sweeps and retries send it once.
+The stream function sends ``resolved`` when a lock that was alerted about is released.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from tflock_reaper.domain.decision import STALE_OUTCOMES, Outcome
+from tflock_reaper.domain.lock import SkippedItem, workspace_of
+from tflock_reaper.domain.memory import StateStore
+from tflock_reaper.domain.notification import Notification, NotificationKind
+from tflock_reaper.domain.notifier import NotificationLedger, Notifier
+from tflock_reaper.domain.policy import Channel, Policy
+from tflock_reaper.domain.report import LockReport
+from tflock_reaper.domain.text import redact
+from tflock_reaper.services.dispatch import ChannelResult, dispatch
+
+logger = logging.getLogger(__name__)
+
+#: How long after ``warned_at`` a ``stale`` not yet sent is still offered (with ``renotify_every: 0s``; otherwise
+#: ``still_stale`` takes over after one interval). Well within the ledger's 30 days, so never sent twice.
+STALE_RETRY = timedelta(days=1)
+
+
+def notifications_for(entry: LockReport, *, table: str, now: datetime) -> list[Notification]:
+    """The notifications one sweep's verdict calls for. Pure: the ledger decides whether each was sent."""
+    kinds: list[tuple[NotificationKind, int]] = []
+    if entry.outcome is Outcome.REAPED:
+        kinds.append((NotificationKind.REAPED, 0))
+    elif entry.outcome in (Outcome.BLOCKED, Outcome.FAILED):
+        kinds.append((NotificationKind.REAP_BLOCKED, 0))
+    if entry.outcome in STALE_OUTCOMES:
+        warned_at = entry.state.warned_at
+        renotify = entry.verdict.rule.renotify_every
+        repetition = int((now - warned_at) / renotify) if warned_at and renotify > timedelta(0) else 0
+        if repetition >= 1:
+            kinds.append((NotificationKind.STILL_STALE, repetition))
+        elif not kinds and (warned_at is None or now - warned_at < STALE_RETRY):
+            # Offered again after ``warned_at`` is set (the ledger refuses a repeat): a first alert that failed,
+            # or that a sweep which sends nothing (``--show-notifications``) marked as warned, is still sent.
+            kinds.append((NotificationKind.STALE, 0))
+    return [
+        Notification.for_lock(
+            kind,
+            entry.lock,
+            table=table,
+            age_seconds=int(entry.verdict.age.total_seconds()),
+            age_basis=entry.verdict.age_basis,
+            verdict=entry.verdict.action.value,
+            outcome=entry.outcome.value,
+            reasons=entry.reasons,
+            rule=entry.verdict.rule.name,
+            deleted_item=entry.deleted_item if kind is NotificationKind.REAPED else None,
+            sequence=repetition,
+        )
+        for kind, repetition in kinds
+    ]
+
+
+ChannelFactory = Callable[[str, Channel], Notifier]
+
+
+def channel_snapshot(policy: Policy, names: list[str] | tuple[str, ...]) -> str:
+    """The channels' definitions (names and references, never secret values), kept with the lock's state so
+    that ``resolved`` goes where its alerts went."""
+    return json.dumps({name: policy.channels[name].model_dump(mode="json") for name in names}, sort_keys=True)
+
+
+class Alerter:
+    """Sends (or, with ``send=False``, only renders) the notifications of each sweep entry. One per sweep."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        table: str,
+        factory: ChannelFactory,
+        ledger: NotificationLedger,
+        state: StateStore,
+        send: bool = True,
+    ) -> None:
+        self._policy = policy
+        self._table = table
+        self._factory = factory
+        self._ledger = ledger
+        self._state = state
+        self._send = send
+        self._notifiers: dict[str, Notifier] = {}
+        self._down: dict[str, str] = {}
+        """Channels that failed retryably in this sweep: skipped for the rest of it (the next sweep retries), so
+        that a hanging endpoint costs one timeout per sweep, not one per lock. Only a failure of the channel or the
+        ledger is retryable (see :mod:`tflock_reaper.services.dispatch`): one that this lock's data caused (a
+        renderer's exception, a 400, a key the ledger refuses) fails this notification alone, and the next lock
+        still gets its alert on the channel."""
+
+    def _notifier(self, name: str) -> Notifier:
+        if name not in self._notifiers:
+            self._notifiers[name] = self._factory(name, self._policy.channels[name])
+        return self._notifiers[name]
+
+    def on_entry(self, entry: LockReport, now: datetime) -> list[dict[str, Any]]:
+        channels = entry.verdict.rule.channels
+        results: list[dict[str, Any]] = []
+        for notification in notifications_for(entry, table=self._table, now=now):
+            record, sent = self._deliver(notification, channels)
+            if sent:
+                self._remember_channels(entry, list(channels))
+            results.append(record)
+        return results
+
+    def on_unreadable(self, item: SkippedItem, now: datetime) -> list[dict[str, Any]]:
+        """An unreadable lock, routed like a stale lock of its path (its operation and holder cannot be read), sent
+        once per distinct item through the ledger."""
+        rule = self._policy.rule_for_path(item.lock_path)
+        notification = Notification.for_unreadable(
+            item.lock_path,
+            reason=item.reason,
+            item=item.item,
+            scope=item.scope,
+            table=item.table or self._table,
+            rule=rule.name,
+            seen=now,
+            workspace=workspace_of(item.lock_path),
+        )
+        record, _ = self._deliver(notification, rule.channels)
+        return [record]
+
+    def _deliver(self, notification: Notification, channels: Sequence[str]) -> tuple[dict[str, Any], bool]:
+        """Send (or render) one notification on its channels: what happened, per channel, and whether any sent it."""
+        notifiers = [self._notifier(name) for name in channels]
+        record: dict[str, Any] = {"event": notification.kind.value, "sequence": notification.sequence}
+        if not self._send:
+            record["channels"] = {n.name: "would-send" for n in notifiers}
+            record["rendered"] = {n.name: _rendered(n, notification) for n in notifiers}
+            return record, False
+        live = [n for n in notifiers if n.name not in self._down]
+        result = dispatch(notification, live, self._ledger)
+        record["channels"] = {r.channel: r.status.value for r in result.results}
+        record["channels"].update({n.name: "skipped" for n in notifiers if n.name in self._down})
+        if result.failed:
+            record["errors"] = {r.channel: r.error for r in result.failed}
+        self._mark_down([r for r in result.failed if r.retryable], notification.lock_path)
+        return record, bool(result.sent)
+
+    def _mark_down(self, failed: list[ChannelResult], lock_path: str) -> None:
+        for result in failed:
+            self._down[result.channel] = result.error or "failed"
+            logger.warning(
+                "channel down for the rest of the sweep",
+                extra={"channel": result.channel, "lock_path": lock_path, "error": result.error},
+            )
+
+    def _remember_channels(self, entry: LockReport, names: list[str]) -> None:
+        try:
+            self._state.mark_alerted(entry.lock, channel_snapshot(self._policy, names))
+        except Exception as err:  # noqa: BLE001 - the alert went out; only the resolve routing is lost
+            logger.warning("cannot record alert channels", extra={"lock_path": entry.lock.lock_path, "error": str(err)})
+
+
+def _rendered(notifier: Notifier, notification: Notification) -> dict[str, Any]:
+    """What a channel would get (a dry run): one lock's data that cannot be rendered fails that preview alone."""
+    try:
+        return notifier.render(notification)
+    except Exception as err:  # noqa: BLE001 - a renderer's bug must not hide the other channels' previews
+        return {"error": redact(f"cannot render: {type(err).__name__}: {err}")}

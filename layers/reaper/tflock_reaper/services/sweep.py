@@ -1,0 +1,347 @@
+"""The sweep: read every lock, judge it, and reap only what every safety gate allows.
+
+Used unchanged by the scheduled Lambda and the operator CLI. Collaborators (the lock table, the state
+store, holder checks, the clock) are parameters; the handler and the CLI wire the real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from tflock_reaper.domain.decision import (
+    STALE_OUTCOMES,
+    Action,
+    Outcome,
+    Verdict,
+    decide,
+    lock_ages,
+    needs_holder_check,
+    plan_sweep,
+)
+from tflock_reaper.domain.errors import AwsAccessError
+from tflock_reaper.domain.liveness import (
+    HolderCheck,
+    HolderState,
+    HolderStatus,
+    ProviderBuilder,
+    Unavailable,
+    build_holder_check,
+    safe_status,
+)
+from tflock_reaper.domain.lock import (
+    DigestRecord,
+    DynamoItem,
+    LockfileObject,
+    LockRecord,
+    SkippedItem,
+    classify_item,
+    classify_lockfile,
+    merge_backends,
+)
+from tflock_reaper.domain.memory import LockKey, LockState, StateStore, lock_key
+from tflock_reaper.domain.policy import EffectiveRule, HolderSpec, Policy
+from tflock_reaper.domain.ports import AlertSink, LockfileSource, LockSource
+from tflock_reaper.domain.report import LockReport, Mode, SweepReport
+from tflock_reaper.services.reap import Targets, reap
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def resolve_mode(policy: Policy, requested: Mode) -> tuple[Mode, str | None]:
+    """Two keys: reaping needs both the policy's ``mode: enforce`` and the run's (``--enforce``, ``Mode``).
+
+    Returns the effective mode and, when the keys disagree, a note saying why it is a dry run.
+    """
+    if requested == "enforce" and policy.mode == "enforce":
+        return "enforce", None
+    if requested == "enforce":
+        return "dry-run", "enforce was requested but the policy says mode: dry-run: running as a dry run"
+    return "dry-run", None
+
+
+class HolderChecks:
+    """Builds each configured check once per sweep (so that checks can cache their queries for the sweep)
+    and never lets one raise."""
+
+    def __init__(
+        self,
+        factory: Callable[[HolderSpec], HolderCheck] | None = None,
+        *,
+        providers: Mapping[str, ProviderBuilder] | None = None,
+    ) -> None:
+        self._factory = factory or partial(build_holder_check, providers=providers)
+        self._checks: dict[HolderSpec, HolderCheck] = {}
+
+    def _build(self, spec: HolderSpec) -> HolderCheck:
+        """A check that cannot even be built answers ``unknown`` for its locks; the sweep goes on."""
+        try:
+            return self._factory(spec)
+        except Exception as err:
+            logger.exception("holder check could not be built")
+            return Unavailable("holder", f"the check could not be set up: {type(err).__name__}: {err}")
+
+    def status(self, spec: HolderSpec, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
+        """``acquired_by``: the latest moment the lock can have been taken, by server-side evidence (see
+        :func:`tflock_reaper.domain.decision.lock_ages`): a run that started after it cannot hold the lock."""
+        check = self._checks.get(spec)
+        if check is None:
+            check = self._checks[spec] = self._build(spec)
+        status = safe_status(check, lock, now, acquired_by)
+        if status.state is HolderState.UNKNOWN and status.evidence.startswith("the check failed"):
+            logger.warning("holder check failed", extra={"lock_path": lock.lock_path, "check": check.name})
+        return status
+
+
+def judge(
+    lock: LockRecord,
+    state: LockState,
+    policy: Policy,
+    now: datetime,
+    holders: HolderChecks,
+) -> Verdict:
+    """The verdict for one lock, asking its holder check only when the lock is old enough to reap."""
+    rule: EffectiveRule = policy.rule_for(lock)
+    ages = lock_ages(lock, rule, first_seen=state.first_seen, now=now, acquired_at=state.acquired_at)
+    holder = None
+    if needs_holder_check(ages, rule):
+        holder = holders.status(rule.holder, lock, now, ages.acquired_by)
+    return decide(lock, rule=rule, first_seen=state.first_seen, now=now, holder=holder, acquired_at=state.acquired_at)
+
+
+def _classified(table: LockSource, now: datetime) -> Iterator[LockRecord | DigestRecord | SkippedItem]:
+    for item in table.scan():
+        yield classify_item(item, now, table=table.name, table_arn=table.arn)
+
+
+def _read_locks(
+    tables: Sequence[LockSource], lockfiles: LockfileSource | None, now: datetime, report: SweepReport
+) -> list[LockRecord]:
+    """Every well-formed lock, table items and lockfiles merged (dual backends: one record); digests are
+    counted, everything else is reported as skipped. Each lock knows the table it was read from."""
+    table_locks: list[LockRecord] = []
+    for entry in (entry for table in tables for entry in _classified(table, now)):
+        if isinstance(entry, LockRecord):
+            table_locks.append(entry)
+        elif isinstance(entry, DigestRecord):
+            report.digests += 1
+        else:
+            _skip(entry, report)
+    file_locks: list[LockRecord] = []
+    for obj in lockfiles.scan() if lockfiles is not None else ():
+        parsed = classify_lockfile(obj, now)
+        if isinstance(parsed, LockRecord):
+            file_locks.append(parsed)
+        else:
+            _skip(parsed, report)
+    return merge_backends(table_locks, file_locks)
+
+
+def _skip(skipped: SkippedItem, report: SweepReport) -> None:
+    report.skipped.append(skipped)
+    fields = {"lock_id": skipped.lock_id, "lock_table": skipped.table, "reason": skipped.reason, "item": skipped.item}
+    if skipped.unreadable:
+        # It blocks every plan on its state as a lock does, and nobody may reap it: a human must look.
+        logger.warning("unreadable lock", extra=fields)
+    else:
+        # INFO: the report lists skipped items; the Lambda logs at INFO, so each is on record there too.
+        logger.info("item skipped", extra=fields)
+
+
+def _server_time(lock_state: LockState, lock: LockRecord) -> LockState:
+    """A lockfile's LastModified is the server's acquisition time: age and skew are judged from it (unless the
+    stream already gave one for the lock item of a dual backend, taken a moment after the file)."""
+    if lock.lockfile is None or lock_state.acquired_at is not None:
+        return lock_state
+    return replace(lock_state, acquired_at=lock.lockfile.last_modified)
+
+
+#: Seconds of the invocation a sweep keeps in reserve: when fewer remain, it stops judging and acting, and
+#: still records what it saw (see :meth:`StateStore.settle`) and reports.
+TIME_RESERVE_SECONDS = 20.0
+
+
+def _new_report(
+    tables: Sequence[LockSource], lockfiles: LockfileSource | None, policy: Policy, mode: Mode, now: datetime
+) -> SweepReport:
+    effective, note = resolve_mode(policy, mode)
+    if note:
+        logger.warning("mode downgraded", extra={"note": note})
+    return SweepReport(
+        table=", ".join(table.name for table in tables) or None,
+        buckets=lockfiles.name if lockfiles is not None else None,
+        mode=effective,
+        started_at=now,
+        notes=[note] if note else [],
+    )
+
+
+def out_of_time(remaining_seconds: Callable[[], float] | None) -> bool:
+    """Fewer than ``TIME_RESERVE_SECONDS`` left of the invocation (never, without a clock)."""
+    return remaining_seconds is not None and remaining_seconds() < TIME_RESERVE_SECONDS
+
+
+def sweep(
+    *,
+    lock_table: LockSource | Sequence[LockSource] | None,
+    state: StateStore,
+    policy: Policy,
+    mode: Mode,
+    clock: Callable[[], datetime] = utcnow,
+    holders: HolderChecks | None = None,
+    alerts: AlertSink | None = None,
+    lockfiles: LockfileSource | None = None,
+    remaining_seconds: Callable[[], float] | None = None,
+) -> SweepReport:
+    """One sweep of one lock table and/or the lockfiles of some buckets. ``mode`` is the run's request; see
+    :func:`resolve_mode`. ``remaining_seconds`` (the Lambda's remaining time) lets a sweep stop before it is cut
+    off: the locks it has not judged or acted on yet are reported as deferred, for the next sweep.
+
+    Raises :class:`AwsAccessError` only when the locks or the state table cannot be read: then nothing is deleted.
+    """
+    holders = holders or HolderChecks()
+    now = clock()
+    tables = _tables(lock_table)
+    report = _new_report(tables, lockfiles, policy, mode, now)
+
+    no_time_left = partial(out_of_time, remaining_seconds)
+    locks = _read_locks(tables, lockfiles, now, report)
+    observed = state.observe(locks, now)
+    states = {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
+    verdicts = _judge_all(locks, states, policy=policy, now=now, holders=holders, no_time_left=no_time_left)
+    plan = plan_sweep(verdicts, enforce=report.mode == "enforce", max_reaps=policy.max_reaps_per_sweep)
+    report.breaker = plan.breaker
+    if plan.breaker:
+        logger.error("circuit breaker tripped", extra={"reason": plan.breaker})
+
+    warned: list[LockRecord] = []
+    for lock, verdict, planned in zip(locks, verdicts, plan.outcomes, strict=False):
+        if no_time_left():
+            break
+        entry = LockReport(lock, verdict, planned, states[lock_key(lock)])
+        if verdict.action is Action.REAP and plan.breaker:
+            entry.notes.append(plan.breaker)
+        if planned is Outcome.REAPED:
+            entry.outcome, extra, entry.deleted_item = reap(lock, verdict, Targets(tables, lockfiles), state, clock)
+            entry.notes.extend(extra)
+        if alerts is not None:
+            entry.notifications = _alert(alerts, entry, now)
+        if entry.outcome in STALE_OUTCOMES and entry.state.warned_at is None:
+            warned.append(lock)
+        report.locks.append(entry)
+        _log_verdict(entry)
+    if alerts is not None:
+        _alert_unreadables(alerts, report, no_time_left, now)
+    _finish(report, locks, state, warned, now)
+    return report
+
+
+def _judge_all(
+    locks: Sequence[LockRecord],
+    states: Mapping[LockKey, LockState],
+    *,
+    policy: Policy,
+    now: datetime,
+    holders: HolderChecks,
+    no_time_left: Callable[[], bool],
+) -> list[Verdict]:
+    """Each lock's verdict, in order, until the time reserve is reached (a holder check may take seconds: the clock
+    is checked before each)."""
+    verdicts: list[Verdict] = []
+    for lock in locks:
+        if no_time_left():
+            break
+        verdicts.append(judge(lock, states[lock_key(lock)], policy, now, holders))
+    return verdicts
+
+
+def _finish(
+    report: SweepReport, locks: list[LockRecord], state: StateStore, warned: list[LockRecord], now: datetime
+) -> None:
+    """Report what the sweep had no time for, and record its observations (best effort)."""
+    report.deferred = [lock.lock_path for lock in locks[len(report.locks) :]]
+    if report.deferred:
+        logger.error(
+            "sweep stopped early to finish within its time limit",
+            extra={"deferred": len(report.deferred), "acted_on": len(report.locks), "locks": len(locks)},
+        )
+    try:
+        state.settle(warned, now)
+    except AwsAccessError as err:
+        logger.error("cannot record the sweep's observations", extra={"error": str(err)})
+
+
+def _alert_unreadables(alerts: AlertSink, report: SweepReport, no_time_left: Callable[[], bool], now: datetime) -> None:
+    """Alert about each unreadable lock, as about a stale one (it blocks its state, and nobody may reap it). A
+    failing alert path never stops the sweep."""
+    for item in report.unreadable:
+        if no_time_left():
+            return
+        try:
+            sent = alerts.on_unreadable(item, now)
+        except Exception as err:
+            logger.exception("alerting failed", extra={"lock_path": item.lock_path})
+            sent = [{"error": f"{type(err).__name__}: {err}"}]
+        report.unreadable_notifications[item.lock_id] = sent
+
+
+def _alert(alerts: AlertSink, entry: LockReport, now: datetime) -> list[dict[str, Any]]:
+    """A failing alert path never stops the sweep."""
+    try:
+        return alerts.on_entry(entry, now)
+    except Exception as err:
+        logger.exception("alerting failed", extra={"lock_path": entry.lock.lock_path})
+        return [{"error": f"{type(err).__name__}: {err}"}]
+
+
+def _tables(lock_table: LockSource | Sequence[LockSource] | None) -> list[LockSource]:
+    if lock_table is None:
+        return []
+    return list(lock_table) if isinstance(lock_table, Sequence) else [lock_table]
+
+
+def _log_verdict(entry: LockReport) -> None:
+    # Prefixed names: ``created`` (and others) are LogRecord attributes that ``extra`` may not overwrite.
+    fields = {("lock_" + k if k in ("path", "id", "created") else k): v for k, v in entry.to_dict().items()}
+    logger.info("lock verdict", extra=fields)
+
+
+def explain(
+    lock_path: str,
+    *,
+    item: DynamoItem | None,
+    state: StateStore,
+    policy: Policy,
+    clock: Callable[[], datetime] = utcnow,
+    holders: HolderChecks | None = None,
+    lockfile: LockfileObject | None = None,
+    table: str | None = None,
+    table_arn: str | None = None,
+) -> LockReport | SkippedItem | DigestRecord | None:
+    """The verdict one sweep would give the lock at ``lock_path`` (its table item and/or its lockfile),
+    without acting on it."""
+    if item is None and lockfile is None:
+        return None
+    now = clock()
+    classified = classify_item(item, now, table=table, table_arn=table_arn) if item is not None else None
+    if classified is not None and not isinstance(classified, LockRecord):
+        return classified
+    from_file = classify_lockfile(lockfile, now) if lockfile is not None else None
+    if isinstance(from_file, SkippedItem):
+        return from_file
+    merged = merge_backends([classified] if classified else [], [from_file] if from_file else [])
+    # Same path, different IDs (two acquisitions): the sweep would judge both; explain shows the table's.
+    lock = merged[0]
+    lock_state = _server_time(state.observe([lock], now)[lock_key(lock)], lock)
+    verdict = judge(lock, lock_state, policy, now, holders or HolderChecks())
+    # explain never acts: a reap verdict shows as would-reap whatever the mode.
+    planned = plan_sweep([verdict], enforce=False, max_reaps=policy.max_reaps_per_sweep)
+    return LockReport(lock, verdict, planned.outcomes[0], lock_state)
