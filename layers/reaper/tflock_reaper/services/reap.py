@@ -78,10 +78,7 @@ def reap(
         logger.warning(
             "lock reaped",
             extra={
-                "lock_path": lock.lock_path,
-                "lock_id": lock.lock_id,
-                "lock_table": lock.table,
-                "backend": lock.backend,
+                **_lock_fields(lock),
                 "who": lock.info.who,
                 "operation": lock.info.operation,
                 "deleted_item": result.deleted[-1],
@@ -95,10 +92,7 @@ def reap(
         logger.info(
             "lock changed meanwhile",
             extra={
-                "lock_path": lock.lock_path,
-                "lock_id": lock.lock_id,
-                "lock_table": lock.table,
-                "backend": lock.backend,
+                **_lock_fields(lock),
                 "notes": result.notes,
                 "current_item": result.found,
             },
@@ -106,6 +100,11 @@ def reap(
     final = result.deleted[-1] if result.deleted else result.found
     _best_effort(lambda: state.end_reap(lock, outcome.value, clock(), final), "cannot record reap", lock)
     return outcome, result.notes, result.deleted[-1] if result.deleted else None
+
+
+def _lock_fields(lock: LockRecord) -> dict[str, object]:
+    """Which lock a reap's log line is about: its path, ID, table and backend."""
+    return {"lock_path": lock.lock_path, "lock_id": lock.lock_id, "lock_table": lock.table, "backend": lock.backend}
 
 
 def _delete(lock: LockRecord, targets: Targets) -> _Deletion:
