@@ -39,11 +39,10 @@ def publish_metrics(report: SweepReport) -> None:
     oldest = max((r.verdict.age.total_seconds() for r in report.locks), default=0.0)
     metrics.add_metric(name="OldestLockAgeSeconds", unit=MetricUnit.Seconds, value=int(oldest))
     metrics.add_metric(name="CircuitBreakerTripped", unit=MetricUnit.Count, value=1 if report.breaker else 0)
-    statuses = [
-        status for entry in report.locks for sent in entry.notifications for status in sent.get("channels", {}).values()
-    ]
-    failures = statuses.count("failed") + sum(1 for e in report.locks for n in e.notifications if "error" in n)
-    metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=statuses.count("sent"))
+    notifications = [record for entry in report.locks for record in entry.notifications]
+    sent = sum(record.sent_count for record in notifications)
+    failures = sum(record.failure_count for record in notifications)
+    metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=sent)
     metrics.add_metric(name="NotificationFailures", unit=MetricUnit.Count, value=failures)
 
 

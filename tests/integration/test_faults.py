@@ -338,7 +338,10 @@ def test_a_raising_notifier_never_stops_the_sweep(aws, dynamodb):
     assert sink.calls == 3
     assert _outcomes(report)[A] is Outcome.REAPED
     assert _outcomes(report)["tf-state/unknown/u.tfstate"] is Outcome.BLOCKED
-    assert all(e.notifications == [{"error": "ConnectionError: slack.com unreachable"}] for e in report.locks)
+    assert all(
+        [n.to_dict() for n in e.notifications] == [{"error": "ConnectionError: slack.com unreachable"}]
+        for e in report.locks
+    )
     assert _paths(dynamodb) == ["tf-state/unknown/u.tfstate"]
 
 
@@ -369,7 +372,7 @@ def test_sns_failing_on_every_attempt_is_counted_and_the_sweep_reaps_on(aws, dyn
     report = _sweep(clients, alerts=alerter, policy=alert_policy)
     assert _outcomes(report) == {A: Outcome.REAPED, "tf-state/unknown/u.tfstate": Outcome.BLOCKED}
     assert len(published) == ATTEMPTS  # one Publish, retried as far as the SDK goes, then given up
-    statuses = [s for e in report.locks for n in e.notifications for s in n.get("channels", {}).values()]
+    statuses = [s for e in report.locks for n in e.notifications for s in n.to_dict().get("channels", {}).values()]
     # The channel failed once; for the rest of this sweep it is known to be down and skipped, never "sent".
     assert statuses[0] == "failed"
     assert set(statuses[1:]) <= {"skipped"}

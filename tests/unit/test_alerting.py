@@ -269,14 +269,14 @@ def test_a_channel_that_raises_stops_neither_the_sweep_nor_the_other_channel_and
     assert [(r.lock.lock_path, r.outcome) for r in report.locks] == [(PROD, Outcome.WARNED), (CI, Outcome.REAPED)]
     assert world.table.deletes == [CI]
     (prod_sent,) = report.locks[0].notifications
-    assert prod_sent["channels"] == {"oncall": "failed", "slack": "failed"}
-    assert "PagerDuty is down" in prod_sent["errors"]["oncall"]
+    assert prod_sent.channels == {"oncall": "failed", "slack": "failed"}
+    assert "PagerDuty is down" in prod_sent.errors["oncall"]
 
     # Only PagerDuty is down now: Slack still gets the alert.
     world.channels.broken = {"oncall": RuntimeError("PagerDuty is down")}
     report = world.sweep_at(timedelta(minutes=50))
     assert world.channels.log(PROD) == [("50m", "slack", "stale")]
-    assert report.locks[0].notifications[0]["channels"] == {"oncall": "failed", "slack": "sent"}
+    assert report.locks[0].notifications[0].channels == {"oncall": "failed", "slack": "sent"}
 
     # PagerDuty is back: the failed stale is sent by the next sweep, once, and not again to Slack.
     world.channels.broken = {}
@@ -291,7 +291,7 @@ def test_show_notifications_mode_renders_and_sends_nothing():
 
     (shown,) = report.locks[0].notifications
     key = f"{PROD}#{report.locks[0].lock.lock_id}#stale"
-    assert shown == {
+    assert shown.to_dict() == {
         "event": "stale",
         "sequence": 0,
         "channels": {"oncall": "would-send", "slack": "would-send"},
@@ -321,9 +321,9 @@ def test_a_channel_that_failed_retryably_is_skipped_for_the_rest_of_the_sweep():
     world = World(*items)
     world.channels.broken = {"slack": NotifyError("slack", "timed out", retryable=True)}
     report = world.sweep_at(timedelta(minutes=45))
-    slack = [entry.notifications[0]["channels"]["slack"] for entry in report.locks]
+    slack = [entry.notifications[0].channels["slack"] for entry in report.locks]
     assert slack == ["failed", "skipped", "skipped"]  # one timeout per sweep, not one per lock
-    assert [entry.notifications[0]["channels"]["oncall"] for entry in report.locks] == ["sent"] * 3
+    assert [entry.notifications[0].channels["oncall"] for entry in report.locks] == ["sent"] * 3
 
     world.channels.broken = {}
     world.sweep_at(timedelta(minutes=50))
@@ -336,7 +336,7 @@ NORMAL = "tf-state/prod/b-normal.tfstate"
 
 
 def slack_of(report: SweepReport) -> dict[str, str]:
-    return {entry.lock.lock_path: entry.notifications[0]["channels"]["slack"] for entry in report.locks}
+    return {entry.lock.lock_path: entry.notifications[0].channels["slack"] for entry in report.locks}
 
 
 @pytest.mark.parametrize(
@@ -352,7 +352,7 @@ def test_a_lock_that_cannot_be_rendered_does_not_take_the_channel_down_for_the_n
 
     assert slack_of(report) == {POISONED: "failed", NORMAL: "sent"}
     poisoned = report.locks[0].notifications[0]
-    assert poisoned["errors"]["slack"].startswith(f"cannot render the notification: {type(error).__name__}")
+    assert poisoned.errors["slack"].startswith(f"cannot render the notification: {type(error).__name__}")
     assert world.channels.log(NORMAL) == [("45m", "oncall", "stale"), ("45m", "slack", "stale")]
 
 
@@ -402,7 +402,7 @@ def test_a_ledger_that_refuses_one_lock_s_key_does_not_take_the_channel_down():
     report = world.sweep_at(timedelta(minutes=45))
 
     assert slack_of(report) == {POISONED: "failed", NORMAL: "sent"}
-    assert "ValidationException" in report.locks[0].notifications[0]["errors"]["slack"]
+    assert "ValidationException" in report.locks[0].notifications[0].errors["slack"]
     assert world.channels.log() == [("45m", "oncall", "stale"), ("45m", "slack", "stale")]
 
 

@@ -1,10 +1,14 @@
-"""The notifier interface every channel implements, and the one error a channel raises."""
+"""The notifier interface every channel implements, the one error a channel raises, and what became of a
+notification on its channels (:class:`SentNotification`, kept on the sweep's report)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
 
-from tflock_reaper.domain.notification import DedupKey, Notification
+from tflock_reaper.domain.notification import DedupKey, Notification, NotificationKind
 from tflock_reaper.domain.text import redact
 
 HTTP_TOO_MANY_REQUESTS = 429
@@ -69,3 +73,74 @@ class NotificationLedger(Protocol):
     def release(self, channel: str, key: DedupKey) -> None:
         """The send failed: drop this process's claim so that a later attempt can send."""
         ...
+
+
+class SendStatus(StrEnum):
+    """What one channel did with a notification it was given
+    (:func:`tflock_reaper.services.dispatch.dispatch`)."""
+
+    SENT = "sent"
+    DUPLICATE = "duplicate"
+    """Already sent (or being sent) by another sweep, a retry or a redelivered stream batch: not sent again."""
+    FAILED = "failed"
+
+
+class NotSent(StrEnum):
+    """A channel a notification was not given: a dry run only renders it (``would-send``); a channel that failed
+    retryably earlier in the sweep is skipped for the rest of it (``skipped``)."""
+
+    WOULD_SEND = "would-send"
+    SKIPPED = "skipped"
+
+
+ChannelStatus = SendStatus | NotSent
+
+
+@dataclass(frozen=True)
+class SentNotification:
+    """One notification a sweep called for, and what became of it on each of its channels: the errors of those
+    that failed and, in a dry run, what each would get (rendered, without secrets)."""
+
+    event: NotificationKind
+    sequence: int
+    channels: Mapping[str, ChannelStatus]
+    errors: Mapping[str, str] = field(default_factory=dict)
+    rendered: Mapping[str, Mapping[str, Any]] | None = None
+
+    @property
+    def sent_count(self) -> int:
+        return sum(1 for status in self.channels.values() if status is SendStatus.SENT)
+
+    @property
+    def failure_count(self) -> int:
+        return sum(1 for status in self.channels.values() if status is SendStatus.FAILED)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as the CLI's ``--json`` shows it (``errors`` only when a channel failed, ``rendered`` only
+        in a dry run)."""
+        record: dict[str, Any] = {
+            "event": self.event.value,
+            "sequence": self.sequence,
+            "channels": {name: status.value for name, status in self.channels.items()},
+        }
+        if self.errors:
+            record["errors"] = dict(self.errors)
+        if self.rendered is not None:
+            record["rendered"] = dict(self.rendered)
+        return record
+
+
+@dataclass(frozen=True)
+class AlertingFailed:
+    """The alert path itself raised for a lock (not one channel: its notifications were not all even tried).
+    Counted as one failure."""
+
+    error: str
+    sent_count: ClassVar[int] = 0
+    failure_count: ClassVar[int] = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.error}
+
+
+NotificationRecord = SentNotification | AlertingFailed

@@ -8,22 +8,23 @@ models they speak in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tflock_reaper.domain.lock import DynamoItem, LockfileObject, SkippedItem
 
 if TYPE_CHECKING:
+    from tflock_reaper.domain.notifier import NotificationRecord
     from tflock_reaper.domain.report import LockReport
 
 
 class AlertSink(Protocol):
     """Receives every judged lock, and every unreadable one; returns what it sent (or would send) about it."""
 
-    def on_entry(self, entry: LockReport, now: datetime) -> list[dict[str, Any]]: ...
+    def on_entry(self, entry: LockReport, now: datetime) -> Sequence[NotificationRecord]: ...
 
-    def on_unreadable(self, item: SkippedItem, now: datetime) -> list[dict[str, Any]]: ...
+    def on_unreadable(self, item: SkippedItem, now: datetime) -> Sequence[NotificationRecord]: ...
 
 
 class LockSource(Protocol):

@@ -19,6 +19,7 @@ from tflock_reaper.domain.lock import (
     SkippedItem,
 )
 from tflock_reaper.domain.memory import LockState
+from tflock_reaper.domain.notifier import NotificationRecord
 
 Mode = Literal["dry-run", "enforce"]
 
@@ -31,7 +32,7 @@ class LockReport:
     state: LockState
     notes: list[str] = field(default_factory=list)
     deleted_item: DynamoItem | None = None
-    notifications: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[NotificationRecord] = field(default_factory=list)
 
     @property
     def reasons(self) -> list[str]:
@@ -61,7 +62,7 @@ class LockReport:
             "outcome": self.outcome.value,
             "holder": None if holder is None else {"state": holder.state.value, "evidence": holder.evidence},
             "reasons": self.reasons,
-            "notifications": self.notifications,
+            "notifications": [n.to_dict() for n in self.notifications],
         }
 
 
@@ -80,7 +81,7 @@ class SweepReport:
     """Paths of the locks read but neither judged nor acted on: the sweep ran out of time (next sweep's work)."""
     errors: list[str] = field(default_factory=list)
     """Targets (accounts, tables) that could not be swept at all: nothing of theirs was judged or deleted."""
-    unreadable_notifications: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    unreadable_notifications: dict[str, list[NotificationRecord]] = field(default_factory=dict)
     """What was sent (or would be) about each unreadable lock, by its ``lock_id``."""
 
     @property
@@ -116,7 +117,7 @@ class SweepReport:
                     "reason": s.reason,
                     "unreadable": s.unreadable,
                     "table": s.table,
-                    "notifications": self.unreadable_notifications.get(s.lock_id, []),
+                    "notifications": [n.to_dict() for n in self.unreadable_notifications.get(s.lock_id, [])],
                 }
                 for s in self.skipped
             ],

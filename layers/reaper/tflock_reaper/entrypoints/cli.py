@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TextIO
 
@@ -24,6 +24,7 @@ from tflock_reaper.domain.durations import format_duration
 from tflock_reaper.domain.liveness import describe_answers
 from tflock_reaper.domain.lock import DigestRecord, SkippedItem
 from tflock_reaper.domain.memory import StateStore
+from tflock_reaper.domain.notifier import AlertingFailed, NotificationRecord
 from tflock_reaper.domain.policy import Policy, PolicyError, load_policy
 from tflock_reaper.domain.report import LockReport, Mode, SweepReport
 from tflock_reaper.entrypoints.wiring import holder_checks, make_alerter, state_store
@@ -285,16 +286,16 @@ def _holder_checks(report: LockReport) -> list[dict[str, str]]:
     return [{"check": a.check, "state": a.state.value, "evidence": a.evidence} for a in (status.details or (status,))]
 
 
-def _describe_notification(sent: dict[str, Any]) -> str:
-    if "error" in sent:
-        return f"alerting failed: {sent['error']}"
-    event = sent["event"] + (f" #{sent['sequence']}" if sent.get("sequence") else "")
-    channels = ", ".join(f"{name} ({status})" for name, status in sent["channels"].items()) or "no channels"
-    previews = [f"\n        {name}: {_preview(body)}" for name, body in sent.get("rendered", {}).items()]
+def _describe_notification(record: NotificationRecord) -> str:
+    if isinstance(record, AlertingFailed):
+        return f"alerting failed: {record.error}"
+    event = record.event + (f" #{record.sequence}" if record.sequence else "")
+    channels = ", ".join(f"{name} ({status})" for name, status in record.channels.items()) or "no channels"
+    previews = [f"\n        {name}: {_preview(body)}" for name, body in (record.rendered or {}).items()]
     return f"{event} -> {channels}" + "".join(previews)
 
 
-def _preview(rendered: dict[str, Any]) -> str:
+def _preview(rendered: Mapping[str, Any]) -> str:
     """One line of what a channel would receive: Slack's fallback text, the SNS subject, PagerDuty's summary."""
     text = rendered.get("text") or rendered.get("Subject") or rendered.get("payload", {}).get("summary")
     text = text or rendered.get("error") or json.dumps(rendered, default=str)

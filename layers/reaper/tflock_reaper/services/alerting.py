@@ -19,7 +19,7 @@ from tflock_reaper.domain.decision import STALE_OUTCOMES, Outcome
 from tflock_reaper.domain.lock import SkippedItem, workspace_of
 from tflock_reaper.domain.memory import StateStore
 from tflock_reaper.domain.notification import Notification, NotificationKind
-from tflock_reaper.domain.notifier import NotificationLedger, Notifier
+from tflock_reaper.domain.notifier import ChannelStatus, NotificationLedger, Notifier, NotSent, SentNotification
 from tflock_reaper.domain.policy import Channel, Policy
 from tflock_reaper.domain.report import LockReport
 from tflock_reaper.domain.text import redact
@@ -108,17 +108,17 @@ class Alerter:
             self._notifiers[name] = self._factory(name, self._policy.channels[name])
         return self._notifiers[name]
 
-    def on_entry(self, entry: LockReport, now: datetime) -> list[dict[str, Any]]:
+    def on_entry(self, entry: LockReport, now: datetime) -> list[SentNotification]:
         channels = entry.verdict.rule.channels
-        results: list[dict[str, Any]] = []
+        records: list[SentNotification] = []
         for notification in notifications_for(entry, table=self._table, now=now):
-            record, sent = self._deliver(notification, channels)
-            if sent:
+            record = self._deliver(notification, channels)
+            if record.sent_count:
                 self._remember_channels(entry, list(channels))
-            results.append(record)
-        return results
+            records.append(record)
+        return records
 
-    def on_unreadable(self, item: SkippedItem, now: datetime) -> list[dict[str, Any]]:
+    def on_unreadable(self, item: SkippedItem, now: datetime) -> list[SentNotification]:
         """An unreadable lock, routed like a stale lock of its path (its operation and holder cannot be read), sent
         once per distinct item through the ledger."""
         rule = self._policy.rule_for_path(item.lock_path)
@@ -132,25 +132,29 @@ class Alerter:
             seen=now,
             workspace=workspace_of(item.lock_path),
         )
-        record, _ = self._deliver(notification, rule.channels)
-        return [record]
+        return [self._deliver(notification, rule.channels)]
 
-    def _deliver(self, notification: Notification, channels: Sequence[str]) -> tuple[dict[str, Any], bool]:
-        """Send (or render) one notification on its channels: what happened, per channel, and whether any sent it."""
+    def _deliver(self, notification: Notification, channels: Sequence[str]) -> SentNotification:
+        """Send (or render) one notification on its channels: what happened, per channel."""
         notifiers = [self._notifier(name) for name in channels]
-        record: dict[str, Any] = {"event": notification.kind.value, "sequence": notification.sequence}
         if not self._send:
-            record["channels"] = {n.name: "would-send" for n in notifiers}
-            record["rendered"] = {n.name: _rendered(n, notification) for n in notifiers}
-            return record, False
+            return SentNotification(
+                notification.kind,
+                notification.sequence,
+                channels={n.name: NotSent.WOULD_SEND for n in notifiers},
+                rendered={n.name: _rendered(n, notification) for n in notifiers},
+            )
         live = [n for n in notifiers if n.name not in self._down]
         result = dispatch(notification, live, self._ledger)
-        record["channels"] = {r.channel: r.status.value for r in result.results}
-        record["channels"].update({n.name: "skipped" for n in notifiers if n.name in self._down})
-        if result.failed:
-            record["errors"] = {r.channel: r.error for r in result.failed}
+        statuses: dict[str, ChannelStatus] = {r.channel: r.status for r in result.results}
+        statuses.update({n.name: NotSent.SKIPPED for n in notifiers if n.name in self._down})
         self._mark_down([r for r in result.failed if r.retryable], notification.lock_path)
-        return record, bool(result.sent)
+        return SentNotification(
+            notification.kind,
+            notification.sequence,
+            channels=statuses,
+            errors={r.channel: r.error or "" for r in result.failed},
+        )
 
     def _mark_down(self, failed: list[ChannelResult], lock_path: str) -> None:
         for result in failed:

@@ -24,23 +24,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from tflock_reaper.domain.notification import DedupKey, Notification
-from tflock_reaper.domain.notifier import NotificationLedger, Notifier, NotifyError
+from tflock_reaper.domain.notifier import NotificationLedger, Notifier, NotifyError, SendStatus
 from tflock_reaper.domain.text import fit, one_line, redact
+
+__all__ = ["ChannelResult", "DispatchResult", "SendStatus", "dispatch"]
 
 logger = logging.getLogger(__name__)
 
 #: An exception's text in a result or a log line is cut to this: it may quote the hostile value that caused it.
 ERROR_MAX = 500
-
-
-class SendStatus(StrEnum):
-    SENT = "sent"
-    DUPLICATE = "duplicate"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)

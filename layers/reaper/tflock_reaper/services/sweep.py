@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 
 from tflock_reaper.domain.decision import (
     STALE_OUTCOMES,
@@ -44,6 +43,7 @@ from tflock_reaper.domain.lock import (
     merge_backends,
 )
 from tflock_reaper.domain.memory import LockKey, LockState, StateStore, lock_key
+from tflock_reaper.domain.notifier import AlertingFailed, NotificationRecord
 from tflock_reaper.domain.policy import EffectiveRule, HolderSpec, Policy
 from tflock_reaper.domain.ports import AlertSink, LockfileSource, LockSource
 from tflock_reaper.domain.report import LockReport, Mode, SweepReport
@@ -289,17 +289,17 @@ def _alert_unreadables(alerts: AlertSink, report: SweepReport, no_time_left: Cal
             sent = alerts.on_unreadable(item, now)
         except Exception as err:
             logger.exception("alerting failed", extra={"lock_path": item.lock_path})
-            sent = [{"error": f"{type(err).__name__}: {err}"}]
-        report.unreadable_notifications[item.lock_id] = sent
+            sent = [AlertingFailed(f"{type(err).__name__}: {err}")]
+        report.unreadable_notifications[item.lock_id] = list(sent)
 
 
-def _alert(alerts: AlertSink, entry: LockReport, now: datetime) -> list[dict[str, Any]]:
+def _alert(alerts: AlertSink, entry: LockReport, now: datetime) -> list[NotificationRecord]:
     """A failing alert path never stops the sweep."""
     try:
-        return alerts.on_entry(entry, now)
+        return list(alerts.on_entry(entry, now))
     except Exception as err:
         logger.exception("alerting failed", extra={"lock_path": entry.lock.lock_path})
-        return [{"error": f"{type(err).__name__}: {err}"}]
+        return [AlertingFailed(f"{type(err).__name__}: {err}")]
 
 
 def _tables(lock_table: LockSource | Sequence[LockSource] | None) -> list[LockSource]:
