@@ -34,12 +34,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 
-from tflock_reaper.domain.decision import SKEW_TOLERANCE
+from tflock_reaper.adapters.holders.clock import CLOCK_SLACK, bound, when
 from tflock_reaper.domain.durations import format_duration
 from tflock_reaper.domain.liveness import HolderState, HolderStatus, ProviderBuilder
 from tflock_reaper.domain.lock import LockRecord
@@ -47,10 +48,9 @@ from tflock_reaper.domain.policy import CodeBuildCheck, CodePipelineCheck
 
 logger = logging.getLogger(__name__)
 
-#: A build's or execution's start time comes from CodeBuild's or CodePipeline's clock, the acquisition bound from
-#: DynamoDB's, S3's or the reaper's: a run that started this much after the bound still counts as a holder. The
-#: tolerance the reaper allows between clocks everywhere.
-CLOCK_SLACK = SKEW_TOLERANCE
+#: Times as the AWS checks' evidence has always written them (``+00:00``, as Python prints boto3's datetimes).
+_when = partial(when, utc="+00:00")
+_bound = partial(bound, utc="+00:00")
 
 #: No CodeBuild build lives longer than the largest queued timeout (480 min) plus the largest build timeout
 #: (2160 min, 36 h) that CodeBuild accepts: after this, a build has ended, if only by timing out.
@@ -118,10 +118,6 @@ def _error_text(err: Exception) -> str:
         code, message = error.get("Code") or "Error", error.get("Message") or ""
         return f"{code}: {message}" if message else str(code)
     return f"{type(err).__name__}: {err}"
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 class SweepReads:
@@ -207,50 +203,78 @@ def _later_note(later: list[Run], noun: str) -> str:
     return f"; {len(later)} {noun}(s) started after the lock was taken are not finished, not its holder ({ids})"
 
 
-def _bound(acquired_by: datetime) -> str:
-    """The acquisition bound as the evidence states it."""
-    return f"the lock's acquisition (at the latest {_when(acquired_by)}, +{format_duration(CLOCK_SLACK)} clock slack)"
+class _RunsCheck:
+    """What the CodeBuild and CodePipeline checks share: one read of the target per sweep, ``unknown`` when it
+    failed, and ``running`` naming the newest holder when there is one. :meth:`_judge` answers otherwise."""
 
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    """The target as the evidence names it: ``project``, ``pipeline``."""
+    noun: ClassVar[str]
+    """A run as the evidence names it: ``build``, ``execution``."""
+    finished: ClassVar[frozenset[str]]
+    going: ClassVar[frozenset[str]]
+    counts: ClassVar[str] = ""
+    """Said after a ``running`` answer: which runs count."""
 
-def _standing(run: Run, going: frozenset[str]) -> str:
-    """How ``run`` (not finished) stands, saying when its status is not one the API documents."""
-    if run.status in going:
-        return f"is {run.status}"
-    if run.status is None:
-        return "has no status (counted as not finished)"
-    return f"has the unrecognised status {run.status!r} (counted as not finished)"
-
-
-class CodeBuildProject:
-    """Running while a build of the project that started no later than the lock was taken is not finished."""
-
-    name = "codebuild"
-
-    def __init__(
-        self, settings: CodeBuildCheck, client_factory: ClientFactory, *, reads: SweepReads | None = None
-    ) -> None:
-        self._project = settings.project
-        self._reads = reads or SweepReads("codebuild", client_factory, read_builds)
+    def __init__(self, target: str, reads: SweepReads) -> None:
+        self._target = target
+        self._reads = reads
 
     def _answer(self, state: HolderState, evidence: str) -> HolderStatus:
         return HolderStatus(state, evidence, self.name)
 
     def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
-        project = self._project
-        listing = self._reads.get(project)
+        listing = self._reads.get(self._target)
         if isinstance(listing, ReadFailure):
-            return self._answer(HolderState.UNKNOWN, f"cannot read the builds of project {project}: {listing.reason}")
-        deadline = acquired_by + CLOCK_SLACK
-        runs = _sort(listing.runs, BUILD_FINISHED, deadline)
-        if runs.holders:
-            build = max(runs.holders, key=lambda run: run.started or deadline)
-            others = f" (and {len(runs.holders) - 1} more)" if len(runs.holders) > 1 else ""
-            standing = "is in progress" if build.status in BUILD_GOING else _standing(build, BUILD_GOING)
             return self._answer(
-                HolderState.RUNNING,
-                f"build {build.id} of project {project}{others} {standing} since "
-                f"{_when(build.started or deadline)}, started by {_bound(acquired_by)}; {_ANY_BUILD}",
+                HolderState.UNKNOWN, f"cannot read the {self.noun}s of {self.kind} {self._target}: {listing.reason}"
             )
+        deadline = acquired_by + CLOCK_SLACK
+        runs = _sort(listing.runs, self.finished, deadline)
+        if not runs.holders:
+            return self._judge(listing, runs, now, acquired_by)
+        run = max(runs.holders, key=lambda r: r.started or deadline)
+        others = f" (and {len(runs.holders) - 1} more)" if len(runs.holders) > 1 else ""
+        return self._answer(
+            HolderState.RUNNING,
+            f"{self.noun} {run.id} of {self.kind} {self._target}{others} {self._standing(run)} since "
+            f"{_when(run.started or deadline)}, started by {_bound(acquired_by)}{self.counts}",
+        )
+
+    def _standing(self, run: Run) -> str:
+        """How ``run`` (not finished) stands, saying when its status is not one the API documents."""
+        if run.status in self.going:
+            return f"is {run.status}"
+        if run.status is None:
+            return "has no status (counted as not finished)"
+        return f"has the unrecognised status {run.status!r} (counted as not finished)"
+
+    def _judge(self, listing: Listing, runs: _Sorted, now: datetime, acquired_by: datetime) -> HolderStatus:
+        """The answer when no run holds the lock."""
+        raise NotImplementedError
+
+
+class CodeBuildProject(_RunsCheck):
+    """Running while a build of the project that started no later than the lock was taken is not finished."""
+
+    name = "codebuild"
+    kind = "project"
+    noun = "build"
+    finished = BUILD_FINISHED
+    going = BUILD_GOING
+    counts = f"; {_ANY_BUILD}"
+
+    def __init__(
+        self, settings: CodeBuildCheck, client_factory: ClientFactory, *, reads: SweepReads | None = None
+    ) -> None:
+        super().__init__(settings.project, reads or SweepReads("codebuild", client_factory, read_builds))
+
+    def _standing(self, run: Run) -> str:
+        return "is in progress" if run.status in BUILD_GOING else super()._standing(run)
+
+    def _judge(self, listing: Listing, runs: _Sorted, now: datetime, acquired_by: datetime) -> HolderStatus:
+        project = self._target
         if runs.undated or listing.missing:
             ids = ", ".join([run.id for run in runs.undated] + list(listing.missing))
             return self._answer(
@@ -259,7 +283,7 @@ class CodeBuildProject:
         if listing.more:
             starts = [run.started for run in listing.runs if run.started is not None]
             # Builds not listed started before every listed one; only those that started by the deadline matter.
-            horizon = min([*starts, deadline])
+            horizon = min([*starts, acquired_by + CLOCK_SLACK])
             if now - horizon < MAX_BUILD_LIFETIME:
                 return self._answer(
                     HolderState.UNKNOWN,
@@ -279,38 +303,23 @@ class CodeBuildProject:
         )
 
 
-class CodePipelineExecutions:
+class CodePipelineExecutions(_RunsCheck):
     """Running while an execution of the pipeline that started no later than the lock was taken is not finished
     (in progress, stopping, or in a status not documented as final)."""
 
     name = "codepipeline"
+    kind = "pipeline"
+    noun = "execution"
+    finished = PIPELINE_FINISHED
+    going = PIPELINE_GOING
 
     def __init__(
         self, settings: CodePipelineCheck, client_factory: ClientFactory, *, reads: SweepReads | None = None
     ) -> None:
-        self._pipeline = settings.pipeline
-        self._reads = reads or SweepReads("codepipeline", client_factory, read_executions)
+        super().__init__(settings.pipeline, reads or SweepReads("codepipeline", client_factory, read_executions))
 
-    def _answer(self, state: HolderState, evidence: str) -> HolderStatus:
-        return HolderStatus(state, evidence, self.name)
-
-    def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
-        pipeline = self._pipeline
-        listing = self._reads.get(pipeline)
-        if isinstance(listing, ReadFailure):
-            return self._answer(
-                HolderState.UNKNOWN, f"cannot read the executions of pipeline {pipeline}: {listing.reason}"
-            )
-        deadline = acquired_by + CLOCK_SLACK
-        runs = _sort(listing.runs, PIPELINE_FINISHED, deadline)
-        if runs.holders:
-            execution = max(runs.holders, key=lambda run: run.started or deadline)
-            others = f" (and {len(runs.holders) - 1} more)" if len(runs.holders) > 1 else ""
-            return self._answer(
-                HolderState.RUNNING,
-                f"execution {execution.id} of pipeline {pipeline}{others} {_standing(execution, PIPELINE_GOING)} "
-                f"since {_when(execution.started or deadline)}, started by {_bound(acquired_by)}",
-            )
+    def _judge(self, listing: Listing, runs: _Sorted, now: datetime, acquired_by: datetime) -> HolderStatus:
+        pipeline = self._target
         if runs.undated:
             ids = ", ".join(run.id for run in runs.undated)
             return self._answer(
