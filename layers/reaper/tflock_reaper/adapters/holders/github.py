@@ -33,28 +33,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from operator import attrgetter
+from typing import Any
 from urllib.parse import quote
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from tflock_reaper.adapters.holders.web import (
-    HTTP_FORBIDDEN,
-    HTTP_NOT_FOUND,
-    HTTP_OK,
-    HTTP_TOO_MANY_REQUESTS,
-    HTTP_UNAUTHORIZED,
-    Answer,
-    SecretUnavailableError,
-    UnreachableError,
-    Web,
-    read_credential,
-    secret_reader,
-)
-from tflock_reaper.domain.decision import SKEW_TOLERANCE
-from tflock_reaper.domain.durations import format_duration
-from tflock_reaper.domain.liveness import HolderCheck, HolderState, HolderStatus, ProviderBuilder
+from tflock_reaper.adapters.holders.base import CiApi, CiApiCheck, NoAnswerError, WebSession, host_of, remembered
+from tflock_reaper.adapters.holders.clock import CLOCK_SLACK, bound, when
+from tflock_reaper.adapters.holders.web import Web
+from tflock_reaper.domain.liveness import HolderState, HolderStatus, ProviderBuilder
 from tflock_reaper.domain.lock import LockRecord
 from tflock_reaper.domain.policy import GitHubCheck, SecretRef
 from tflock_reaper.domain.text import fit, one_line
@@ -63,9 +52,6 @@ API_VERSION = "2022-11-28"
 RUNS_PER_PAGE = 100
 JOBS_PER_PAGE = 100
 FINISHED = "completed"
-#: GitHub's timestamps and the acquisition bound (AWS's or the reaper's clock) come from different clocks: the
-#: tolerance the reaper allows between clocks. A run created this long after the bound still counts.
-CLOCK_SLACK = SKEW_TOLERANCE
 #: "Each workflow run is limited to 35 days ... includes execution duration, and time spent on waiting and
 #: approval" (GitHub Actions usage limits).
 MAX_RUN_LIFETIME = timedelta(days=35)
@@ -74,7 +60,19 @@ MAX_JOB_LOOKUPS = 20
 #: Unfinished runs named in a ``running`` answer.
 RUNS_NAMED = 3
 
-_Model = TypeVar("_Model", bound=BaseModel)
+GITHUB = CiApi(
+    name="GitHub",
+    speaker="the GitHub API",
+    base_url=attrgetter("api_url"),
+    auth_header="Authorization",
+    auth_prefix="Bearer ",
+    headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION},
+    scope="actions:read",
+    not_found="wrong repository or workflow, or the token cannot see it",
+    remaining="x-ratelimit-remaining",
+    reset="x-ratelimit-reset",
+    secondary_limits=True,
+)
 
 
 class _Run(BaseModel):
@@ -135,25 +133,14 @@ class _JobsPage(BaseModel):
         return self.total_count <= len(self.jobs)
 
 
-class _NoAnswerError(Exception):
-    """GitHub gave no usable answer; ``stop`` when the sweep must not ask that GitHub instance again."""
-
-    def __init__(self, reason: str, *, stop: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.stop = stop
-
-
 @dataclass
-class GitHubSession:
+class GitHubSession(WebSession):
     """What one sweep learns from GitHub, shared by all of its GitHub checks: the runs of each target, the jobs
     of each run, and the GitHub instances not to ask again (rate limited or unreachable) in this sweep."""
 
-    web: Web = field(default_factory=Web)
     max_job_lookups: int = MAX_JOB_LOOKUPS
-    runs: dict[tuple[str, str, str | None, SecretRef], _RunsPage | _NoAnswerError] = field(default_factory=dict)
-    jobs: dict[tuple[str, str, int], _JobsPage | _NoAnswerError] = field(default_factory=dict)
-    stopped: dict[str, str] = field(default_factory=dict)
+    runs: dict[tuple[str, str, str | None, SecretRef], _RunsPage | NoAnswerError] = field(default_factory=dict)
+    jobs: dict[tuple[str, str, int], _JobsPage | NoAnswerError] = field(default_factory=dict)
     job_lookups: dict[str, int] = field(default_factory=dict)
 
 
@@ -165,20 +152,6 @@ def _run_label(run: _Run) -> str:
     number = f"#{run.run_number} " if run.run_number is not None else ""
     name = f"{fit(one_line(run.name), 80)!r} " if run.name else ""
     return f"run {number}{name}(id {run.id}, {run.status or 'no status'})"
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _bound(acquired_by: datetime) -> str:
-    """The acquisition bound as the evidence states it."""
-    return f"the lock's acquisition (at the latest {_when(acquired_by)}, +{format_duration(CLOCK_SLACK)} clock slack)"
-
-
-def _host(who: str) -> str:
-    """The host part of Terraform's ``Who`` (``user@host``); empty when there is none."""
-    return who.rpartition("@")[2].strip() if "@" in who else ""
 
 
 @dataclass
@@ -202,7 +175,7 @@ class _Identified:
         return ""
 
 
-class GitHubActions:
+class GitHubActions(CiApiCheck[GitHubCheck, GitHubSession]):
     """``github`` holder check: is a run of ``repo`` (of one ``workflow`` file, if set) that could hold the lock
     still going?
 
@@ -222,36 +195,24 @@ class GitHubActions:
     """
 
     name = "github"
+    api = GITHUB
+    session_type = GitHubSession
 
-    def __init__(
-        self,
-        settings: GitHubCheck,
-        token: Callable[[], str],
-        *,
-        timeout: float = 5.0,
-        max_attempts: int = 2,
-        session: GitHubSession | None = None,
-    ) -> None:
-        self.settings = settings
-        self._token = token
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.session = session or GitHubSession()
-        self._api = settings.api_url.rstrip("/")
-        self._repo_url = f"{self._api}/repos/{settings.repo}"
+    @property
+    def _repo_url(self) -> str:
+        return f"{self.base}/repos/{self.settings.repo}"
 
     # -- answers -----------------------------------------------------------------------------------------------
 
     def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
-        try:
-            page = self._runs()
-        except _NoAnswerError as failure:
-            return self._answer(HolderState.UNKNOWN, failure.reason)
+        page = self._runs()
+        if isinstance(page, NoAnswerError):
+            return self._answer(HolderState.UNKNOWN, page.reason)
         before = [r for r in page.workflow_runs if r.created_at <= acquired_by + CLOCK_SLACK]
         later = len(page.workflow_runs) - len(before)
         unfinished = [r for r in before if not r.finished]
         complete = page.complete(now)
-        host = _host(lock.info.who)
+        host = host_of(lock.info.who)
         note = ""
         if host and (unfinished or not complete):
             identified = self._identify(host, before, acquired_by)
@@ -266,27 +227,24 @@ class GitHubActions:
         ignored = f"; {later} run(s) created after the lock cannot hold it" if later else ""
         return self._answer(
             HolderState.NOT_RUNNING,
-            f"no run of {_target(self.settings)} created by {_bound(acquired_by)} is unfinished "
+            f"no run of {_target(self.settings)} created by {bound(acquired_by)} is unfinished "
             f"(checked {len(page.workflow_runs)} recent runs{ignored})",
         )
 
-    def _answer(self, state: HolderState, evidence: str) -> HolderStatus:
-        return HolderStatus(state, evidence, self.name)
-
     def _running(self, unfinished: Sequence[_Run], note: str, acquired_by: datetime) -> HolderStatus:
-        named = ", ".join(f"{_run_label(r)} created {_when(r.created_at)}" for r in unfinished[:RUNS_NAMED])
+        named = ", ".join(f"{_run_label(r)} created {when(r.created_at)}" for r in unfinished[:RUNS_NAMED])
         more = f" and {len(unfinished) - RUNS_NAMED} more" if len(unfinished) > RUNS_NAMED else ""
         return self._answer(
             HolderState.RUNNING,
-            f"{named}{more} of {_target(self.settings)}: not finished, created by {_bound(acquired_by)}{note}",
+            f"{named}{more} of {_target(self.settings)}: not finished, created by {bound(acquired_by)}{note}",
         )
 
     def _incomplete(self, page: _RunsPage, note: str, acquired_by: datetime) -> str:
         oldest = min(r.created_at for r in page.workflow_runs)
         return (
             f"the {len(page.workflow_runs)} most recent of {page.total_count} runs of {_target(self.settings)} "
-            f"show none unfinished that was created by {_bound(acquired_by)}, but they only reach back to "
-            f"{_when(oldest)} and an older run may still be going (a run can last {MAX_RUN_LIFETIME.days} days)"
+            f"show none unfinished that was created by {bound(acquired_by)}, but they only reach back to "
+            f"{when(oldest)} and an older run may still be going (a run can last {MAX_RUN_LIFETIME.days} days)"
             f"{note}"
         )
 
@@ -306,12 +264,12 @@ class GitHubActions:
             return None
         run, job = identified.finished[0]
         others = f"; {len(unfinished)} other unfinished run(s) did not run on this host then" if unfinished else ""
-        ended = f" at {_when(run.updated_at)}" if run.updated_at else ""
+        ended = f" at {when(run.updated_at)}" if run.updated_at else ""
         return self._answer(
             HolderState.NOT_RUNNING,
             f"the lock's host {host!r} is runner {job.runner_name!r}, which ran job "
             f"{fit(one_line(job.name or str(job.id)), 80)!r} of {_run_label(run)} of {_target(self.settings)} "
-            f"around the lock's acquisition (at the latest {_when(acquired_by)}); that run finished "
+            f"around the lock's acquisition (at the latest {when(acquired_by)}); that run finished "
             f"({run.conclusion or 'no conclusion'}){ended}, so the run that took the lock is over{others}",
         )
 
@@ -344,120 +302,39 @@ class GitHubActions:
 
     # -- requests ----------------------------------------------------------------------------------------------
 
-    def _runs(self) -> _RunsPage:
+    def _runs(self) -> _RunsPage | NoAnswerError:
         settings = self.settings
-        key = (self._api, settings.repo, settings.workflow, settings.token)
-        cached = self.session.runs.get(key)
-        if cached is None:
-            if settings.workflow:
-                path = f"{self._repo_url}/actions/workflows/{quote(settings.workflow, safe='')}/runs"
-            else:
-                path = f"{self._repo_url}/actions/runs"
-            url = f"{path}?per_page={RUNS_PER_PAGE}&exclude_pull_requests=true"
-            try:
-                cached = self._parse(self._get(url, f"the runs of {_target(settings)}"), _RunsPage)
-            except _NoAnswerError as failure:
-                cached = failure
-            self.session.runs[key] = cached
-        if isinstance(cached, _NoAnswerError):
-            raise cached
-        return cached
+        if settings.workflow:
+            path = f"{self._repo_url}/actions/workflows/{quote(settings.workflow, safe='')}/runs"
+        else:
+            path = f"{self._repo_url}/actions/runs"
+        url = f"{path}?per_page={RUNS_PER_PAGE}&exclude_pull_requests=true"
+        key = (self.base, settings.repo, settings.workflow, settings.token)
+        return remembered(
+            self.session.runs,
+            key,
+            lambda: self._parse(self._ask(url, f"the runs of {_target(settings)}"), _RunsPage.model_validate),
+        )
 
     def _jobs(self, run: _Run) -> _JobsPage | None:
         """The jobs of ``run`` (all attempts), or ``None`` when they cannot be had in this sweep."""
-        key = (self._api, self.settings.repo, run.id)
-        cached = self.session.jobs.get(key)
-        if cached is None:
-            used = self.session.job_lookups.get(self._api, 0)
+        key = (self.base, self.settings.repo, run.id)
+        if key not in self.session.jobs:
+            used = self.session.job_lookups.get(self.base, 0)
             if used >= self.session.max_job_lookups:
                 return None
-            self.session.job_lookups[self._api] = used + 1
-            url = f"{self._repo_url}/actions/runs/{run.id}/jobs?filter=all&per_page={JOBS_PER_PAGE}"
-            try:
-                cached = self._parse(self._get(url, f"the jobs of run {run.id}"), _JobsPage)
-            except _NoAnswerError as failure:
-                cached = failure
-            self.session.jobs[key] = cached
-        return None if isinstance(cached, _NoAnswerError) else cached
-
-    def _parse(self, answer: Answer, model: type[_Model]) -> _Model:
-        try:
-            return model.model_validate(answer.json())
-        except (ValueError, ValidationError) as err:
-            detail = err.errors(include_url=False)[0] if isinstance(err, ValidationError) else None
-            where = f" ({'.'.join(str(p) for p in detail['loc'])}: {detail['msg']})" if detail else ""
-            raise _NoAnswerError(f"GitHub's answer is not the documented JSON{where}") from None
-
-    def _get(self, url: str, what: str) -> Answer:
-        stopped = self.session.stopped.get(self._api)
-        if stopped:
-            raise _NoAnswerError(f"GitHub was not asked for {what}: {stopped} earlier in this sweep")
-        try:
-            token = read_credential(self._token, "GitHub token")
-        except SecretUnavailableError as err:
-            raise _NoAnswerError(str(err)) from None
-        headers = {
-            "Accept": "application/vnd.github+json",
-            "Authorization": f"Bearer {token}",
-            "X-GitHub-Api-Version": API_VERSION,
-        }
-        try:
-            answer = self.session.web.get(
-                url, headers=headers, timeout=self.timeout, max_attempts=self.max_attempts, secrets=(token,)
-            )
-        except UnreachableError as err:
-            self.session.stopped[self._api] = f"the GitHub API at {self._api} did not answer"
-            raise _NoAnswerError(f"the GitHub API did not answer for {what}: {err}") from None
-        failure = _failure(answer, what, token)
-        if failure is not None:
-            if failure.stop:
-                self.session.stopped[self._api] = failure.reason
-            raise failure
-        if answer.header("x-ratelimit-remaining") == "0":  # usable, but the next request would be refused
-            self.session.stopped[self._api] = f"GitHub's rate limit was used up{_reset(answer)}"
-        return answer
-
-
-def _reset(answer: Answer) -> str:
-    reset = answer.header("x-ratelimit-reset")
-    if reset and reset.isdigit():
-        return f" (resets at {_when(datetime.fromtimestamp(int(reset), UTC))})"
-    return ""
-
-
-def _rate_limited(answer: Answer) -> bool:
-    if answer.status not in (HTTP_FORBIDDEN, HTTP_TOO_MANY_REQUESTS):
-        return False
-    if answer.header("x-ratelimit-remaining") == "0" or answer.header("retry-after") is not None:
-        return True
-    return answer.status == HTTP_TOO_MANY_REQUESTS or "rate limit" in answer.detail().lower()
-
-
-def _failure(answer: Answer, what: str, token: str) -> _NoAnswerError | None:
-    if answer.status in HTTP_OK:
-        return None
-    detail = answer.detail(token)
-    if _rate_limited(answer):
-        retry = answer.header("retry-after")
-        wait = f", retry after {retry}s" if retry else _reset(answer)
-        return _NoAnswerError(f"GitHub rate limit reached (HTTP {answer.status}{wait}): {detail}", stop=True)
-    if answer.status == HTTP_UNAUTHORIZED:
-        return _NoAnswerError(f"GitHub rejected the token (HTTP 401: {detail})")
-    if answer.status == HTTP_FORBIDDEN:
-        return _NoAnswerError(f"GitHub denied access to {what} (HTTP 403: {detail}): the token needs actions:read")
-    if answer.status == HTTP_NOT_FOUND:
-        return _NoAnswerError(
-            f"GitHub found no {what} (HTTP 404): wrong repository or workflow, or the token cannot see it"
+            self.session.job_lookups[self.base] = used + 1
+        url = f"{self._repo_url}/actions/runs/{run.id}/jobs?filter=all&per_page={JOBS_PER_PAGE}"
+        jobs = remembered(
+            self.session.jobs,
+            key,
+            lambda: self._parse(self._ask(url, f"the jobs of run {run.id}"), _JobsPage.model_validate),
         )
-    return _NoAnswerError(f"GitHub answered HTTP {answer.status} for {what}: {detail}")
+        return None if isinstance(jobs, NoAnswerError) else jobs
 
 
 def github_provider(secrets: Callable[[SecretRef], str], *, web: Web | None = None, **options: Any) -> ProviderBuilder:
     """The ``github`` builder for one sweep: its checks share one :class:`GitHubSession` (one query per target,
     one rate-limit state); each reads its token through ``secrets`` only when it first asks GitHub."""
     session = GitHubSession(web=web or Web())  # the sweep's (bounded in time), or one of its own
-
-    def build(settings: GitHubCheck) -> HolderCheck:
-        return GitHubActions(settings, secret_reader(secrets, settings.token), session=session, **options)
-
-    return build
+    return GitHubActions.provider(session, secrets, lambda settings: settings.token, **options)

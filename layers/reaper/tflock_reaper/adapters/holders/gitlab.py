@@ -30,37 +30,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+from operator import attrgetter
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter
 
-from tflock_reaper.adapters.holders.web import (
-    HTTP_FORBIDDEN,
-    HTTP_NOT_FOUND,
-    HTTP_OK,
-    HTTP_TOO_MANY_REQUESTS,
-    HTTP_UNAUTHORIZED,
-    Answer,
-    SecretUnavailableError,
-    UnreachableError,
-    Web,
-    read_credential,
-    secret_reader,
-)
-from tflock_reaper.domain.decision import SKEW_TOLERANCE
-from tflock_reaper.domain.durations import format_duration
-from tflock_reaper.domain.liveness import HolderCheck, HolderState, HolderStatus, ProviderBuilder
+from tflock_reaper.adapters.holders.base import CiApi, CiApiCheck, NoAnswerError, WebSession, host_of, remembered
+from tflock_reaper.adapters.holders.clock import CLOCK_SLACK, bound, when
+from tflock_reaper.adapters.holders.web import Web
+from tflock_reaper.domain.liveness import HolderState, HolderStatus, ProviderBuilder
 from tflock_reaper.domain.lock import LockRecord
 from tflock_reaper.domain.policy import GitLabCheck, SecretRef
 from tflock_reaper.domain.text import fit, one_line
 
 PIPELINES_PER_PAGE = 100
 FINISHED = frozenset({"success", "failed", "canceled", "skipped", "manual"})
-#: GitLab's clock against the acquisition bound's (AWS's or the reaper's): the tolerance the reaper allows between
-#: clocks. A pipeline created this long after the bound still counts.
-CLOCK_SLACK = SKEW_TOLERANCE
 PIPELINES_NAMED = 3
 RUNNER_HOST = re.compile(r"^runner-(?P<token>[A-Za-z0-9_-]+?)-project-(?P<project>\d+)-concurrent-(?P<slot>\d+)(?:-|$)")
 
@@ -89,23 +75,24 @@ class _Page:
     complete: bool
 
 
-class _NoAnswerError(Exception):
-    """GitLab gave no usable answer; ``stop`` when the sweep must not ask that GitLab instance again."""
-
-    def __init__(self, reason: str, *, stop: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.stop = stop
+GITLAB = CiApi(
+    name="GitLab",
+    speaker="GitLab",
+    base_url=attrgetter("url"),
+    auth_header="PRIVATE-TOKEN",
+    headers={"Accept": "application/json"},
+    scope="read_api",
+    not_found="wrong project or URL, or the token cannot see the project",
+    remaining="ratelimit-remaining",
+)
 
 
 @dataclass
-class GitLabSession:
+class GitLabSession(WebSession):
     """What one sweep learns from GitLab, shared by all of its GitLab checks: the pipelines of each project and
     the GitLab instances not to ask again (rate limited or unreachable) in this sweep."""
 
-    web: Web = field(default_factory=Web)
-    pages: dict[tuple[str, str, SecretRef], _Page | _NoAnswerError] = field(default_factory=dict)
-    stopped: dict[str, str] = field(default_factory=dict)
+    pages: dict[tuple[str, str, SecretRef], _Page | NoAnswerError] = field(default_factory=dict)
 
 
 def _label(pipeline: _Pipeline) -> str:
@@ -114,18 +101,14 @@ def _label(pipeline: _Pipeline) -> str:
     return f"pipeline {number}(id {pipeline.id}, {pipeline.status}{ref})"
 
 
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def runner_project(who: str) -> tuple[str, int] | None:
     """``(host, project id)`` when ``Who``'s host is a GitLab runner build host, else ``None``."""
-    host = who.rpartition("@")[2].strip() if "@" in who else ""
+    host = host_of(who)
     match = RUNNER_HOST.match(host)
     return (host, int(match["project"])) if match else None
 
 
-class GitLabPipelines:
+class GitLabPipelines(CiApiCheck[GitLabCheck, GitLabSession]):
     """``gitlab`` holder check: is a pipeline of ``project`` that could hold the lock still going?
 
     API calls per sweep, shared by every GitLab check of the sweep (one :class:`GitLabSession`):
@@ -139,28 +122,14 @@ class GitLabPipelines:
     """
 
     name = "gitlab"
-
-    def __init__(
-        self,
-        settings: GitLabCheck,
-        token: Callable[[], str],
-        *,
-        timeout: float = 5.0,
-        max_attempts: int = 2,
-        session: GitLabSession | None = None,
-    ) -> None:
-        self.settings = settings
-        self._token = token
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.session = session or GitLabSession()
-        self._base = settings.url.rstrip("/")
+    api = GITLAB
+    session_type = GitLabSession
 
     def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
-        try:
-            page = self._page()
-        except _NoAnswerError as failure:
-            return self._answer(HolderState.UNKNOWN, failure.reason)
+        key = (self.base, self.settings.project, self.settings.token)
+        page = remembered(self.session.pages, key, self._read_page)
+        if isinstance(page, NoAnswerError):
+            return self._answer(HolderState.UNKNOWN, page.reason)
         note = ""
         runner = runner_project(lock.info.who)
         if runner is not None:
@@ -174,32 +143,27 @@ class GitLabPipelines:
         before = [p for p in page.pipelines if p.created_at <= acquired_by + CLOCK_SLACK]
         unfinished = [p for p in before if not p.finished]
         project = self.settings.project
-        bound = (
-            f"the lock's acquisition (at the latest {_when(acquired_by)}, +{format_duration(CLOCK_SLACK)} clock slack)"
-        )
+        by = bound(acquired_by)
         if unfinished:
-            named = ", ".join(f"{_label(p)} created {_when(p.created_at)}" for p in unfinished[:PIPELINES_NAMED])
+            named = ", ".join(f"{_label(p)} created {when(p.created_at)}" for p in unfinished[:PIPELINES_NAMED])
             more = f" and {len(unfinished) - PIPELINES_NAMED} more" if len(unfinished) > PIPELINES_NAMED else ""
             return self._answer(
                 HolderState.RUNNING,
-                f"{named}{more} of {project}: not finished, created by {bound}{note}",
+                f"{named}{more} of {project}: not finished, created by {by}{note}",
             )
         if not page.complete:
             return self._answer(
                 HolderState.UNKNOWN,
                 f"the {len(page.pipelines)} most recent pipelines of {project} show none unfinished that was created "
-                f"by {bound}, but GitLab has more and an older pipeline may still be going{note}",
+                f"by {by}, but GitLab has more and an older pipeline may still be going{note}",
             )
         later = len(page.pipelines) - len(before)
         ignored = f"; {later} pipeline(s) created after the lock cannot hold it" if later else ""
         return self._answer(
             HolderState.NOT_RUNNING,
-            f"no pipeline of {project} created by {bound} is unfinished "
+            f"no pipeline of {project} created by {by} is unfinished "
             f"(checked {len(page.pipelines)} recent pipelines{ignored}){note}",
         )
-
-    def _answer(self, state: HolderState, evidence: str) -> HolderStatus:
-        return HolderStatus(state, evidence, self.name)
 
     def _other_project(self, runner: tuple[str, int], page: _Page) -> str | None:
         """Why this check cannot judge a lock taken on another project's runner host (``None`` if it can)."""
@@ -220,91 +184,18 @@ class GitLabPipelines:
             f"(project {min(own)}): the lock was taken by another project's job, which this check cannot see"
         )
 
-    def _page(self) -> _Page:
-        key = (self._base, self.settings.project, self.settings.token)
-        cached = self.session.pages.get(key)
-        if cached is None:
-            try:
-                cached = self._fetch()
-            except _NoAnswerError as failure:
-                cached = failure
-            self.session.pages[key] = cached
-        if isinstance(cached, _NoAnswerError):
-            raise cached
-        return cached
-
-    def _fetch(self) -> _Page:
+    def _read_page(self) -> _Page:
         project = quote(self.settings.project, safe="")
-        url = f"{self._base}/api/v4/projects/{project}/pipelines?per_page={PIPELINES_PER_PAGE}&order_by=id&sort=desc"
-        answer = self._get(url)
-        try:
-            pipelines = _PIPELINES.validate_python(answer.json())
-        except (ValueError, ValidationError) as err:
-            detail = err.errors(include_url=False)[0] if isinstance(err, ValidationError) else None
-            where = f" ({'.'.join(str(p) for p in detail['loc'])}: {detail['msg']})" if detail else ""
-            raise _NoAnswerError(f"GitLab's answer is not the documented JSON{where}") from None
+        url = f"{self.base}/api/v4/projects/{project}/pipelines?per_page={PIPELINES_PER_PAGE}&order_by=id&sort=desc"
+        answer = self._ask(url, f"the pipelines of {self.settings.project}")
+        pipelines = self._parse(answer, _PIPELINES.validate_python)
         next_page = answer.header("x-next-page")
         complete = next_page == "" if next_page is not None else len(pipelines) < PIPELINES_PER_PAGE
         return _Page(pipelines, complete)
-
-    def _get(self, url: str) -> Answer:
-        what = f"the pipelines of {self.settings.project}"
-        stopped = self.session.stopped.get(self._base)
-        if stopped:
-            raise _NoAnswerError(f"GitLab was not asked for {what}: {stopped} earlier in this sweep")
-        try:
-            token = read_credential(self._token, "GitLab token")
-        except SecretUnavailableError as err:
-            raise _NoAnswerError(str(err)) from None
-        try:
-            answer = self.session.web.get(
-                url,
-                headers={"PRIVATE-TOKEN": token, "Accept": "application/json"},
-                timeout=self.timeout,
-                max_attempts=self.max_attempts,
-                secrets=(token,),
-            )
-        except UnreachableError as err:
-            self.session.stopped[self._base] = f"GitLab at {self._base} did not answer"
-            raise _NoAnswerError(f"GitLab did not answer for {what}: {err}") from None
-        failure = _failure(answer, what, token)
-        if failure is not None:
-            if failure.stop:
-                self.session.stopped[self._base] = failure.reason
-            raise failure
-        if answer.header("ratelimit-remaining") == "0":  # usable, but the next request would be refused
-            self.session.stopped[self._base] = "GitLab's rate limit was used up"
-        return answer
-
-
-def _failure(answer: Answer, what: str, token: str) -> _NoAnswerError | None:
-    if answer.status in HTTP_OK:
-        return None
-    detail = answer.detail(token)
-    limited = answer.status == HTTP_TOO_MANY_REQUESTS or (
-        answer.status == HTTP_FORBIDDEN and answer.header("ratelimit-remaining") == "0"
-    )
-    if limited:
-        retry = answer.header("retry-after")
-        wait = f", retry after {retry}s" if retry else ""
-        return _NoAnswerError(f"GitLab rate limit reached (HTTP {answer.status}{wait}): {detail}", stop=True)
-    if answer.status == HTTP_UNAUTHORIZED:
-        return _NoAnswerError(f"GitLab rejected the token (HTTP 401: {detail})")
-    if answer.status == HTTP_FORBIDDEN:
-        return _NoAnswerError(f"GitLab denied access to {what} (HTTP 403: {detail}): the token needs read_api")
-    if answer.status == HTTP_NOT_FOUND:
-        return _NoAnswerError(
-            f"GitLab found no {what} (HTTP 404): wrong project or URL, or the token cannot see the project"
-        )
-    return _NoAnswerError(f"GitLab answered HTTP {answer.status} for {what}: {detail}")
 
 
 def gitlab_provider(secrets: Callable[[SecretRef], str], *, web: Web | None = None, **options: Any) -> ProviderBuilder:
     """The ``gitlab`` builder for one sweep: its checks share one :class:`GitLabSession`; each reads its token
     through ``secrets`` only when it first asks GitLab."""
     session = GitLabSession(web=web or Web())  # the sweep's (bounded in time), or one of its own
-
-    def build(settings: GitLabCheck) -> HolderCheck:
-        return GitLabPipelines(settings, secret_reader(secrets, settings.token), session=session, **options)
-
-    return build
+    return GitLabPipelines.provider(session, secrets, lambda settings: settings.token, **options)

@@ -17,31 +17,19 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from tflock_reaper.adapters.holders.web import (
-    HTTP_OK,
-    HTTP_TOO_MANY_REQUESTS,
-    Answer,
-    SecretUnavailableError,
-    UnreachableError,
-    Web,
-    origin,
-    read_credential,
-    secret_reader,
-    shown,
-)
-from tflock_reaper.domain.liveness import HolderCheck, HolderState, HolderStatus, ProviderBuilder
+from tflock_reaper.adapters.holders.base import Asked, Credential, NoAnswerError, WebCheck, WebSession, remembered
+from tflock_reaper.adapters.holders.web import Answer, Web, origin, shown
+from tflock_reaper.domain.liveness import HolderState, HolderStatus, ProviderBuilder
 from tflock_reaper.domain.lock import LockRecord
 from tflock_reaper.domain.policy import HttpCheck, SecretRef
 
 
 @dataclass
-class HttpSession:
+class HttpSession(WebSession):
     """One sweep's answers by filled URL (and header), shared by every HTTP check, and the hosts not to ask
     again in this sweep."""
 
-    web: Web = field(default_factory=Web)
-    answers: dict[tuple[str, str | None, SecretRef | None], HolderStatus] = field(default_factory=dict)
-    stopped: dict[str, str] = field(default_factory=dict)
+    answers: dict[tuple[str, str | None, SecretRef | None], HolderStatus | NoAnswerError] = field(default_factory=dict)
 
 
 def fill_url(template: str, lock: LockRecord) -> str:
@@ -54,7 +42,7 @@ def fill_url(template: str, lock: LockRecord) -> str:
     return url
 
 
-class HttpHolderCheck:
+class HttpHolderCheck(WebCheck[HttpCheck, HttpSession]):
     """``http`` holder check: asks an in-house endpoint whether the lock's holder is running.
 
     API calls per sweep: one ``GET <url template filled for the lock>`` per distinct filled URL (so once per
@@ -65,64 +53,25 @@ class HttpHolderCheck:
     """
 
     name = "http"
-
-    def __init__(
-        self,
-        settings: HttpCheck,
-        header_value: Callable[[], str] | None,
-        *,
-        timeout: float = 5.0,
-        max_attempts: int = 2,
-        session: HttpSession | None = None,
-    ) -> None:
-        self.settings = settings
-        self._header_value = header_value
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.session = session or HttpSession()
+    session_type = HttpSession
 
     def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         url = fill_url(self.settings.url, lock)
         header = self.settings.header
         key = (url, header.name if header else None, header.value if header else None)
-        cached = self.session.answers.get(key)
-        if cached is None:
-            cached = self.session.answers[key] = self._ask(url)
-        return cached
-
-    def _answer(self, state: HolderState, evidence: str) -> HolderStatus:
-        return HolderStatus(state, evidence, self.name)
+        answer = remembered(self.session.answers, key, lambda: self._ask(url))
+        return self._answer(HolderState.UNKNOWN, answer.reason) if isinstance(answer, NoAnswerError) else answer
 
     def _ask(self, url: str) -> HolderStatus:
         endpoint = shown(url)
         host = origin(url)
-        stopped = self.session.stopped.get(host)
-        if stopped:
-            return self._answer(HolderState.UNKNOWN, f"{endpoint} was not asked: {stopped} earlier in this sweep")
-        headers = {"Accept": "application/json"}
-        secrets: tuple[str, ...] = ()
-        if self.settings.header is not None:
-            what = f"{self.settings.header.name} header value"
-            if self._header_value is None:
-                return self._answer(HolderState.UNKNOWN, f"no reader for the {what} was configured")
-            try:
-                value = read_credential(self._header_value, what)
-            except SecretUnavailableError as err:
-                return self._answer(HolderState.UNKNOWN, str(err))
-            headers[self.settings.header.name] = value
-            secrets = (value,)
-        try:
-            answer = self.session.web.get(
-                url, headers=headers, timeout=self.timeout, max_attempts=self.max_attempts, secrets=secrets
-            )
-        except UnreachableError as err:
-            self.session.stopped[host] = f"{host} did not answer"
-            return self._answer(HolderState.UNKNOWN, f"{endpoint} did not answer: {err}")
-        if answer.status == HTTP_TOO_MANY_REQUESTS:
-            self.session.stopped[host] = f"{host} answered 429 Too Many Requests"
-        if answer.status not in HTTP_OK:
-            detail = answer.detail(*secrets)
-            return self._answer(HolderState.UNKNOWN, f"{endpoint} answered HTTP {answer.status}: {detail}")
+        header = self.settings.header
+        answer = self._get(
+            url,
+            Asked(instance=host, name=endpoint, speaker=endpoint, place=host),
+            headers={"Accept": "application/json"},
+            credential=Credential(f"{header.name} header value", header.name) if header else None,
+        )
         return self._judge(endpoint, answer)
 
     def _judge(self, endpoint: str, answer: Answer) -> HolderStatus:
@@ -145,9 +94,6 @@ def http_provider(secrets: Callable[[SecretRef], str], *, web: Web | None = None
     """The ``http`` builder for one sweep: its checks share one :class:`HttpSession`; the header secret is read
     only when a request is made."""
     session = HttpSession(web=web or Web())  # the sweep's (bounded in time), or one of its own
-
-    def build(settings: HttpCheck) -> HolderCheck:
-        reader = secret_reader(secrets, settings.header.value) if settings.header else None
-        return HttpHolderCheck(settings, reader, session=session, **options)
-
-    return build
+    return HttpHolderCheck.provider(
+        session, secrets, lambda settings: settings.header.value if settings.header else None, **options
+    )
