@@ -86,11 +86,11 @@ class MemoryAuditStore:
         self.acquired[key] = server_time
         return True
 
-    def record_released(self, scope: str, lock_path: str, lock_id: str, server_time: Any, sequence: str) -> Any:
-        self.scopes.add(scope)
+    def record_released(self, lock: Any, server_time: Any, sequence: str, *, position: str | None = None) -> Any:
+        self.scopes.add(lock.scope)
         from tflock_reaper.domain.audit import ReleaseRecord  # noqa: PLC0415
 
-        key = (lock_path, lock_id)
+        key = (lock.lock_path, lock.lock_id)
         first = key not in self.released
         self.released.setdefault(key, server_time)
         status, started = self.reap_status.get(key, (None, None))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 import stream_handler
 from fakes import FakeLambdaContext
+from streams import function_logs, logged_events
 from tables import create_state_table
 from tflab import (
     Backend,
@@ -115,16 +115,9 @@ def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     # The deployed function gets its namespace from POWERTOOLS_METRICS_NAMESPACE (template.yaml Globals);
     # without one, the LockHoldSeconds metric of every release raises and fails its record.
     monkeypatch.setattr(stream_handler.metrics, "namespace", NAMESPACE)
-    # handle_batch copies its logging config onto the `tflock_reaper` logger (handlers, no propagation).
-    package_logger = logging.getLogger("tflock_reaper")
-    saved = (list(package_logger.handlers), package_logger.propagate, package_logger.level)
-    buffer = io.StringIO()
-    previous = stream_handler.logger.registered_handler.setStream(buffer)
-    yield buffer
-    stream_handler.logger.registered_handler.setStream(previous)
+    with function_logs(stream_handler) as buffer:
+        yield buffer
     stream_handler.metrics.clear_metrics()
-    package_logger.handlers[:], package_logger.propagate = saved[0], saved[1]
-    package_logger.setLevel(saved[2])
 
 
 Deliver = Callable[[dict[str, Any]], list[dict[str, Any]]]
@@ -147,8 +140,7 @@ def deliver(moto_server: MotoServer, state_table: str, logs: io.StringIO) -> Del
 
 
 def audit_lines(text: str) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-    return [line for line in lines if line.get("event") in AUDIT_EVENTS]
+    return [line for line in logged_events(text) if line["event"] in AUDIT_EVENTS]
 
 
 def state_items(server: MotoServer, state_table: str) -> list[dict[str, Any]]:

@@ -117,12 +117,13 @@ def deployment(dynamodb, alerts, monkeypatch) -> Iterator[Deployment]:
     import stream_handler  # noqa: PLC0415
     import sweeper_handler  # noqa: PLC0415
     from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.stream import default_store  # noqa: PLC0415
     from tflock_reaper.entrypoints.wiring import default_clients  # noqa: PLC0415
 
     # Metrics read their namespace at first import, which another test module may have done before us.
     monkeypatch.setattr(sweeper_handler.metrics, "namespace", "TflockReaper")
     monkeypatch.setattr(stream_handler.metrics, "namespace", "TflockReaper")
-    caches: list[Any] = [get_settings, stream_handler.default_store, default_clients]
+    caches: list[Any] = [get_settings, default_store, default_clients]
     for cache in caches:
         cache.cache_clear()
     logs = io.StringIO()

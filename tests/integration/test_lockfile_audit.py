@@ -8,7 +8,6 @@ import copy
 import io
 import itertools
 import json
-import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from factories import go_time, lock_info
 from fakes import FakeLambdaContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from streams import function_logs, logged_events
 from tables import STATE_TABLE
 from tflock_reaper.adapters.errors import AwsAccessError
 from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
@@ -55,14 +55,8 @@ def handler(monkeypatch):
 
     monkeypatch.setattr(stream_handler.metrics, "namespace", "TflockReaper")
     stream_handler.metrics.clear_metrics()
-    package_logger = logging.getLogger("tflock_reaper")
-    saved = (list(package_logger.handlers), package_logger.propagate, package_logger.level)
-    buffer = io.StringIO()
-    previous = stream_handler.logger.registered_handler.setStream(buffer)
-    yield stream_handler, buffer
-    stream_handler.logger.registered_handler.setStream(previous)
-    package_logger.handlers[:], package_logger.propagate = saved[0], saved[1]
-    package_logger.setLevel(saved[2])
+    with function_logs(stream_handler) as buffer:
+        yield stream_handler, buffer
     stream_handler.metrics.clear_metrics()
 
 
@@ -89,8 +83,7 @@ class Audit:
         self.module.handle_lockfile_events(events, store=self.store, read=self.read)
 
     def lines(self) -> list[dict[str, Any]]:
-        parsed = [json.loads(line) for line in self.logs.getvalue().splitlines() if line.startswith("{")]
-        return [line for line in parsed if "event" in line]
+        return logged_events(self.logs.getvalue())
 
     def acquire(self, *, at: datetime = NOW, key: str = KEY, **info: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Terraform writes the lockfile; returns (its LockInfo, the Object Created event S3 sends)."""
@@ -274,7 +267,10 @@ def test_deletion_of_a_lockfile_never_seen_acquired_is_released_by_unknown(audit
 def test_a_dual_backend_release_already_recorded_from_the_stream_logs_nothing_more(audit):
     info, created = audit.acquire()
     audit.deliver(created)
-    audit.store.record_released(SCOPE, LOCK_PATH, info["ID"], NOW + timedelta(seconds=9), "100000000000000000001")
+    lock = classify_lockfile(audit.read(BUCKET, KEY), None)
+    assert isinstance(lock, LockRecord)
+    assert (lock.scope, lock.lock_path, lock.lock_id) == (SCOPE, LOCK_PATH, info["ID"])
+    audit.store.record_released(lock, NOW + timedelta(seconds=9), "100000000000000000001")
 
     audit.deliver(audit.release(at=NOW + timedelta(seconds=10)))
 
@@ -353,6 +349,7 @@ def test_a_throttled_state_table_raises_so_that_lambda_retries(audit, dynamodb, 
 
 def test_lambda_handler_dispatches_eventbridge_events_and_reads_s3_itself(handler, s3, dynamodb, monkeypatch):
     from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.stream import default_store  # noqa: PLC0415
     from tflock_reaper.entrypoints.wiring import default_clients  # noqa: PLC0415
 
     module, logs = handler
@@ -362,7 +359,7 @@ def test_lambda_handler_dispatches_eventbridge_events_and_reads_s3_itself(handle
     event["detail"]["object"]["etag"] = etag.strip('"')
     monkeypatch.setenv("LOCK_TABLE_NAME", "tf-locks")
     monkeypatch.setenv("STATE_TABLE_NAME", STATE_TABLE)
-    caches: list[Any] = [get_settings, module.default_store, default_clients]
+    caches: list[Any] = [get_settings, default_store, default_clients]
     for cache in caches:
         cache.cache_clear()
     try:
@@ -371,8 +368,7 @@ def test_lambda_handler_dispatches_eventbridge_events_and_reads_s3_itself(handle
         for cache in caches:
             cache.cache_clear()
 
-    lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
-    [line] = [line for line in lines if "event" in line]
+    [line] = logged_events(logs.getvalue())
     assert (line["event"], line["lock_id"]) == ("lock_acquired", body["ID"])
     assert line["server_time"] == datetime.fromisoformat(event["time"]).isoformat()
 

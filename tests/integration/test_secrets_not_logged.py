@@ -93,6 +93,7 @@ def captured(dynamodb, alerts: AlertStack, monkeypatch) -> Iterator[Captured]:
     from tflock_reaper.adapters.channels.pagerduty import PagerDutyNotifier  # noqa: PLC0415
     from tflock_reaper.adapters.channels.slack import SlackNotifier  # noqa: PLC0415
     from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.stream import default_store  # noqa: PLC0415
     from tflock_reaper.entrypoints.wiring import default_clients  # noqa: PLC0415
 
     monkeypatch.setattr(sweeper_handler.metrics, "namespace", "TflockReaper")
@@ -102,7 +103,7 @@ def captured(dynamodb, alerts: AlertStack, monkeypatch) -> Iterator[Captured]:
         defaults = notifier.__init__.__kwdefaults__
         monkeypatch.setitem(defaults, "timeout", 0.3)
         monkeypatch.setitem(defaults, "backoff", 0.01)
-    caches: list[Any] = [get_settings, stream_handler.default_store, default_clients]
+    caches: list[Any] = [get_settings, default_store, default_clients]
     for cache in caches:
         cache.cache_clear()
 

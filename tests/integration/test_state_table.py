@@ -193,7 +193,7 @@ def test_a_release_recorded_from_the_stream_closes_the_observation(dynamodb):
     (lock,) = _locks(1, "tf-state")
     store.observe([lock], NOW)
     store.settle([], NOW)
-    store.record_released(lock.scope, lock.lock_path, lock.lock_id, NOW + timedelta(minutes=1), "1" * 21)
+    store.record_released(lock, NOW + timedelta(minutes=1), "1" * 21)
     (item,) = table_items(dynamodb, STATE_TABLE)
     assert "open_bucket" not in item
     assert "released_at" in item
@@ -221,7 +221,7 @@ def test_a_hostile_lock_id_and_path_are_observed_warned_reaped_and_released(dyna
     assert states[lock_key(hostile)].acquired_at == NOW
     store.begin_reap(hostile, NOW, ["past reap_after"])
     store.end_reap(hostile, "reaped", NOW, hostile.item)
-    released = store.record_released(hostile.scope, hostile.lock_path, hostile.lock_id, NOW, "2" * 21)
+    released = store.record_released(hostile, NOW, "2" * 21)
     assert released.reap_status == "reaped"
     (record,) = [i for i in table_items(dynamodb, STATE_TABLE) if i["lock_id"]["S"] == hostile.lock_id]
     assert record["lock_path"]["S"] == hostile.lock_path

@@ -1,14 +1,13 @@
 """The stream function on the `events/stream_*.json` fixtures (captured from real Terraform, see
 scripts/capture_stream_events.py), against moto's in-process state table: the event each one logs."""
 
-import io
 import json
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fakes import FakeLambdaContext
+from streams import function_logs, logged_events
 from tables import LOCK_TABLE, STATE_TABLE
 
 EVENTS = Path(__file__).parents[2] / "events"
@@ -43,19 +42,9 @@ def stream_handler(monkeypatch):
 
 @pytest.fixture
 def logs(stream_handler):
-    """What the function logs (Powertools binds its handler to the stdout of import time: redirect it).
-
-    handle_batch copies its logging config onto the `tflock_reaper` logger (handlers, no propagation):
-    restored afterwards, so that later tests capturing `tflock_reaper.*` records through the root still can.
-    """
-    package_logger = logging.getLogger("tflock_reaper")
-    saved = (list(package_logger.handlers), package_logger.propagate, package_logger.level)
-    buffer = io.StringIO()
-    previous = stream_handler.logger.registered_handler.setStream(buffer)
-    yield buffer
-    stream_handler.logger.registered_handler.setStream(previous)
-    package_logger.handlers[:], package_logger.propagate = saved[0], saved[1]
-    package_logger.setLevel(saved[2])
+    """What the function logs."""
+    with function_logs(stream_handler) as buffer:
+        yield buffer
 
 
 @pytest.fixture
@@ -66,8 +55,7 @@ def deliver(stream_handler, dynamodb, logs):
     def run(name: str) -> list[dict]:
         result = stream_handler.handle_batch(load(name), FakeLambdaContext(), store=StateTable(dynamodb, STATE_TABLE))
         assert result == {"batchItemFailures": []}, logs.getvalue()
-        lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
-        return [line for line in lines if "event" in line]
+        return logged_events(logs.getvalue())
 
     return run
 
@@ -162,16 +150,17 @@ def test_batch_pairs_the_release_with_its_acquisition_on_stream_time(deliver):
 
 def test_lambda_handler_on_the_batch_emits_the_metrics(stream_handler, dynamodb, logs, monkeypatch, capsys):
     from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
+    from tflock_reaper.entrypoints.stream import default_store  # noqa: PLC0415
 
     monkeypatch.setenv("LOCK_TABLE_NAME", LOCK_TABLE)
     monkeypatch.setenv("STATE_TABLE_NAME", STATE_TABLE)
     get_settings.cache_clear()
-    stream_handler.default_store.cache_clear()
+    default_store.cache_clear()
     try:
         result = stream_handler.lambda_handler(load("stream_batch.json"), FakeLambdaContext())
     finally:
         get_settings.cache_clear()
-        stream_handler.default_store.cache_clear()
+        default_store.cache_clear()
 
     assert result == {"batchItemFailures": []}
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from factories import digest_item, go_time, lock_item
 from fakes import FakeLambdaContext, FakeLockTable
-from streams import STREAM_ARN, stream_record
+from streams import STREAM_ARN, function_logs, logged_events, stream_record
 from tables import STATE_TABLE, table_items
 from tflock_reaper.adapters.state_table import StateTable, state_pk
 from tflock_reaper.domain.decision import Outcome
@@ -24,15 +24,12 @@ def stream(monkeypatch):
     import stream_handler  # noqa: PLC0415
 
     monkeypatch.setattr(stream_handler.metrics, "namespace", "TflockReaper")
-    buffer = io.StringIO()
-    previous = stream_handler.logger.registered_handler.setStream(buffer)
-    yield stream_handler, buffer
-    stream_handler.logger.registered_handler.setStream(previous)
+    with function_logs(stream_handler) as buffer:
+        yield stream_handler, buffer
 
 
 def _events(buffer: io.StringIO) -> list[dict]:
-    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
-    return [line for line in lines if "event" in line]
+    return logged_events(buffer.getvalue())
 
 
 def _batch(*records):

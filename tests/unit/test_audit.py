@@ -1,8 +1,10 @@
 """Given stream records of lock-table changes, the audit says what happened, once, with server time."""
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from factories import NOW, digest_item, lock_item
@@ -10,7 +12,8 @@ from fakes import MemoryAuditStore
 from streams import stream_record
 from tflock_reaper.domain.audit import EventKind, UnreadableRecordError, parse_record
 from tflock_reaper.domain.lockfile_audit import batch_order, parse_lockfile_event, sequencer_position
-from tflock_reaper.services.recorder import record_change
+from tflock_reaper.services.dispatch import ChannelResult, DispatchResult, SendStatus
+from tflock_reaper.services.recorder import ResolvedNotSentError, audit_stream_record, record_change
 
 PATH = "tf-state/dev/network/terraform.tfstate"
 
@@ -197,3 +200,67 @@ def test_a_batch_of_lockfile_events_is_ordered_per_object_by_sequencer():
         ("b.tflock", "00617F08299329D189"),
         ("b.tflock", "00617F08299329D18A"),
     ]
+
+
+# -- what is retried -------------------------------------------------------------------------------------------
+class RecordingLog:
+    """The audit log of a test: what the function would log and count."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.unreadable_reasons: list[str] = []
+        self.counts: dict[str, int] = {}
+
+    def publish(self, event: Any) -> None:
+        self.events.append(event)
+
+    def unreadable(self, reason: str) -> None:
+        self.unreadable_reasons.append(reason)
+
+    def count(self, metric: str, value: int) -> None:
+        self.counts[metric] = self.counts.get(metric, 0) + value
+
+
+class AlertedStore(MemoryAuditStore):
+    """Every lock was alerted about: its release carries the channels' snapshot."""
+
+    def record_released(self, *args: Any, **kwargs: Any) -> Any:
+        return replace(super().record_released(*args, **kwargs), alert_channels='{"team": {"type": "slack"}}')
+
+
+def _not_announced(notification: Any, channels: str) -> Any:
+    raise AssertionError("nothing to announce")
+
+
+def test_an_unreadable_record_is_logged_and_counted_and_never_raised():
+    log = RecordingLog()
+    audit_stream_record({"eventName": "INSERT"}, MemoryAuditStore(), _not_announced, log)
+    assert log.events == []
+    [reason] = log.unreadable_reasons
+    assert "not a DynamoDB stream record" in reason
+
+
+@pytest.mark.parametrize(
+    ("failure", "retried"),
+    [("retryable", True), ("not retryable", False), ("no answer", False)],
+)
+def test_a_resolved_not_sent_fails_its_record_only_when_a_retry_can_send_it(failure, retried):
+    def announce(notification: Any, channels: str) -> DispatchResult:
+        if failure == "no answer":
+            raise ValueError("unreadable channel settings")
+        result = ChannelResult("team", SendStatus.FAILED, "HTTP 503", retryable=failure == "retryable")
+        return DispatchResult(notification.dedup_key, (result,))
+
+    store, log = AlertedStore(), RecordingLog()
+    lock = lock_item(PATH)
+    audit_stream_record(stream_record("INSERT", new=lock, at=NOW), store, _not_announced, log)
+    release = stream_record("REMOVE", old=lock, at=NOW + timedelta(minutes=5))
+    if retried:
+        with pytest.raises(ResolvedNotSentError, match="not sent on team: will retry"):
+            audit_stream_record(release, store, announce, log)
+    else:
+        audit_stream_record(release, store, announce, log)
+
+    assert [e.event for e in log.events] == [EventKind.LOCK_ACQUIRED, EventKind.LOCK_RELEASED]
+    sent = {} if failure == "no answer" else {"NotificationsSent": 0}
+    assert log.counts == sent | {"NotificationFailures": 1}

@@ -410,23 +410,14 @@ class StateTable:
         return written
 
     def record_released(
-        self,
-        scope: str,
-        lock_path: str,
-        lock_id: str,
-        server_time: datetime,
-        sequence: str,
-        *,
-        position: str | None = None,
+        self, lock: LockRecord, server_time: datetime, sequence: str, *, position: str | None = None
     ) -> ReleaseRecord:
         """With ``position`` (a lockfile deletion's sequencer position), the release replaces one recorded from a
         later deletion: S3 events arrive in any order, and the earliest deletion after the create is the release."""
         values: dict[str, Any] = {
             ":t": {"S": server_time.isoformat()},
             ":seq": {"S": sequence},
-            ":scope": {"S": scope},
-            ":path": {"S": lock_path},
-            ":id": {"S": lock_id},
+            **_readable(lock),
             ":ttl": _epoch(server_time + OBSERVATION_TTL),
         }
         by_position, condition = "", "attribute_not_exists(released_at)"
@@ -434,7 +425,7 @@ class StateTable:
             by_position, condition = ", released_position = :pos", f"{condition} OR released_position > :pos"
             values[":pos"] = {"S": position}
         written, attributes = self._conditional(
-            _key(scope, lock_path, lock_id),
+            _lock_key(lock),
             "SET released_at = :t, released_seq = :seq, lock_scope = :scope, lock_path = :path, lock_id = :id, "
             f"expires_at = if_not_exists(expires_at, :ttl){by_position} REMOVE {OPEN_KEY}",
             condition,

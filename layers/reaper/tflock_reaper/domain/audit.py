@@ -6,8 +6,8 @@ a ``REMOVE`` with ``OldImage.Info``. Its ``-md5`` digest item is written after e
 writing). ``ApproximateCreationDateTime`` is AWS's clock: the sweeper measures age from it when known.
 
 This module is pure: :func:`parse_record` turns a Lambda stream record into a :class:`StreamChange`,
-:func:`interpret` says what it means, and :func:`audit_event` builds the log event once the state store
-has been updated.
+:func:`interpret` says what it means, and once the :class:`AuditStore` has recorded it, :func:`acquired_event` and
+:func:`released_event` build the log event (for lock items and lockfiles alike: ``domain.lockfile_audit``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,6 +41,7 @@ class EventKind(StrEnum):
 
 
 ReleasedBy = Literal["terraform", "tflock-reaper", "ttl", "unknown"]
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class _StreamRecordBody(BaseModel):
@@ -104,11 +105,16 @@ class UnreadableRecordError(ValueError):
     """A stream record that is not shaped like DynamoDB's: it can never be processed."""
 
 
-def parse_record(record: dict[str, Any]) -> StreamChange:
+def parse_event(model: type[_Model], event: dict[str, Any], what: str) -> _Model:
+    """``event`` as ``model``, or :class:`UnreadableRecordError` saying it is not ``what``."""
     try:
-        parsed = _LambdaStreamRecord.model_validate(record)
+        return model.model_validate(event)
     except ValidationError as err:
-        raise UnreadableRecordError(f"not a DynamoDB stream record: {describe_validation_error(err)}") from err
+        raise UnreadableRecordError(f"not {what}: {describe_validation_error(err)}") from err
+
+
+def parse_record(record: dict[str, Any]) -> StreamChange:
+    parsed = parse_event(_LambdaStreamRecord, record, "a DynamoDB stream record")
     body = parsed.dynamodb
     try:
         server_time = datetime.fromtimestamp(body.approximate_creation, tz=UTC)
@@ -191,6 +197,29 @@ class ReleaseRecord:
     """False when the release had been recorded already (a redelivered record)."""
 
 
+class AcquisitionStore(Protocol):
+    """Where acquisitions and their releases are recorded once (the state table), whatever the lock's backend."""
+
+    def record_acquired(self, lock: LockRecord, server_time: datetime, sequence: str) -> bool:
+        """False when this acquisition was already recorded."""
+        ...
+
+    def record_released(
+        self, lock: LockRecord, server_time: datetime, sequence: str, *, position: str | None = None
+    ) -> ReleaseRecord:
+        """The acquisition's record; ``first`` is False when this release was already recorded. With ``position``
+        (a lockfile deletion's), the release replaces one recorded from a later deletion."""
+        ...
+
+
+class AuditStore(AcquisitionStore, Protocol):
+    """What the audit of a lock table's stream records: acquisitions, releases and state writes."""
+
+    def record_persisted(self, scope: str, state_path: str, server_time: datetime, sequence: str) -> bool:
+        """False when this (or a later) digest write was already recorded."""
+        ...
+
+
 #: A ``pending`` reap record (the delete's outcome not yet written) explains a removal this close to it.
 REAP_ATTRIBUTION_WINDOW = timedelta(minutes=5)
 
@@ -210,10 +239,14 @@ def reaped_by_us(server_time: datetime, record: ReleaseRecord | None) -> bool:
     )
 
 
-def released_by(change: StreamChange, lock: LockRecord | None, record: ReleaseRecord | None) -> ReleasedBy:
-    if reaped_by_us(change.server_time, record):
+def released_by(
+    server_time: datetime, lock: LockRecord | None, record: ReleaseRecord | None, principal: str | None = None
+) -> ReleasedBy:
+    """Who removed the lock: the reaper (by its reap record), DynamoDB's TTL (by the stream record's ``principal``),
+    else Terraform when the released lock is known."""
+    if reaped_by_us(server_time, record):
         return "tflock-reaper"
-    if change.principal == TTL_PRINCIPAL:
+    if principal == TTL_PRINCIPAL:
         return "ttl"
     if lock is not None:
         return "terraform"
@@ -252,22 +285,32 @@ class AuditEvent:
         return fields
 
 
-def lock_event(kind: EventKind, change: StreamChange, lock: LockRecord) -> AuditEvent:
+def acquired_event(lock: LockRecord, server_time: datetime) -> AuditEvent:
+    """``lock_acquired`` at the server's time of the acquisition (a lock item's ``INSERT``, a lockfile's create)."""
     info = lock.info
-    return AuditEvent(kind, lock.lock_path, change.server_time, info.id, info.who, info.operation, info.created)
+    return AuditEvent(
+        EventKind.LOCK_ACQUIRED, lock.lock_path, server_time, info.id, info.who, info.operation, info.created
+    )
 
 
-def release_event(change: StreamChange, meaning: Released, record: ReleaseRecord | None) -> AuditEvent:
-    """Held time runs from the server's acquisition time when recorded, else from the holder's ``Created``."""
-    lock = meaning.lock
-    start = (record.acquired_at if record else None) or (lock.info.created if lock else None)
-    base = (
-        lock_event(EventKind.LOCK_RELEASED, change, lock)
-        if lock
-        else AuditEvent(EventKind.LOCK_RELEASED, meaning.lock_path, change.server_time)
-    )
-    return replace(
-        base,
-        held_seconds=round((change.server_time - start).total_seconds(), 3) if start else None,
-        released_by=released_by(change, lock, record),
-    )
+def ignored_event(lock_path: str, server_time: datetime, reason: str) -> AuditEvent:
+    """``item_ignored``: a change that is neither an acquisition nor a release (nor a state write), and why."""
+    return AuditEvent(EventKind.ITEM_IGNORED, lock_path, server_time, reason=reason)
+
+
+def released_event(
+    lock_path: str,
+    server_time: datetime,
+    lock: LockRecord | None,
+    *,
+    since: datetime | None,
+    by: ReleasedBy,
+    reason: str | None = None,
+) -> AuditEvent:
+    """``lock_released`` at the server's time of the release (a lock item's ``REMOVE``, a lockfile's deletion).
+
+    ``lock`` is None when the events do not say which lock it was (``lock_path`` is the lock's when they do);
+    ``held_seconds`` runs from ``since`` (None: unknown)."""
+    base = acquired_event(lock, server_time) if lock else AuditEvent(EventKind.LOCK_RELEASED, lock_path, server_time)
+    held = round((server_time - since).total_seconds(), 3) if since else None
+    return replace(base, event=EventKind.LOCK_RELEASED, held_seconds=held, released_by=by, reason=reason)

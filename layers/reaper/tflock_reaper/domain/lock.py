@@ -85,16 +85,11 @@ def lockfile_lock_path(bucket: str, key: str) -> str:
     return f"{bucket}/{key.removesuffix(LOCKFILE_SUFFIX)}"
 
 
-@dataclass(frozen=True)
-class LockfileObject:
-    """A ``<state key>.tflock`` object exactly as S3 returned it: the reap's delete is conditional on ``etag``."""
+class InBucket:
+    """Mixin: an S3 object (or an event about one) named by ``bucket`` and ``key``."""
 
     bucket: str
     key: str
-    body: bytes
-    etag: str
-    last_modified: datetime
-    """Server time of the write, i.e. of the acquisition (Terraform writes the file once, with If-None-Match)."""
 
     @property
     def location(self) -> str:
@@ -103,6 +98,18 @@ class LockfileObject:
     @property
     def lock_path(self) -> str:
         return lockfile_lock_path(self.bucket, self.key)
+
+
+@dataclass(frozen=True)
+class LockfileObject(InBucket):
+    """A ``<state key>.tflock`` object exactly as S3 returned it: the reap's delete is conditional on ``etag``."""
+
+    bucket: str
+    key: str
+    body: bytes
+    etag: str
+    last_modified: datetime
+    """Server time of the write, i.e. of the acquisition (Terraform writes the file once, with If-None-Match)."""
 
 
 @dataclass(frozen=True)

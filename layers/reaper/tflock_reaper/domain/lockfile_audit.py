@@ -24,7 +24,8 @@ Where the events cannot tell (a create whose lockfile was gone or replaced befor
 release is logged with ``released_by: unknown``, never guessed.
 
 :func:`parse_lockfile_event` parses at the edge, :func:`ignore_reason` says what is not a lockfile change, and
-:func:`record_lockfile_change` records one event through the store it is given (the state table; no AWS here).
+``services.recorder.record_lockfile_change`` records one event through a :class:`LockfileAuditStore` (the state
+table), logging the same ``domain.audit`` events as lock items do.
 """
 
 from __future__ import annotations
@@ -35,25 +36,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from tflock_reaper.domain.audit import (
-    AuditEvent,
-    EventKind,
-    ReleasedBy,
-    ReleaseRecord,
-    UnreadableRecordError,
-    reaped_by_us,
-)
-from tflock_reaper.domain.lock import (
-    LOCKFILE_SUFFIX,
-    LockfileObject,
-    LockRecord,
-    describe_validation_error,
-    is_lockfile_key,
-    lockfile_lock_path,
-    lockfile_scope,
-)
+from tflock_reaper.domain.audit import AcquisitionStore, parse_event
+from tflock_reaper.domain.lock import LOCKFILE_SUFFIX, InBucket, LockfileObject, is_lockfile_key, lockfile_scope
 
 S3_SOURCE = "aws.s3"
 OBJECT_CREATED = "Object Created"
@@ -113,7 +99,7 @@ def sequencer_position(sequencer: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class LockfileChange:
+class LockfileChange(InBucket):
     """One S3 event about an object, parsed at the edge."""
 
     detail_type: str
@@ -127,14 +113,6 @@ class LockfileChange:
     sequencer: str | None = None
 
     @property
-    def location(self) -> str:
-        return f"{self.bucket}/{self.key}"
-
-    @property
-    def lock_path(self) -> str:
-        return lockfile_lock_path(self.bucket, self.key)
-
-    @property
     def scope(self) -> str:
         """Where the state table keeps this lockfile's records (a lockfile-only lock's scope: its bucket)."""
         return lockfile_scope(self.bucket)
@@ -145,10 +123,7 @@ class LockfileChange:
 
 
 def parse_lockfile_event(event: dict[str, Any]) -> LockfileChange:
-    try:
-        parsed = _S3Event.model_validate(event)
-    except ValidationError as err:
-        raise UnreadableRecordError(f"not an S3 event from EventBridge: {describe_validation_error(err)}") from err
+    parsed = parse_event(_S3Event, event, "an S3 event from EventBridge")
     detail = parsed.detail
     return LockfileChange(
         detail_type=parsed.detail_type,
@@ -214,7 +189,9 @@ class LockfileEntry:
     body: str | None = None
 
 
-class LockfileAuditStore(Protocol):
+class LockfileAuditStore(AcquisitionStore, Protocol):
+    """What the audit of lockfiles records: acquisitions and releases, and every S3 event of a lockfile key."""
+
     def record_lockfile_event(self, scope: str, lock_path: str, entry: LockfileEntry) -> tuple[bool, LockfileEntry]:
         """Keep ``entry`` unless its position is kept already: (written, the entry kept)."""
         ...
@@ -225,24 +202,6 @@ class LockfileAuditStore(Protocol):
         """The entries of ``lock_path`` right before and right after ``position``."""
         ...
 
-    def record_acquired(self, lock: LockRecord, server_time: datetime, sequence: str) -> bool:
-        """False when this acquisition was already recorded."""
-        ...
-
-    def record_released(
-        self,
-        scope: str,
-        lock_path: str,
-        lock_id: str,
-        server_time: datetime,
-        sequence: str,
-        *,
-        position: str | None = None,
-    ) -> ReleaseRecord:
-        """Record the release (``first`` False when it was recorded already). With ``position``, a release matched
-        from a deletion: it replaces one recorded from a later deletion."""
-        ...
-
     def revoke_release(self, scope: str, lock_path: str, lock_id: str, position: str) -> bool:
         """Forget the release recorded from the deletion at ``position``, if that is the one recorded."""
         ...
@@ -250,45 +209,3 @@ class LockfileAuditStore(Protocol):
 
 ReadLockfile = Callable[[str, str], LockfileObject | None]
 """GetObject of (bucket, key): the object, or None when it is gone."""
-
-
-def acquired_event(change: LockfileChange, lock: LockRecord) -> AuditEvent:
-    info = lock.info
-    return AuditEvent(
-        EventKind.LOCK_ACQUIRED, lock.lock_path, change.server_time, info.id, info.who, info.operation, info.created
-    )
-
-
-def ignored_event(change: LockfileChange, reason: str) -> AuditEvent:
-    return AuditEvent(EventKind.ITEM_IGNORED, change.lock_path, change.server_time, reason=reason)
-
-
-def release_event(
-    change: LockfileChange,
-    deleted: LockfileEntry | None,
-    lock: LockRecord | None,
-    created: LockfileEntry | None,
-    record: ReleaseRecord | None,
-    *,
-    reason: str | None = None,
-) -> AuditEvent:
-    """The release at the deletion's server time. Held time runs from the recorded server time of the acquisition
-    (the body, and its ``Created``, are gone); never negative: the deletion comes after its create by sequencer,
-    and two events of the same second may carry times in either order."""
-    at = deleted.server_time if deleted is not None else change.server_time
-    if lock is None:
-        return AuditEvent(EventKind.LOCK_RELEASED, change.lock_path, at, released_by="unknown", reason=reason)
-    start = (record.acquired_at if record else None) or (created.server_time if created else None)
-    by: ReleasedBy = "tflock-reaper" if reaped_by_us(at, record) else "terraform"
-    info = lock.info
-    return AuditEvent(
-        EventKind.LOCK_RELEASED,
-        change.lock_path,
-        at,
-        info.id,
-        info.who,
-        info.operation,
-        held_seconds=max(0.0, round((at - start).total_seconds(), 3)) if start else None,
-        released_by=by,
-        reason=reason,
-    )

@@ -1,48 +1,132 @@
-"""The stream function's service: record each lock-table change once, and say what to log.
+"""The stream function's service: record each lock change once, say what to log, and decide what is retried.
 
-Writes are idempotent and conditional, so a redelivered batch records nothing twice: a change already
-recorded returns ``None`` (nothing to log or count). A store failure raises, so that only that record is
-retried; a record that can never be processed is an ``item_ignored`` event, never an exception.
+Two sources, one audit: the records of a lock table's stream (:func:`audit_stream_record`) and the S3 events of
+lockfiles (:func:`audit_lockfile_events`) give the same ``domain.audit`` events, logged and counted through an
+:class:`AuditLog`. Writes are idempotent and conditional, so a redelivered record records nothing twice: a change
+already recorded logs and counts nothing.
+
+What is retried: a record that can never be processed is logged and counted, never raised; a store failure raises,
+so that only that record (or S3 event) is retried; so does a channel's retryable failure to send a ``resolved``
+(:class:`ResolvedNotSentError`): its release is recorded already, so the retry only sends what was not sent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Protocol
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tflock_reaper.domain import lockfile_audit
 from tflock_reaper.domain.audit import (
     Acquired,
     AuditEvent,
+    AuditStore,
     EventKind,
     Ignored,
     Persisted,
+    Released,
     ReleaseRecord,
     StreamChange,
+    UnreadableRecordError,
+    acquired_event,
+    ignored_event,
     interpret,
-    lock_event,
-    release_event,
+    parse_record,
+    released_by,
+    released_event,
 )
 from tflock_reaper.domain.durations import format_duration
 from tflock_reaper.domain.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
 from tflock_reaper.domain.notification import Notification, NotificationKind
 
+if TYPE_CHECKING:
+    from tflock_reaper.services.dispatch import DispatchResult
 
-class AuditStore(Protocol):
-    def record_acquired(self, lock: LockRecord, server_time: datetime, sequence: str) -> bool:
-        """False when this acquisition was already recorded."""
+logger = logging.getLogger(__name__)
+
+
+class AuditLog(Protocol):
+    """Where the audit goes: the function's structured log lines and metrics."""
+
+    def publish(self, event: AuditEvent) -> None:
+        """One log line for the event, and its count."""
         ...
 
-    def record_released(
-        self, scope: str, lock_path: str, lock_id: str, server_time: datetime, sequence: str
-    ) -> ReleaseRecord:
-        """The acquisition's record; ``first`` is False when this release was already recorded."""
+    def unreadable(self, reason: str) -> None:
+        """One log line for a record that can never be processed (not even its lock is known), and its count."""
         ...
 
-    def record_persisted(self, scope: str, state_path: str, server_time: datetime, sequence: str) -> bool:
-        """False when this (or a later) digest write was already recorded."""
-        ...
+    def count(self, metric: str, value: int) -> None: ...
+
+
+Announce = Callable[[Notification, str], "DispatchResult"]
+"""Sends a ``resolved`` notification to the channels of a snapshot (JSON, see ``alerting.channel_snapshot``)."""
+
+
+class ResolvedNotSentError(RuntimeError):
+    """A channel failed in a way a retry can fix: fail this record so that it is retried (the release is
+    recorded already, so the retry only sends what was not sent)."""
+
+
+def audit_stream_record(record: dict[str, Any], store: AuditStore, announce: Announce, log: AuditLog) -> None:
+    """One record of a lock table's stream: recorded once, logged, and its ``resolved`` announced. Raises only
+    for what a retry can fix: the store's failures and :class:`ResolvedNotSentError`."""
+    try:
+        change = parse_record(record)
+    except UnreadableRecordError as err:
+        log.unreadable(str(err))  # malformed: retrying cannot help
+        return
+    recorded = record_change(change, store)
+    if recorded is None:
+        logger.debug("already recorded", extra={"lock_path": change.lock_path, "sequence": change.sequence_number})
+        return
+    if recorded.event is not None:
+        log.publish(recorded.event)
+    _announce_resolved(recorded, announce, log)
+
+
+def _announce_resolved(recorded: Recorded, announce: Announce, log: AuditLog) -> None:
+    if recorded.resolved is None or recorded.channels is None:
+        return
+    lock_path = recorded.resolved.lock_path
+    try:
+        result = announce(recorded.resolved, recorded.channels)
+    except Exception:
+        # Not a channel's answer (e.g. unreadable channel settings): a retry would fail the same way.
+        logger.exception("resolved notification failed", extra={"lock_path": lock_path})
+        log.count("NotificationFailures", 1)
+        return
+    log.count("NotificationsSent", len(result.sent))
+    if result.failed:
+        log.count("NotificationFailures", len(result.failed))
+        retryable = [r.channel for r in result.failed if r.retryable]
+        if retryable:
+            raise ResolvedNotSentError(f"resolved for {lock_path} not sent on {', '.join(retryable)}: will retry")
+
+
+def audit_lockfile_events(
+    events: Sequence[dict[str, Any]],
+    store: lockfile_audit.LockfileAuditStore,
+    read: lockfile_audit.ReadLockfile,
+    log: AuditLog,
+) -> None:
+    """S3 events of lockfiles from EventBridge, recorded per object in S3's order (sequencer) and logged. Raises
+    only for the store's failures (and the read's, but for a vanished object): the invocation is retried, and what
+    was recorded before the failure is recorded once."""
+    changes: list[lockfile_audit.LockfileChange] = []
+    for event in events:
+        try:
+            changes.append(lockfile_audit.parse_lockfile_event(event))
+        except UnreadableRecordError as err:
+            log.unreadable(str(err))
+    for change in sorted(changes, key=lockfile_audit.batch_order):
+        recorded = record_lockfile_change(change, store, read)
+        if not recorded:
+            logger.debug("already recorded", extra={"lock_path": change.lock_path, "event_id": change.event_id})
+        for audit_event in recorded:
+            log.publish(audit_event)
 
 
 @dataclass(frozen=True)
@@ -65,28 +149,34 @@ def record_change(change: StreamChange, store: AuditStore) -> Recorded | None:
 def _record(change: StreamChange, store: AuditStore) -> AuditEvent | Recorded | None:
     meaning = interpret(change)
     if isinstance(meaning, Ignored):
-        return AuditEvent(EventKind.ITEM_IGNORED, meaning.lock_path, change.server_time, reason=meaning.reason)
+        return ignored_event(meaning.lock_path, change.server_time, meaning.reason)
     if isinstance(meaning, Acquired):
         if not store.record_acquired(meaning.lock, change.server_time, change.sequence_number):
             return None
-        return lock_event(EventKind.LOCK_ACQUIRED, change, meaning.lock)
+        return acquired_event(meaning.lock, change.server_time)
     if isinstance(meaning, Persisted):
         if not store.record_persisted(change.table_arn, meaning.state_path, change.server_time, change.sequence_number):
             return None
         return AuditEvent(EventKind.STATE_PERSISTED, meaning.state_path, change.server_time)
     if meaning.lock is None:
-        return release_event(change, meaning, None)
+        return _released(change, meaning, None)
     lock = meaning.lock
-    record = store.record_released(
-        lock.scope, meaning.lock_path, lock.lock_id, change.server_time, change.sequence_number
-    )
-    event = release_event(change, meaning, record)
+    record = store.record_released(lock, change.server_time, change.sequence_number)
+    event = _released(change, meaning, record)
     resolved = _resolved(event, meaning.lock, record, change.table)
     if not record.first and resolved is None:
         return None
     # A redelivered release logs nothing again, but its ``resolved`` is offered again: the ledger sends it once,
     # and a send that failed (so that the record was retried) gets its second chance.
     return Recorded(event if record.first else None, resolved, record.alert_channels)
+
+
+def _released(change: StreamChange, meaning: Released, record: ReleaseRecord | None) -> AuditEvent:
+    """Held time runs from the server's acquisition time when recorded, else from the holder's ``Created``."""
+    lock = meaning.lock
+    since = (record.acquired_at if record else None) or (lock.info.created if lock else None)
+    by = released_by(change.server_time, lock, record, change.principal)
+    return released_event(meaning.lock_path, change.server_time, lock, since=since, by=by)
 
 
 def _resolved(event: AuditEvent, lock: LockRecord, record: ReleaseRecord, table: str) -> Notification | None:
@@ -117,7 +207,7 @@ def record_lockfile_change(
     """
     reason = lockfile_audit.ignore_reason(change)
     if reason is not None:
-        return [lockfile_audit.ignored_event(change, reason)]
+        return [_ignored(change, reason)]
     if change.detail_type == lockfile_audit.OBJECT_CREATED:
         return _record_created(change, store, read)
     return _record_deleted(change, store)
@@ -156,9 +246,9 @@ def _record_created(
     if position is None:
         # Cannot be placed among the key's events: recorded as before, its deletion will be "unknown".
         if lock is None:
-            return [lockfile_audit.ignored_event(change, unread)]
+            return [_ignored(change, unread)]
         return (
-            [lockfile_audit.acquired_event(change, lock)]
+            [acquired_event(lock, change.server_time)]
             if store.record_acquired(lock, change.server_time, change.event_id)
             else []
         )
@@ -168,21 +258,15 @@ def _record_created(
     )
     written, kept = store.record_lockfile_event(change.scope, change.lock_path, entry)
     if kept.kind != "created":
-        return [
-            lockfile_audit.ignored_event(change, f"sequencer {change.sequencer} is that of a deletion of the same key")
-        ]
+        return [_ignored(change, f"sequencer {change.sequencer} is that of a deletion of the same key")]
     # A redelivery goes by what the first delivery read: the lockfile may be gone by now.
     lock = _entry_lock(change, kept)
     events: list[AuditEvent] = []
     if lock is None:
         if written:
-            events.append(
-                lockfile_audit.ignored_event(
-                    change, unread or "lockfile not read when its create event was first handled"
-                )
-            )
+            events.append(_ignored(change, unread or "lockfile not read when its create event was first handled"))
     elif store.record_acquired(lock, kept.server_time, kept.event_id):
-        events.append(lockfile_audit.acquired_event(change, lock))
+        events.append(acquired_event(lock, change.server_time))
     before, after = store.lockfile_neighbours(change.scope, change.lock_path, position)
     if after is not None and after.kind == "deleted":
         events += _released_later(change, store, created=kept, lock=lock, before=before, deleted=after)
@@ -209,7 +293,7 @@ def _released_later(
         return _release(change, store, created=created, lock=lock, deleted=deleted, note=note)
     if note is None:
         return []  # logged as "unknown" when it arrived
-    return [lockfile_audit.release_event(change, deleted, None, None, None, reason=f"{note}; {_UNREAD_BETWEEN}")]
+    return [_unknown_release(change, deleted, f"{note}; {_UNREAD_BETWEEN}")]
 
 
 _UNREAD_BETWEEN = "an acquisition whose lockfile was not read came in between: which one it released is unknown"
@@ -220,26 +304,20 @@ def _record_deleted(
 ) -> list[AuditEvent]:
     position = change.position
     if position is None:
-        return [
-            lockfile_audit.release_event(
-                change, None, None, None, None, reason="no sequencer: cannot tell which acquisition"
-            )
-        ]
+        return [_unknown_release(change, None, "no sequencer: cannot tell which acquisition")]
     entry = lockfile_audit.LockfileEntry(
         position, "deleted", change.server_time, change.event_id, change.sequencer or ""
     )
     written, kept = store.record_lockfile_event(change.scope, change.lock_path, entry)
     if kept.kind != "deleted":
-        return [
-            lockfile_audit.ignored_event(change, f"sequencer {change.sequencer} is that of a create of the same key")
-        ]
+        return [_ignored(change, f"sequencer {change.sequencer} is that of a create of the same key")]
     before, after = store.lockfile_neighbours(change.scope, change.lock_path, position)
     lock = _entry_lock(change, before) if before is not None else None
     if before is None or lock is None:
         # No readable create right before this deletion: never guess which acquisition it ended.
         if not written:
             return []
-        return [lockfile_audit.release_event(change, kept, None, None, None, reason=_unmatched(before))]
+        return [_unknown_release(change, kept, _unmatched(before))]
     note = None
     if after is not None and after.kind == "deleted":
         note = f"a deletion at {after.server_time.isoformat()} came after it: that one ended a later acquisition"
@@ -263,9 +341,27 @@ def _release(
     deleted: lockfile_audit.LockfileEntry,
     note: str | None,
 ) -> list[AuditEvent]:
-    record = store.record_released(
-        change.scope, change.lock_path, lock.lock_id, deleted.server_time, deleted.event_id, position=deleted.position
-    )
+    record = store.record_released(lock, deleted.server_time, deleted.event_id, position=deleted.position)
     if not record.first:
         return []  # this very release recorded before, or the lock item's (dual backend): logged then
-    return [lockfile_audit.release_event(change, deleted, lock, created, record, reason=note)]
+    # Held time runs from the recorded server time of the acquisition, else from its create event's (the lockfile's
+    # Created is the holder's clock); never negative: the deletion comes after its create by sequencer, and two
+    # events of the same second may carry times in either order.
+    at = deleted.server_time
+    since = min(record.acquired_at or created.server_time, at)
+    event = released_event(change.lock_path, at, lock, since=since, by=released_by(at, lock, record), reason=note)
+    # Without ``lock_created``, as lockfile releases have always been logged (their body was not kept at first).
+    # README promises the same fields as a lock item's release: adding it is a change of its own, not issue 14's.
+    return [replace(event, created=None)]
+
+
+def _ignored(change: lockfile_audit.LockfileChange, reason: str) -> AuditEvent:
+    return ignored_event(change.lock_path, change.server_time, reason)
+
+
+def _unknown_release(
+    change: lockfile_audit.LockfileChange, deleted: lockfile_audit.LockfileEntry | None, reason: str
+) -> AuditEvent:
+    """A deletion the events cannot match to an acquisition: never guessed."""
+    at = deleted.server_time if deleted is not None else change.server_time
+    return released_event(change.lock_path, at, None, since=None, by="unknown", reason=reason)
