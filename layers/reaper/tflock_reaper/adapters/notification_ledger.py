@@ -91,8 +91,9 @@ class DynamoLedger:
             "event": {"S": key.event},
             "channel": {"S": channel},
         }
-        try:
-            self._client.put_item(
+        claimed = self._write(
+            "claim a notification",
+            lambda: self._client.put_item(
                 TableName=self.name,
                 Item=item,
                 ConditionExpression="attribute_not_exists(pk) OR (notify_status = :sending AND claimed_epoch < :stale)",
@@ -100,16 +101,10 @@ class DynamoLedger:
                     ":sending": {"S": "sending"},
                     ":stale": {"N": str(int((now - self._lease).timestamp()))},
                 },
-            )
-        except ClientError as err:
-            if _is_condition_failure(err):
-                return False
-            # A key DynamoDB refuses (ValidationException) fails this notification alone: not the channel's outage.
-            raise AwsAccessError(
-                f"cannot claim a notification in {self.name!r}: {describe(err)}", transient=is_transient(err)
-            ) from err
-        except BotoCoreError as err:
-            raise AwsAccessError(f"cannot claim a notification in {self.name!r}: {describe(err)}") from err
+            ),
+        )
+        if not claimed:
+            return False
         self._claims[(channel, str(key))] = claim_id
         return True
 
@@ -117,8 +112,9 @@ class DynamoLedger:
         claim_id = self._claims.pop((channel, str(key)), None)
         if claim_id is None:
             return
-        try:
-            self._client.update_item(
+        completed = self._write(
+            "record a sent notification",
+            lambda: self._client.update_item(
                 TableName=self.name,
                 Key=self.key(channel, key),
                 UpdateExpression="SET notify_status = :sent, sent_at = :now",
@@ -128,33 +124,38 @@ class DynamoLedger:
                     ":now": {"S": self._clock().isoformat()},
                     ":claim": {"S": claim_id},
                 },
-            )
-        except ClientError as err:
-            if _is_condition_failure(err):  # the lease passed and another process took the claim over
-                logger.warning("notification claim taken over", extra={"channel": channel, "dedup_key": str(key)})
-                return
-            raise AwsAccessError(
-                f"cannot record a sent notification in {self.name!r}: {describe(err)}", transient=is_transient(err)
-            ) from err
-        except BotoCoreError as err:
-            raise AwsAccessError(f"cannot record a sent notification in {self.name!r}: {describe(err)}") from err
+            ),
+        )
+        if not completed:  # the lease passed and another process took the claim over
+            logger.warning("notification claim taken over", extra={"channel": channel, "dedup_key": str(key)})
 
     def release(self, channel: str, key: DedupKey) -> None:
         claim_id = self._claims.pop((channel, str(key)), None)
         if claim_id is None:
             return
-        try:
-            self._client.delete_item(
+        # A claim that is not ours any more (its condition fails) is left alone.
+        self._write(
+            "release a notification claim",
+            lambda: self._client.delete_item(
                 TableName=self.name,
                 Key=self.key(channel, key),
                 ConditionExpression="claim_id = :claim AND notify_status = :sending",
                 ExpressionAttributeValues={":claim": {"S": claim_id}, ":sending": {"S": "sending"}},
-            )
+            ),
+        )
+
+    def _write(self, what: str, write: Callable[[], object]) -> bool:
+        """One conditional write; ``False`` when its condition failed. Any other failure raises
+        :class:`AwsAccessError` ("cannot <what> in <table>"): transient or not as DynamoDB says (a key it refuses,
+        a ValidationException, fails this notification alone, not the channel)."""
+        try:
+            write()
         except ClientError as err:
-            if _is_condition_failure(err):  # not ours any more: leave it
-                return
+            if _is_condition_failure(err):
+                return False
             raise AwsAccessError(
-                f"cannot release a notification claim in {self.name!r}: {describe(err)}", transient=is_transient(err)
+                f"cannot {what} in {self.name!r}: {describe(err)}", transient=is_transient(err)
             ) from err
         except BotoCoreError as err:
-            raise AwsAccessError(f"cannot release a notification claim in {self.name!r}: {describe(err)}") from err
+            raise AwsAccessError(f"cannot {what} in {self.name!r}: {describe(err)}") from err
+        return True

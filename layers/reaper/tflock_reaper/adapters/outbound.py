@@ -23,9 +23,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextvars import ContextVar
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -112,7 +112,13 @@ def _connected(sock: socket.socket) -> socket.socket:
 
 # The connection classes register every socket they open (before TLS, so that a stalled handshake is covered too)
 # and, when a pooled connection is reused, its socket, with the watch of the request in progress.
-class _WatchedHTTPConnection(HTTPConnection):
+if TYPE_CHECKING:
+    _Connection = HTTPConnection
+else:
+    _Connection = object  # a mixin: at run time its super() is the HTTP or HTTPS connection it is mixed into
+
+
+class _Watched(_Connection):
     def _new_conn(self) -> socket.socket:
         _connecting(self)
         return _connected(super()._new_conn())
@@ -123,15 +129,12 @@ class _WatchedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        _connecting(self)
-        return _connected(super()._new_conn())
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        if self.sock is not None:
-            _connected(self.sock)
-        super().request(*args, **kwargs)
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -167,6 +170,35 @@ class DeadlineRetry(Retry):
         retry.max_retry_after = max_retry_after
         retry.give_up_beyond_cap = give_up_beyond_cap
         return retry
+
+    @classmethod
+    def attempts(
+        cls,
+        deadline: Deadline,
+        max_attempts: int,
+        *,
+        method: str,
+        statuses: Collection[int],
+        backoff: float,
+        max_retry_after: float | None = None,
+        give_up_beyond_cap: bool = False,
+    ) -> DeadlineRetry:
+        """At most ``max_attempts`` requests, every cause of a retry (connect, read, a status in ``statuses``,
+        other errors) counted together; redirects not followed; a retryable status returned as the answer once no
+        retry is left. ``Retry-After`` is respected when ``max_retry_after`` is given (and capped at it)."""
+        counters = dict.fromkeys(("total", "connect", "read", "status", "other"), max_attempts - 1)
+        return cls.within(
+            deadline,
+            max_retry_after=max_retry_after,
+            give_up_beyond_cap=give_up_beyond_cap,
+            redirect=False,
+            status_forcelist=frozenset(statuses),
+            allowed_methods=frozenset({method}),
+            backoff_factor=backoff,
+            respect_retry_after_header=max_retry_after is not None,
+            raise_on_status=False,
+            **counters,
+        )
 
     def new(self, **kw: Any) -> Self:
         retry = super().new(**kw)
