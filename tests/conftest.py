@@ -16,10 +16,11 @@ def _fresh_process_caches() -> Iterator[None]:
     "processes", each with its own moto backend, so they start cold."""
     from tflock_reaper.adapters import lock_table  # noqa: PLC0415
     from tflock_reaper.adapters.channels import factory as channels  # noqa: PLC0415
-    from tflock_reaper.entrypoints.wiring import default_clients  # noqa: PLC0415 - after pytest set the import path
+    from tflock_reaper.entrypoints import wiring  # noqa: PLC0415 - after pytest set the import path
 
     yield
-    default_clients.cache_clear()
+    wiring.default_clients.cache_clear()
+    wiring._process_redaction.cache_clear()
     channels._RESOLVERS.clear()
     lock_table._SEGMENTS.clear()
 

@@ -13,6 +13,7 @@ from http_stub import Reply, StubServer
 from notify_factories import HOSTILE, LOCK_ID, notification
 from tflock_reaper.adapters.channels.pagerduty import PagerDutyNotifier, render_event
 from tflock_reaper.adapters.channels.slack import SlackNotifier, render_slack
+from tflock_reaper.adapters.log_redaction import LogRedaction, install_log_redaction
 from tflock_reaper.adapters.memory import MemoryLedger
 from tflock_reaper.domain.deadline import Budget
 from tflock_reaper.domain.notifier import NotifyError
@@ -21,6 +22,8 @@ from tflock_reaper.services.dispatch import dispatch
 SLACK_PATH = "/services/T0000/B0000/XXXXSECRETXXXX"
 ROUTING_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32"
 PD_PATH = "/v2/enqueue"
+#: What the wiring gives the notifiers it builds: the secrets they read are cut from urllib3's logs.
+REDACTION = LogRedaction()
 
 
 @pytest.fixture
@@ -34,7 +37,9 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubServer]:
 
 @pytest.fixture
 def secrets_logged(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Capture every log line at DEBUG; after the test, neither secret may appear in any of them."""
+    """Capture every log line at DEBUG, with the log redaction the wiring installs; after the test, neither secret
+    may appear in any of them."""
+    install_log_redaction(REDACTION)
     caplog.set_level(logging.DEBUG)
     yield caplog
     logged = "\n".join(record.getMessage() for record in caplog.get_records("call"))
@@ -43,12 +48,12 @@ def secrets_logged(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptu
 
 
 def slack(server: StubServer, **kwargs: float) -> SlackNotifier:
-    options = {"timeout": 2.0, "backoff": 0.05, **kwargs}
+    options = {"timeout": 2.0, "backoff": 0.05, "redaction": REDACTION, **kwargs}
     return SlackNotifier(lambda: server.url(SLACK_PATH), **options)  # type: ignore[arg-type]
 
 
 def pagerduty(server: StubServer, **kwargs: float) -> PagerDutyNotifier:
-    options = {"timeout": 2.0, "backoff": 0.05, **kwargs}
+    options = {"timeout": 2.0, "backoff": 0.05, "redaction": REDACTION, **kwargs}
     return PagerDutyNotifier(lambda: ROUTING_KEY, url=server.url(PD_PATH), **options)  # type: ignore[arg-type]
 
 
@@ -137,7 +142,9 @@ def test_slack_unreachable_endpoint(secrets_logged, monkeypatch):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    notifier = SlackNotifier(lambda: f"http://127.0.0.1:{port}{SLACK_PATH}", timeout=1, backoff=0.01)
+    notifier = SlackNotifier(
+        lambda: f"http://127.0.0.1:{port}{SLACK_PATH}", timeout=1, backoff=0.01, redaction=REDACTION
+    )
     with pytest.raises(NotifyError, match="unreachable") as err:
         notifier.send(notification())
     assert err.value.retryable
@@ -247,7 +254,7 @@ def slow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 def test_slack_dripping_or_silent_fails_retryably_at_the_send_deadline(slow, secrets_logged):
-    notifier = SlackNotifier(lambda: slow.url(SLACK_PATH), timeout=5.0, max_attempts=3, total=3.0)
+    notifier = SlackNotifier(lambda: slow.url(SLACK_PATH), timeout=5.0, max_attempts=3, total=3.0, redaction=REDACTION)
     started = time.monotonic()
     with pytest.raises(NotifyError, match=r"Slack webhook unreachable: no complete answer within 3\.0s") as err:
         notifier.send(notification())
@@ -257,7 +264,9 @@ def test_slack_dripping_or_silent_fails_retryably_at_the_send_deadline(slow, sec
 
 
 def test_pagerduty_dripping_or_silent_fails_retryably_at_the_send_deadline(slow, secrets_logged):
-    notifier = PagerDutyNotifier(lambda: ROUTING_KEY, url=slow.url(PD_PATH), timeout=5.0, max_attempts=3, total=3.0)
+    notifier = PagerDutyNotifier(
+        lambda: ROUTING_KEY, url=slow.url(PD_PATH), timeout=5.0, max_attempts=3, total=3.0, redaction=REDACTION
+    )
     started = time.monotonic()
     with pytest.raises(NotifyError, match=r"PagerDuty Events API unreachable: no complete answer within 3\.0s") as err:
         notifier.send(notification())

@@ -18,7 +18,7 @@ from tflock_reaper import __version__
 from tflock_reaper.adapters.aws import AwsClients
 from tflock_reaper.adapters.errors import AwsAccessError
 from tflock_reaper.adapters.lock_table import LockTable
-from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
+from tflock_reaper.adapters.lockfiles import LockfileBuckets
 from tflock_reaper.adapters.table_admin import StreamConfigError, enable_stream
 from tflock_reaper.domain.durations import format_duration
 from tflock_reaper.domain.liveness import describe_answers
@@ -27,7 +27,7 @@ from tflock_reaper.domain.memory import StateStore
 from tflock_reaper.domain.notifier import AlertingFailed, NotificationRecord
 from tflock_reaper.domain.policy import Policy, PolicyError, load_policy
 from tflock_reaper.domain.report import LockReport, Mode, SweepReport
-from tflock_reaper.entrypoints.wiring import holder_checks, make_alerter, state_store
+from tflock_reaper.entrypoints.wiring import holder_checks, lock_sources, make_alerter, state_store
 from tflock_reaper.services.sweep import HolderChecks, explain, sweep
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_CONFIG, EXIT_AWS = 0, 1, 2, 3
@@ -158,12 +158,10 @@ def _sources(args: argparse.Namespace, clients: AwsClients) -> tuple[LockTable |
     if not args.table and not args.bucket:
         raise _ConfigError("give the lock table (--table T), the state bucket(s) (--bucket B[/PREFIX]), or both")
     try:
-        locations = [BucketLocation.parse(text) for text in args.bucket]
+        tables, lockfiles = lock_sources(clients, tables=[args.table] if args.table else [], buckets=args.bucket)
     except ValueError as err:
         raise _ConfigError(f"--bucket: {err}") from err
-    lock_table = LockTable(clients.dynamodb(), args.table) if args.table else None
-    lockfiles = LockfileBuckets(clients.client("s3"), locations) if locations else None
-    return lock_table, lockfiles
+    return (tables[0] if tables else None), lockfiles
 
 
 def _enable_stream(args: argparse.Namespace, out: TextIO) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -16,6 +17,7 @@ from tflock_reaper.adapters.errors import AwsAccessError, describe
 from tflock_reaper.adapters.holders import make_providers
 from tflock_reaper.adapters.lock_table import LockTable
 from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
+from tflock_reaper.adapters.log_redaction import LogRedaction, install_log_redaction
 from tflock_reaper.adapters.memory import MemoryLedger, MemoryStateStore
 from tflock_reaper.adapters.notification_ledger import DynamoLedger
 from tflock_reaper.adapters.state_table import StateTable
@@ -24,10 +26,9 @@ from tflock_reaper.domain.memory import StateStore
 from tflock_reaper.domain.notification import Notification
 from tflock_reaper.domain.notifier import NotificationLedger
 from tflock_reaper.domain.policy import Channel, Policy, load_policy, parse_policy
-from tflock_reaper.domain.ports import LockSource
 from tflock_reaper.domain.report import SweepReport, combine_reports
 from tflock_reaper.entrypoints.settings import Settings
-from tflock_reaper.services.alerting import Alerter
+from tflock_reaper.services.alerting import Alerter, ChannelFactory
 from tflock_reaper.services.dispatch import DispatchResult, dispatch
 from tflock_reaper.services.sweep import TIME_RESERVE_SECONDS, HolderChecks, out_of_time, sweep
 
@@ -56,6 +57,32 @@ def load_deployed_policy(settings: Settings) -> Policy:
     return load_policy(path)
 
 
+@cache
+def _process_redaction() -> LogRedaction:
+    return LogRedaction()
+
+
+def log_redaction() -> LogRedaction:
+    """The process's log redaction (the secrets it has read), installed on the AWS SDK's and urllib3's loggers
+    (again, idempotently, on every call). Called where the wiring builds what reads secrets or speaks HTTP, so that
+    it is in place before the first request, and for the life of a warm process."""
+    redaction = _process_redaction()
+    install_log_redaction(redaction)
+    return redaction
+
+
+def notification_ledger(clients: AwsClients, state_table: str | None) -> NotificationLedger:
+    """Exactly once per event through the state table; without one (the CLI), once per run."""
+    return DynamoLedger(clients.dynamodb(), state_table) if state_table else MemoryLedger()
+
+
+def channel_factory(
+    clients: AwsClients, *, default_topic_arn: str | None, budget: Budget = UNBOUNDED
+) -> ChannelFactory:
+    """The policy's channels, their secrets read through Powertools Parameters and kept out of every log."""
+    return make_channel_factory(clients, default_topic_arn=default_topic_arn, redaction=log_redaction(), budget=budget)
+
+
 def make_alerter(
     policy: Policy,
     *,
@@ -67,14 +94,15 @@ def make_alerter(
     send: bool = True,
     budget: Budget = UNBOUNDED,
 ) -> Alerter:
-    """Alerts through the policy's channels; exactly once per event through the state table when there is one."""
-    ledger: NotificationLedger = DynamoLedger(clients.dynamodb(), state_table) if state_table else MemoryLedger()
-    factory = make_channel_factory(clients, default_topic_arn=default_topic_arn, budget=budget)
+    """Alerts through the policy's channels, exactly once per event (:func:`notification_ledger`)."""
+    factory = channel_factory(clients, default_topic_arn=default_topic_arn, budget=budget)
+    ledger = notification_ledger(clients, state_table)
     return Alerter(policy, table=table, factory=factory, ledger=ledger, state=state, send=send)
 
 
 def holder_checks(clients: AwsClients, state: StateStore, budget: Budget = UNBOUNDED) -> HolderChecks:
     """The sweep's holder checks, wired to AWS, the CI systems' APIs and the state table."""
+    log_redaction()  # the checks read their tokens from Secrets Manager or SSM
     secrets = secret_resolver(clients)
     return HolderChecks(providers=make_providers(clients=clients, secrets=secrets, state=state, budget=budget))
 
@@ -114,17 +142,15 @@ def sweep_targets(settings: Settings) -> list[SweepTarget]:
     return [home, *others] if home.lock_tables or home.buckets else others
 
 
-def _sources(
-    clients: AwsClients, target: SweepTarget, segments: int | None
-) -> tuple[list[LockSource], LockfileBuckets | None]:
-    dynamodb = clients.dynamodb()
-    tables: list[LockSource] = [LockTable(dynamodb, name, segments=segments) for name in target.lock_tables]
-    lockfiles = (
-        LockfileBuckets(clients.client("s3"), [BucketLocation.parse(b) for b in target.buckets])
-        if target.buckets
-        else None
-    )
-    return tables, lockfiles
+def lock_sources(
+    clients: AwsClients, *, tables: Sequence[str], buckets: Sequence[str], segments: int | None = None
+) -> tuple[list[LockTable], LockfileBuckets | None]:
+    """The lock tables, and the lockfiles of the buckets (``B`` or ``B/prefix`` each), to sweep. Raises
+    :class:`ValueError` for a bucket that is not one."""
+    locations = [BucketLocation.parse(bucket) for bucket in buckets]
+    lock_tables = [LockTable(clients.dynamodb(), name, segments=segments) for name in tables]
+    lockfiles = LockfileBuckets(clients.client("s3"), locations) if locations else None
+    return lock_tables, lockfiles
 
 
 def run_sweep(
@@ -139,6 +165,7 @@ def run_sweep(
     policy = load_deployed_policy(settings)
     state = state_store(clients, settings.state_table_name)
     holders = holder_checks(clients, state, outbound_budget(remaining_seconds))
+    sweep_target = _TargetSweep(settings, clients, policy, state, holders, remaining_seconds)
     reports: list[SweepReport] = []
     errors: list[str] = []
     for target in sweep_targets(settings):
@@ -146,17 +173,7 @@ def run_sweep(
             errors.append(f"{target.label}: not swept, the sweep ran out of time")
             continue
         try:
-            reports.append(
-                _sweep_target(
-                    target,
-                    settings=settings,
-                    clients=clients,
-                    policy=policy,
-                    state=state,
-                    holders=holders,
-                    remaining_seconds=remaining_seconds,
-                )
-            )
+            reports.append(sweep_target(target))
         except (AwsAccessError, ClientError, BotoCoreError) as err:
             message = str(err) if isinstance(err, AwsAccessError) else describe(err)
             logger.error("target not swept", extra={"target": target.label, "error": message})
@@ -166,42 +183,47 @@ def run_sweep(
     return combine_reports(reports, errors)
 
 
-def _sweep_target(
-    target: SweepTarget,
-    *,
-    settings: Settings,
-    clients: AwsClients,
-    policy: Policy,
-    state: StateStore,
-    holders: HolderChecks,
-    remaining_seconds: Callable[[], float] | None,
-) -> SweepReport:
-    """State, alerts and holder checks stay with the reaper's own account; the locks are the target's."""
-    source_clients = (
-        clients.assume_role(target.role_arn, region=target.region, external_id=target.external_id)
-        if target.role_arn
-        else clients
-    )
-    lock_tables, lockfiles = _sources(source_clients, target, settings.scan_segments)
-    alerts = make_alerter(
-        policy,
-        table=", ".join(target.lock_tables or target.buckets),
-        clients=clients,
-        state=state,
-        state_table=settings.state_table_name,
-        default_topic_arn=settings.alert_topic_arn,
-        budget=outbound_budget(remaining_seconds),
-    )
-    return sweep(
-        lock_table=lock_tables,
-        lockfiles=lockfiles,
-        state=state,
-        policy=policy,
-        mode=settings.reaper_mode,
-        alerts=alerts,
-        holders=holders,
-        remaining_seconds=remaining_seconds,
-    )
+@dataclass(frozen=True)
+class _TargetSweep:
+    """The sweep of one target. State, alerts and holder checks stay with the reaper's own account (``clients``);
+    the locks are the target's."""
+
+    settings: Settings
+    clients: AwsClients
+    policy: Policy
+    state: StateStore
+    holders: HolderChecks
+    remaining_seconds: Callable[[], float] | None
+
+    def __call__(self, target: SweepTarget) -> SweepReport:
+        settings = self.settings
+        source_clients = (
+            self.clients.assume_role(target.role_arn, region=target.region, external_id=target.external_id)
+            if target.role_arn
+            else self.clients
+        )
+        lock_tables, lockfiles = lock_sources(
+            source_clients, tables=target.lock_tables, buckets=target.buckets, segments=settings.scan_segments
+        )
+        alerts = make_alerter(
+            self.policy,
+            table=", ".join(target.lock_tables or target.buckets),
+            clients=self.clients,
+            state=self.state,
+            state_table=settings.state_table_name,
+            default_topic_arn=settings.alert_topic_arn,
+            budget=outbound_budget(self.remaining_seconds),
+        )
+        return sweep(
+            lock_table=lock_tables,
+            lockfiles=lockfiles,
+            state=self.state,
+            policy=self.policy,
+            mode=settings.reaper_mode,
+            alerts=alerts,
+            holders=self.holders,
+            remaining_seconds=self.remaining_seconds,
+        )
 
 
 def send_resolved(
@@ -209,8 +231,6 @@ def send_resolved(
 ) -> DispatchResult:
     """Announce a release on the channels that were alerted about the lock (recorded by the sweeper)."""
     channels = _CHANNELS.validate_json(channels_json)
-    factory = make_channel_factory(clients, default_topic_arn=settings.alert_topic_arn)
-    ledger: NotificationLedger = (
-        DynamoLedger(clients.dynamodb(), settings.state_table_name) if settings.state_table_name else MemoryLedger()
-    )
+    factory = channel_factory(clients, default_topic_arn=settings.alert_topic_arn)
+    ledger = notification_ledger(clients, settings.state_table_name)
     return dispatch(notification, [factory(name, channel) for name, channel in channels.items()], ledger)

@@ -3,12 +3,12 @@ Parameters (cached), from Secrets Manager or SSM SecureString: only their names 
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tflock_reaper.adapters.aws import AwsClients
+from tflock_reaper.adapters.log_redaction import LogRedaction
 from tflock_reaper.domain.deadline import UNBOUNDED, Budget
 from tflock_reaper.domain.notifier import Notifier, NotifyError
 from tflock_reaper.domain.policy import Channel, PagerDutyChannel, SecretRef, SlackChannel
@@ -18,35 +18,6 @@ if TYPE_CHECKING:
 
 #: Secrets are re-read at most this often by a warm function (rotation is picked up within this time).
 SECRET_CACHE_SECONDS = 300
-
-# botocore logs every response body at DEBUG ("Response body: b'{...}'"), GetSecretValue's and decrypted
-# GetParameter's included, before the value reaches us: a function run with its root logger at DEBUG (Lambda's
-# ApplicationLogLevel, boto3.set_stream_logger) would write every secret it reads to its log. The values are cut
-# from those records as they are logged; the rest of the body stays for debugging.
-_SECRET_FIELDS = re.compile(rb'("(?:SecretString|SecretBinary)"\s*:\s*)"(?:[^"\\]|\\.)*"')
-_PARAMETER_VALUES = re.compile(rb'("Value"\s*:\s*)"(?:[^"\\]|\\.)*"')
-_REDACTED = rb'\1"<redacted>"'
-
-
-def _redact_response_body(arg: object) -> object:
-    if not isinstance(arg, bytes | bytearray):
-        return arg
-    body = _SECRET_FIELDS.sub(_REDACTED, bytes(arg))
-    if b'"SecureString"' in body:
-        body = _PARAMETER_VALUES.sub(_REDACTED, body)
-    return body
-
-
-class _RedactSecretResponses(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_redact_response_body(arg) for arg in record.args)
-        return True
-
-
-_botocore_parsers = logging.getLogger("botocore.parsers")
-if not any(isinstance(f, _RedactSecretResponses) for f in _botocore_parsers.filters):
-    _botocore_parsers.addFilter(_RedactSecretResponses())
 
 
 class SecretResolver:
@@ -85,33 +56,31 @@ def secret_resolver(clients: AwsClients) -> SecretResolver:
     return resolver
 
 
+@dataclass(frozen=True)
 class _Unconfigured:
     """A channel that cannot be built (an SNS channel with no topic): every send fails, visibly."""
 
-    def __init__(self, name: str, why: str) -> None:
-        self._name = name
-        self._why = why
-
-    @property
-    def name(self) -> str:
-        return self._name
+    name: str
+    why: str
 
     def render(self, notification: Notification) -> dict[str, Any]:
-        return {"error": self._why}
+        return {"error": self.why}
 
     def send(self, notification: Notification) -> None:
-        raise NotifyError(self._name, self._why, retryable=False)
+        raise NotifyError(self.name, self.why, retryable=False)
 
 
 def make_channel_factory(
     clients: AwsClients,
     *,
     default_topic_arn: str | None,
+    redaction: LogRedaction | None = None,
     resolve: Callable[[SecretRef], str] | None = None,
     budget: Budget = UNBOUNDED,
 ) -> Callable[[str, Channel], Notifier]:
     """The notifier of each channel. Slack and PagerDuty sends draw on ``budget`` (the sweep's time for outbound
-    requests): once it is spent they fail at once, retryably."""
+    requests): once it is spent they fail at once, retryably. They tell ``redaction`` (installed by the wiring) of
+    every secret they read, so that no library's log shows it."""
     secret = resolve or secret_resolver(clients)
 
     # Each adapter is imported when a channel of its kind is first built, not at a cold start: urllib3 and the
@@ -121,12 +90,14 @@ def make_channel_factory(
             from tflock_reaper.adapters.channels.slack import SlackNotifier  # noqa: PLC0415
 
             ref = channel.webhook
-            return SlackNotifier(lambda: secret(ref), name=name, budget=budget)
+            return SlackNotifier(lambda: secret(ref), name=name, budget=budget, redaction=redaction)
         if isinstance(channel, PagerDutyChannel):
             from tflock_reaper.adapters.channels.pagerduty import PagerDutyNotifier  # noqa: PLC0415
 
             key = channel.routing_key
-            return PagerDutyNotifier(lambda: secret(key), url=channel.url, name=name, budget=budget)
+            return PagerDutyNotifier(
+                lambda: secret(key), url=channel.url, name=name, budget=budget, redaction=redaction
+            )
         topic = channel.topic_arn or default_topic_arn
         if not topic:
             return _Unconfigured(name, "no topic_arn in the policy and no ALERT_TOPIC_ARN in the deployment")

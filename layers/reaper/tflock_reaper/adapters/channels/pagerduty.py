@@ -7,31 +7,22 @@ would replace (a newline, a bidi override in the lock ID), is replaced by a SHA-
 acquisition). Every other untrusted value (summary, source, component, class, custom details) is made one line
 and cut to its limit, and the custom details shrink until the event is within PagerDuty's 512 KB.
 
-HTTP through urllib3 (already in the Lambda runtime with botocore): bounded retries on 429 and 5xx that honour
-``Retry-After`` (capped) and otherwise back off exponentially, and on connection errors and timeouts.
-Retrying a POST is safe here: PagerDuty folds events with one ``dedup_key`` into one alert. The routing key
-travels only in the request body: it is never logged nor put in an error.
-
-Time: ``timeout`` bounds each connect and each read; a whole send, every attempt and wait included, ends
-within ``total`` seconds or what is left of the sweep's :class:`~tflock_reaper.domain.deadline.Budget`, whichever is
-sooner (:mod:`tflock_reaper.adapters.outbound`): an endpoint that drips its answer is cut off there, and a retry whose
-wait would not fit is not made. Once the budget is spent, a send fails at once (retryably), without a request.
+Delivery (:class:`~tflock_reaper.adapters.channels.webhook.WebhookNotifier`): bounded retries on 429, 5xx,
+connection errors and timeouts, within a total deadline. Retrying a POST is safe here: PagerDuty folds events with
+one ``dedup_key`` into one alert. The routing key travels only in the request body: it is never logged nor put in
+an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from typing import Any
 
-from urllib3.exceptions import HTTPError as Urllib3Error
-
-from tflock_reaper.adapters.outbound import MIN_ATTEMPT_SECONDS, DeadlineExceededError, DeadlinePool, DeadlineRetry
-from tflock_reaper.domain.deadline import UNBOUNDED, Budget, Deadline
+from tflock_reaper.adapters.channels.webhook import WebhookNotifier
 from tflock_reaper.domain.notification import Notification, NotificationKind
-from tflock_reaper.domain.notifier import HTTP_SERVER_ERRORS, HTTP_TOO_MANY_REQUESTS, NotifyError, retryable_status
-from tflock_reaper.domain.text import fit, one_line, redact
+from tflock_reaper.domain.notifier import NotifyError
+from tflock_reaper.domain.text import fit, one_line
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_MAX = 1024
@@ -115,106 +106,24 @@ def render_event(n: Notification) -> dict[str, Any]:
     return event
 
 
-class PagerDutyNotifier:
-    """Sends :func:`render_event` plus the routing key to the Events API v2.
+class PagerDutyNotifier(WebhookNotifier):
+    """Sends :func:`render_event` plus the routing key (the secret) to the Events API v2 at ``url`` (see
+    :class:`~tflock_reaper.adapters.channels.webhook.WebhookNotifier` for the options)."""
 
-    ``routing_key_provider`` is called on every send (a cached Powertools Parameters lookup in the Lambda).
-    ``timeout`` bounds each connect and each read; at most ``max_attempts`` attempts are made, all within
-    ``total`` seconds and the ``budget``'s time left. ``Retry-After`` is waited for up to ``max_retry_after``.
-    """
-
-    def __init__(
-        self,
-        routing_key_provider: Callable[[], str],
-        *,
-        url: str = EVENTS_URL,
-        name: str = "pagerduty",
-        timeout: float = 5.0,
-        max_attempts: int = 3,
-        backoff: float = 0.5,
-        max_retry_after: float = 30.0,
-        total: float = 15.0,
-        budget: Budget = UNBOUNDED,
-    ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        self._routing_key_provider = routing_key_provider
-        self.url = url
-        self._name = name
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.max_retry_after = max_retry_after
-        self.total = total
-        self.budget = budget
-        self._http = DeadlinePool()
-
-    @property
-    def name(self) -> str:
-        return self._name
+    service = "PagerDuty Events API"
+    credential = "PagerDuty routing key"
+    content_type = "application/json"
+    accepted = HTTP_SUCCESS  # 202 Accepted is the documented answer
+    error_body_max = 300
+    default_name = "pagerduty"
+    default_url = EVENTS_URL
 
     def render(self, notification: Notification) -> dict[str, Any]:
         return render_event(notification)
 
-    def _retry(self, deadline: Deadline) -> DeadlineRetry:
-        return DeadlineRetry.within(
-            deadline,
-            max_retry_after=self.max_retry_after,
-            total=self.max_attempts - 1,
-            connect=self.max_attempts - 1,
-            read=self.max_attempts - 1,
-            status=self.max_attempts - 1,
-            redirect=False,
-            status_forcelist=frozenset({HTTP_TOO_MANY_REQUESTS, *HTTP_SERVER_ERRORS}),
-            allowed_methods=frozenset({"POST"}),
-            backoff_factor=self.backoff,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        )
+    def request(self, notification: Notification, secret: str) -> tuple[str, dict[str, Any]]:
+        return str(self.url), {"routing_key": secret, **render_event(notification)}
 
-    def _routing_key(self) -> str:
-        try:
-            key = self._routing_key_provider().strip()
-        except Exception as err:  # noqa: BLE001 - any failure to fetch the secret is a failed send
-            raise NotifyError(
-                self.name, f"cannot read the PagerDuty routing key: {type(err).__name__}", retryable=True
-            ) from None
-        if not key:
+    def check(self, secret: str) -> None:
+        if not secret:
             raise NotifyError(self.name, "the PagerDuty routing key is empty", retryable=False)
-        return key
-
-    def send(self, notification: Notification) -> None:
-        if self.budget.spent(at_least=MIN_ATTEMPT_SECONDS):
-            raise NotifyError(self.name, "not sent: no time left in this sweep for outbound requests", retryable=True)
-        key = self._routing_key()
-        body = {"routing_key": key, **render_event(notification)}
-        deadline = self.budget.deadline(self.total)
-        try:
-            response = self._http.request(
-                "POST",
-                self.url,
-                body=json.dumps(body).encode(),
-                headers={"Content-Type": "application/json"},
-                deadline=deadline,
-                timeout=self.timeout,
-                retries=self._retry(deadline),
-            )
-        except DeadlineExceededError as err:
-            raise NotifyError(self.name, f"PagerDuty Events API unreachable: {err}", retryable=True) from None
-        except Urllib3Error as err:
-            reason = getattr(err, "reason", None) or err
-            detail = redact(f"{type(reason).__name__}: {reason}", key)
-            raise NotifyError(
-                self.name,
-                f"PagerDuty Events API unreachable (after up to {self.max_attempts} attempts): {detail}",
-                retryable=True,
-            ) from None
-        if response.status in HTTP_SUCCESS:  # 202 Accepted is the documented answer
-            return
-        # Redacted whole, then cut: a cut first could leave half a key that no longer matches.
-        text = redact(response.data.decode("utf-8", "replace"), key)[:300]
-        raise NotifyError(
-            self.name,
-            f"PagerDuty Events API answered HTTP {response.status}: {one_line(text) or '(empty body)'}",
-            retryable=retryable_status(response.status),
-        )

@@ -17,30 +17,24 @@ Limits (Block Kit reference): header text 150 characters, section text 3000, eac
 fields per section and 50 blocks per message; the fallback ``text`` is kept under 4000. Values are cut
 *before* escaping, so an entity is never cut in half.
 
-Delivery. A ``POST`` of the message (the payload ``slack_sdk``'s ``WebhookClient`` would send) with bounded
-retries: a 429 waits for ``Retry-After`` (capped: a longer wait fails the send now), 5xx and connection errors
-or timeouts back off exponentially, and all causes share one attempt counter, so at most ``max_attempts``
-requests are made per notification. A timeout is retried too: Slack may then show the message twice, which
-beats not showing it. ``timeout`` bounds each connect and each read, and the whole send, every attempt and wait
-included, ends within ``total`` seconds or what is left of the sweep's :class:`~tflock_reaper.domain.deadline.Budget`
-(:mod:`tflock_reaper.adapters.outbound`): a webhook that drips its answer is cut off there. Once the budget is spent, a
-send fails at once (retryably), without a request.
+Delivery (:class:`~tflock_reaper.adapters.channels.webhook.WebhookNotifier`): a ``POST`` of the message (the
+payload ``slack_sdk``'s ``WebhookClient`` would send) with bounded retries, within a total deadline. A 429's
+``Retry-After`` beyond the cap fails the send now rather than waiting. A timeout is retried too: Slack may then show
+the message twice, which beats not showing it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from tflock_reaper.adapters.outbound import MIN_ATTEMPT_SECONDS, DeadlineExceededError, DeadlinePool, DeadlineRetry
-from tflock_reaper.domain.deadline import UNBOUNDED, Budget, Deadline
+from tflock_reaper.adapters.channels.webhook import WebhookNotifier
 from tflock_reaper.domain.notification import Notification
-from tflock_reaper.domain.notifier import HTTP_SERVER_ERRORS, HTTP_TOO_MANY_REQUESTS, NotifyError, retryable_status
-from tflock_reaper.domain.text import fit, one_line, redact, utc_minutes
+from tflock_reaper.domain.notifier import NotifyError
+from tflock_reaper.domain.text import fit, one_line, utc_minutes
 
 HEADER_MAX = 150
 SECTION_TEXT_MAX = 3000
@@ -190,132 +184,27 @@ def secret_parts(url: str) -> tuple[str, ...]:
     return tuple(part for part in (url, path, *segments) if part and part != "/")
 
 
-#: Every webhook's secret parts this process has used, for the filter below (a handful of strings).
-_SECRETS: set[str] = set()
+class SlackNotifier(WebhookNotifier):
+    """Posts :func:`render_slack` to an incoming webhook, whose URL is the secret (see
+    :class:`~tflock_reaper.adapters.channels.webhook.WebhookNotifier` for the options)."""
 
-
-class _RedactUrls(logging.Filter):
-    """urllib3 logs the request path (the webhook secret) at DEBUG, and in its "Retrying ... after connection
-    broken" warning: remove every URL's path and every webhook's secret parts."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage(), *_SECRETS)
-        record.args = None
-        return True
-
-
-# A filter applies to the records of the logger it is added to, not to its children's: each urllib3 module that
-# may log a request's URL gets it.
-for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager", "urllib3.connection"):
-    _urllib3_logger = logging.getLogger(_name)
-    if not any(isinstance(f, _RedactUrls) for f in _urllib3_logger.filters):
-        _urllib3_logger.addFilter(_RedactUrls())
-
-
-class SlackNotifier:
-    """Posts :func:`render_slack` to an incoming webhook.
-
-    ``webhook_url_provider`` is called on every send (cheap when it is a cached Powertools Parameters lookup),
-    so that a rotated secret is picked up; its value never appears in logs or errors. ``timeout`` bounds each
-    connect and each read; at most ``max_attempts`` attempts are made, separated by ``Retry-After`` (a longer
-    wait than ``max_retry_after`` seconds is not made: the send fails) or an exponential backoff from ``backoff``
-    seconds, and all of them end within ``total`` seconds and the ``budget``'s time left.
-    """
-
-    def __init__(
-        self,
-        webhook_url_provider: Callable[[], str],
-        *,
-        name: str = "slack",
-        timeout: float = 5.0,
-        max_attempts: int = 3,
-        backoff: float = 0.5,
-        max_retry_after: float = 30.0,
-        total: float = 15.0,
-        budget: Budget = UNBOUNDED,
-    ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        self._url_provider = webhook_url_provider
-        self._name = name
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.max_retry_after = max_retry_after
-        self.total = total
-        self.budget = budget
-        self._http = DeadlinePool()
-
-    @property
-    def name(self) -> str:
-        return self._name
+    service = "Slack webhook"
+    credential = "Slack webhook URL"
+    content_type = "application/json;charset=utf-8"
+    accepted = frozenset({HTTP_OK})
+    error_body_max = 200
+    give_up_beyond_cap = True
+    default_name = "slack"
 
     def render(self, notification: Notification) -> dict[str, Any]:
         return render_slack(notification)
 
-    def _retry(self, deadline: Deadline) -> DeadlineRetry:
-        # One counter for every cause: at most max_attempts requests per notification.
-        retries = self.max_attempts - 1
-        return DeadlineRetry.within(
-            deadline,
-            max_retry_after=self.max_retry_after,
-            give_up_beyond_cap=True,
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            other=retries,
-            redirect=False,
-            status_forcelist=frozenset({HTTP_TOO_MANY_REQUESTS, *HTTP_SERVER_ERRORS}),
-            allowed_methods=frozenset({"POST"}),
-            backoff_factor=self.backoff,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        )
+    def request(self, notification: Notification, secret: str) -> tuple[str, dict[str, Any]]:
+        return secret, render_slack(notification)
 
-    def _url(self) -> str:
-        try:
-            url = self._url_provider().strip()
-        except Exception as err:  # noqa: BLE001 - any failure to fetch the secret is a failed send
-            raise NotifyError(
-                self.name, f"cannot read the Slack webhook URL: {type(err).__name__}", retryable=True
-            ) from None
-        if not url.lower().startswith(("https://", "http://")):
+    def check(self, secret: str) -> None:
+        if not secret.lower().startswith(("https://", "http://")):
             raise NotifyError(self.name, "the Slack webhook URL is not an http(s) URL", retryable=False)
-        _SECRETS.update(secret_parts(url))
-        return url
 
-    def send(self, notification: Notification) -> None:
-        if self.budget.spent(at_least=MIN_ATTEMPT_SECONDS):
-            raise NotifyError(self.name, "not sent: no time left in this sweep for outbound requests", retryable=True)
-        url = self._url()
-        deadline = self.budget.deadline(self.total)
-        try:
-            response = self._http.request(
-                "POST",
-                url,
-                body=json.dumps(render_slack(notification)).encode(),
-                headers={"Content-Type": "application/json;charset=utf-8"},
-                deadline=deadline,
-                timeout=self.timeout,
-                retries=self._retry(deadline),
-            )
-        except DeadlineExceededError as err:
-            raise NotifyError(self.name, f"Slack webhook unreachable: {err}", retryable=True) from None
-        except Exception as err:  # noqa: BLE001 - urllib3 raises many types; the cause may hold the URL
-            reason = getattr(err, "reason", None) or err
-            detail = redact(f"{type(reason).__name__}: {reason}", *secret_parts(url))
-            raise NotifyError(
-                self.name,
-                f"Slack webhook unreachable (after up to {self.max_attempts} attempts): {detail}",
-                retryable=True,
-            ) from None
-        if response.status == HTTP_OK:
-            return
-        # Redacted whole, then cut: a cut first could leave half a secret that no longer matches.
-        body = redact(response.data.decode("utf-8", "replace"), *secret_parts(url))[:200]
-        raise NotifyError(
-            self.name,
-            f"Slack webhook answered HTTP {response.status}: {body or '(empty body)'}",
-            retryable=retryable_status(response.status),
-        )
+    def secret_parts(self, secret: str) -> tuple[str, ...]:
+        return secret_parts(secret)
