@@ -194,3 +194,38 @@ def test_an_empty_table_reports_zero_locks_and_a_zero_oldest_age(handler, dynamo
     assert emf["LocksSeen"] == [0.0]
     assert emf["OldestLockAgeSeconds"] == [0.0]
     assert emf["StaleLocks"] == [0.0]
+
+
+def test_notification_metrics_count_the_typed_outcomes_of_every_lock(handler):
+    """Sent and failed channels are counted by their status, and an alert path that raised counts as one failure;
+    duplicates, skipped channels and dry runs count as neither."""
+    import sweeper_handler  # noqa: PLC0415
+    from fakes import FakeLockTable  # noqa: PLC0415
+    from tflock_reaper.adapters.memory import MemoryStateStore  # noqa: PLC0415
+    from tflock_reaper.domain.notification import NotificationKind  # noqa: PLC0415
+    from tflock_reaper.domain.notifier import NotSent, SendStatus, SentNotification  # noqa: PLC0415
+    from tflock_reaper.domain.policy import Policy  # noqa: PLC0415
+    from tflock_reaper.services.sweep import sweep  # noqa: PLC0415
+
+    class Sink:
+        def on_entry(self, entry, now):
+            if entry.lock.lock_path == "tf-state/dev/broken.tfstate":
+                raise RuntimeError("state table unavailable")
+            statuses = {"a": SendStatus.SENT, "b": SendStatus.FAILED, "c": NotSent.SKIPPED, "d": SendStatus.DUPLICATE}
+            return [
+                SentNotification(NotificationKind.STALE, 0, statuses, errors={"b": "HTTP 500"}),
+                SentNotification(NotificationKind.STILL_STALE, 1, {"a": SendStatus.SENT}),
+                SentNotification(NotificationKind.STALE, 0, {"a": NotSent.WOULD_SEND}, rendered={"a": {}}),
+            ]
+
+    old = datetime.now(UTC) - timedelta(hours=5)
+    table = FakeLockTable([lock_item(STALE_PATH, created=old), lock_item("tf-state/dev/broken.tfstate", created=old)])
+    report = sweep(lock_table=table, state=MemoryStateStore(), policy=Policy(), mode="dry-run", alerts=Sink())
+    assert [n.to_dict() for n in report.locks[1].notifications] == [{"error": "RuntimeError: state table unavailable"}]
+
+    sweeper_handler.metrics.clear_metrics()
+    sweeper_handler.publish_metrics(report)
+    published = {name: list(metric["Value"]) for name, metric in sweeper_handler.metrics.metric_set.items()}
+    sweeper_handler.metrics.clear_metrics()
+    assert published["NotificationsSent"] == [2.0]
+    assert published["NotificationFailures"] == [2.0]
