@@ -162,20 +162,8 @@ class Web:
             raise NoTimeLeftError("no time left in this sweep to ask")
         cut = " (all the time left in this sweep)" if self.budget.remaining() < self.total else ""
         deadline = self.budget.deadline(self.total)
-        retries = max_attempts - 1
-        retry = DeadlineRetry.within(
-            deadline,
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            other=retries,
-            redirect=False,
-            status_forcelist=RETRYABLE_STATUSES,
-            allowed_methods=frozenset({"GET"}),
-            backoff_factor=self.backoff,
-            respect_retry_after_header=False,
-            raise_on_status=False,
+        retry = DeadlineRetry.attempts(
+            deadline, max_attempts, method="GET", statuses=RETRYABLE_STATUSES, backoff=self.backoff
         )
         try:
             response = self._http.request(
