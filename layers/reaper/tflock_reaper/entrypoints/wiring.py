@@ -7,9 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter
+
+if TYPE_CHECKING:
+    from tflock_reaper.domain.notification import Notification
+    from tflock_reaper.services.dispatch import DispatchResult
 
 from tflock_reaper.adapters.aws import AwsClients, default_clients
 from tflock_reaper.adapters.channels.factory import make_channel_factory, secret_resolver
@@ -18,18 +23,15 @@ from tflock_reaper.adapters.holders import make_providers
 from tflock_reaper.adapters.lock_table import LockTable
 from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.adapters.log_redaction import LogRedaction, install_log_redaction
-from tflock_reaper.adapters.memory import MemoryLedger, MemoryStateStore
 from tflock_reaper.adapters.notification_ledger import DynamoLedger
 from tflock_reaper.adapters.state_table import StateTable
 from tflock_reaper.domain.deadline import UNBOUNDED, Budget
 from tflock_reaper.domain.memory import StateStore
-from tflock_reaper.domain.notification import Notification
 from tflock_reaper.domain.notifier import NotificationLedger
 from tflock_reaper.domain.policy import Channel, Policy, load_policy, parse_policy
 from tflock_reaper.domain.report import SweepReport, combine_reports
 from tflock_reaper.entrypoints.settings import Settings
 from tflock_reaper.services.alerting import Alerter, ChannelFactory
-from tflock_reaper.services.dispatch import DispatchResult, dispatch
 from tflock_reaper.services.sweep import TIME_RESERVE_SECONDS, HolderChecks, out_of_time, sweep
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,11 @@ def log_redaction() -> LogRedaction:
 
 def notification_ledger(clients: AwsClients, state_table: str | None) -> NotificationLedger:
     """Exactly once per event through the state table; without one (the CLI), once per run."""
-    return DynamoLedger(clients.dynamodb(), state_table) if state_table else MemoryLedger()
+    if state_table:
+        return DynamoLedger(clients.dynamodb(), state_table)
+    from tflock_reaper.adapters.memory import MemoryLedger  # noqa: PLC0415 - the CLI's, never the Lambda's
+
+    return MemoryLedger()
 
 
 def channel_factory(
@@ -117,7 +123,11 @@ def outbound_budget(remaining_seconds: Callable[[], float] | None) -> Budget:
 
 def state_store(clients: AwsClients, state_table: str | None) -> StateStore:
     """The reaper's state table, or (without one) a memory of this run only: first seen = now."""
-    return StateTable(clients.dynamodb(), state_table) if state_table else MemoryStateStore()
+    if state_table:
+        return StateTable(clients.dynamodb(), state_table)
+    from tflock_reaper.adapters.memory import MemoryStateStore  # noqa: PLC0415 - the CLI's, never the Lambda's
+
+    return MemoryStateStore()
 
 
 @dataclass(frozen=True)
@@ -233,4 +243,6 @@ def send_resolved(
     channels = _CHANNELS.validate_json(channels_json)
     factory = channel_factory(clients, default_topic_arn=settings.alert_topic_arn)
     ledger = notification_ledger(clients, settings.state_table_name)
+    from tflock_reaper.services.dispatch import dispatch  # noqa: PLC0415 - the stream function's, on a release only
+
     return dispatch(notification, [factory(name, channel) for name, channel in channels.items()], ledger)
