@@ -81,6 +81,19 @@ sam-build: $(SAM_VENV)/.installed venv ## sam build, then check the layer holds 
 	$(SAM) build
 	$(PY) scripts/check_build.py .aws-sam/build
 
+# The environment `make deploy` uses ([default] or e.g. ENV=prod in samconfig.toml).
+ENV ?= default
+
+.PHONY: deploy
+deploy: sam-build ## Deploy with the pinned SAM CLI: guided the first time an environment has no parameters, then as saved (ENV=prod for [prod])
+	@if $(PY) scripts/samconfig_env.py --has-parameters "$(ENV)"; then \
+		echo "sam deploy --config-env $(ENV) (parameters saved in samconfig.toml)"; \
+		$(SAM) deploy --config-env "$(ENV)"; \
+	else \
+		echo "sam deploy --guided --config-env $(ENV): the first deploy of [$(ENV)] asks for the stack parameters and saves them"; \
+		$(SAM) deploy --guided --config-env "$(ENV)"; \
+	fi
+
 # checkov --skip-download: it looks nothing up on the network (guidelines, severities, custom policies).
 .PHONY: scan
 scan: $(SCAN_VENV)/.installed ## Scan the templates: cfn-lint with the serverless rules, checkov (skips carry reasons)
