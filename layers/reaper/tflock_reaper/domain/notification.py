@@ -98,6 +98,15 @@ WAITING_PIPELINE_NOTE = (
 )
 
 
+def force_unlock_command(workspace: str, lock_id: str) -> str:
+    """``terraform workspace select W && terraform force-unlock -force ID``, to paste in the root module that uses
+    the state (no workspace selection for ``default``), every lock value shell-quoted, on one line."""
+    unlock = f"terraform force-unlock -force {shell_word(lock_id)}"
+    if workspace == "default":
+        return unlock
+    return f"terraform workspace select {shell_word(workspace)} && {unlock}"
+
+
 @dataclass(frozen=True)
 class DedupKey:
     """What makes a notification unique: one event about one acquisition (lock path, lock ID) of one lock.
@@ -273,10 +282,7 @@ class Notification:
         pasted into a terminal stays one argument (a UUID is printed unchanged), and the command is one line
         whatever the ID holds (see :func:`~tflock_reaper.domain.text.shell_word`).
         """
-        unlock = f"terraform force-unlock -force {shell_word(self.lock_id)}"
-        if self.workspace == "default":
-            return unlock
-        return f"terraform workspace select {shell_word(self.workspace)} && {unlock}"
+        return force_unlock_command(self.workspace, self.lock_id)
 
     @property
     def follow_up(self) -> str | None:
