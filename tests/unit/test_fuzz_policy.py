@@ -88,8 +88,8 @@ def _places(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def mutated_policies(draw: st.DrawFn) -> str:
-    """The valid policy with a few places replaced, deleted or given an unknown sibling, dumped as YAML."""
+def mutated_data(draw: st.DrawFn) -> dict[str, Any]:
+    """The valid policy with a few places replaced, deleted or given an unknown sibling."""
     policy = copy.deepcopy(VALID)
     for _ in range(draw(st.integers(1, 3))):
         places = _places(policy)[1:]
@@ -106,8 +106,21 @@ def mutated_policies(draw: st.DrawFn) -> str:
             del parent[place[-1]]
         elif isinstance(parent, dict):
             parent[draw(st.one_of(any_text, st.integers()))] = draw(odd_values)
-    flow = draw(st.sampled_from([None, True, False]))
-    return yaml.safe_dump(policy, default_flow_style=flow, allow_unicode=draw(st.booleans()))
+    return policy
+
+
+#: How YAML is dumped: block, flow or mixed style; non-ASCII as is or escaped.
+yaml_styles = st.tuples(st.sampled_from([None, True, False]), st.booleans())
+
+
+def _dump(data: dict[Any, Any], style: tuple[bool | None, bool]) -> str:
+    return yaml.safe_dump(data, default_flow_style=style[0], allow_unicode=style[1])
+
+
+@st.composite
+def mutated_policies(draw: st.DrawFn) -> str:
+    """The valid policy with a few places replaced, deleted or given an unknown sibling, dumped as YAML."""
+    return _dump(draw(mutated_data()), draw(yaml_styles))
 
 
 yaml_fragments = st.sampled_from(
@@ -163,6 +176,28 @@ def test_a_policy_with_a_bad_field_names_its_line(text: str) -> None:
     result = _load(text)
     if isinstance(result, PolicyError):
         assert all(_LOCATED.match(p) for p in result.problems), result.problems
+
+
+_WHERE = re.compile(rf"^{re.escape(SOURCE)}:\d+(:\d+)?: ")
+
+
+def _unlocated_problems(text: str) -> list[str]:
+    """The problems ``field: message``, without their line and column; none when the policy loads."""
+    result = _load(text)
+    return sorted(_WHERE.sub("", p) for p in result.problems) if isinstance(result, PolicyError) else []
+
+
+@given(mutated_data(), yaml_styles)
+@example(
+    {**VALID, "defaults": {**VALID["defaults"], "reap_after": "0s"}}, (False, True)
+)  # a problem between fields, alone, which a bad field hid (issue 15.7)
+def test_a_bad_field_hides_no_other_problem(data: dict[str, Any], style: tuple[bool | None, bool]) -> None:
+    """Every problem is reported in one pass: adding an unknown setting to any policy adds its one problem and
+    keeps every other (pydantic's model validators, which checked channels and durations, do not run once a
+    field failed)."""
+    unknown = "zz_not_a_setting: unknown field (check its spelling and indentation)"
+    alone = _unlocated_problems(_dump(data, style))
+    assert _unlocated_problems(_dump({**data, "zz_not_a_setting": 1}, style)) == sorted([*alone, unknown])
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,15 @@
 """Given policy files good and bad, the policy loads as written or is refused naming the line and field."""
 
+import traceback
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from factories import NOW, lock_item
+from pydantic import ValidationError
 from tflock_reaper.domain.durations import format_duration, parse_duration
 from tflock_reaper.domain.lock import LockRecord, classify_item
-from tflock_reaper.domain.policy import PolicyError, load_policy, parse_policy
+from tflock_reaper.domain.policy import Policy, PolicyError, load_policy, parse_policy
 
 ISSUE_EXAMPLE = """\
 mode: dry-run              # dry-run (default) | enforce
@@ -248,3 +250,106 @@ def test_the_packaged_policy_is_valid_and_safe():
     assert policy.mode == "dry-run"
     assert policy.defaults.holder.assume == "unknown"
     assert policy.defaults.notify.channels == ["alerts"]
+
+
+# -- messages that say what to do (issue 15.7) -------------------------------------------------------------------
+PASTED = {
+    "webhook": "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/pAsTeDsEcReTvAlUe123",
+    "token": "ghp_pAsTeDsEcReTvAlUe1234567890abcdefgh",
+}
+SECRETS_PASTED = f"""\
+channels:
+  team: {{type: slack, webhook: "{PASTED["webhook"]}"}}
+defaults:
+  holder:
+    github: {{repo: acme/infra, token: {PASTED["token"]}}}
+"""
+HOW_TO_NAME_A_SECRET = (
+    "a plain string is not accepted here: write {secret: NAME} (Secrets Manager) or {parameter: NAME} "
+    "(SSM SecureString); a secret's value never goes in the policy"
+)
+
+
+def test_a_plain_string_where_a_secret_belongs_says_how_to_name_it_and_never_echoes_it():
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(SECRETS_PASTED, source="policy.yaml")
+    assert raised.value.problems == [
+        f"policy.yaml:2:32: channels.team.webhook: {HOW_TO_NAME_A_SECRET}",
+        f"policy.yaml:5:39: defaults.holder.github.token: {HOW_TO_NAME_A_SECRET}",
+    ]
+    # Nor in the pydantic error it was raised from, which a logged traceback prints.
+    shown = "".join(traceback.format_exception(raised.value))
+    assert "ValidationError" in shown
+    assert not [value for value in PASTED.values() if value in shown]
+    assert "pAsTeDsEcReT" not in shown
+
+
+def test_a_secret_reference_of_another_shape_says_how_to_name_it():
+    with pytest.raises(PolicyError) as raised:
+        parse_policy("channels:\n  pd: {type: pagerduty, routing_key: [a, b]}\n", source="policy.yaml")
+    assert raised.value.problems == [
+        (
+            "policy.yaml:2:38: channels.pd.routing_key: must name where the secret lives: write {secret: NAME} "
+            "(Secrets Manager) or {parameter: NAME} (SSM SecureString)"
+        )
+    ]
+
+
+EVERY_PROBLEM = """\
+mode: yolo
+channels:
+  oncall: {type: sns}
+defaults:
+  warn_after: 2h
+  reap_after: 1h
+  notify: {channels: [oncall, pager]}
+rules:
+  - match: "tf-state/prod/*"
+    warn_after: 3h
+    notify: {channels: [slack]}
+  - match: "tf-state/dev/*"
+    operations: []
+"""
+
+
+def test_every_problem_is_reported_in_one_pass_each_with_its_line_and_field():
+    """A bad field does not hide the problems between fields (pydantic runs no model validator after a field
+    failed), and those are all reported, not the first one."""
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(EVERY_PROBLEM, source="policy.yaml")
+    unwarned = "is shorter than warn_after ({}): a lock would be reaped unwarned"
+    assert raised.value.problems == [
+        "policy.yaml:1:7: mode: Input should be 'dry-run' or 'enforce'",
+        f"policy.yaml:6:15: defaults.reap_after: reap_after (1h) {unwarned.format('2h')}",
+        "policy.yaml:7:31: defaults.notify.channels[1]: channel 'pager' is not defined under channels (oncall)",
+        f"policy.yaml:10:17: rules[0].warn_after: reap_after (1h) {unwarned.format('3h')}",
+        "policy.yaml:11:25: rules[0].notify.channels[0]: channel 'slack' is not defined under channels (oncall)",
+        "policy.yaml:13:17: rules[1].operations: List should have at least 1 item after validation, not 0",
+    ]
+
+
+UNWARNED_TO_PAGER = "defaults: {warn_after: 2h, reap_after: 1h, notify: {channels: [pager]}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden_today"),
+    [
+        ("mode: yolo\n" + UNWARNED_TO_PAGER, "defaults.reap_after: reap_after (1h) is shorter"),
+        ("mode: yolo\n" + UNWARNED_TO_PAGER, "defaults.notify.channels[0]: channel 'pager' is not defined"),
+        ("channels: {sns: {type: sns, topic_arn: nope}}\n" + UNWARNED_TO_PAGER, "channel 'pager' is not defined"),
+        ("rules: [{match: a, reap_after: soon}]\n" + UNWARNED_TO_PAGER, "defaults.reap_after: reap_after (1h) is"),
+    ],
+)
+def test_a_problem_between_fields_is_not_hidden_by_a_bad_field(text, hidden_today):
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(text, source="policy.yaml")
+    assert len(raised.value.problems) == 3, raised.value.problems
+    assert any(hidden_today in p for p in raised.value.problems), raised.value.problems
+
+
+def test_a_policy_validated_directly_reports_every_conflict_too():
+    with pytest.raises(ValidationError) as raised:
+        Policy.model_validate({"defaults": {"warn_after": "2h", "reap_after": "1h", "notify": {"channels": ["x"]}}})
+    (error,) = raised.value.errors()
+    assert "defaults.notify.channels[0]: channel 'x' is not defined" in error["msg"]
+    assert "defaults.reap_after: reap_after (1h) is shorter than warn_after (2h)" in error["msg"]

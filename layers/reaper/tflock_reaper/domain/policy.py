@@ -1,17 +1,20 @@
 """The reaping policy: a YAML file validated by pydantic, refused whole when any part of it is wrong.
 
 Errors name the file, line, column and field (``policy.yaml:7:18: rules[0].reap_after: ...``) so that a
-bad policy never half-applies. Rules are tried in order and the first match wins; a field a rule does
-not set falls back to ``defaults``.
+bad policy never half-applies, and every problem is reported at once: the checks across fields
+(:func:`policy_conflicts`) run on the file's data even when a field is wrong, which pydantic's model validators
+would not. Rules are tried in order and the first match wins; a field a rule does not set falls back to
+``defaults``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeGuard
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information: Regex wraps what is used
 from pydantic import (
@@ -84,7 +87,12 @@ class Regex:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # A value given where a secret's name belongs may be the secret itself: pydantic must not quote inputs in
+    # its ValidationError (the PolicyError's cause, which a logged traceback prints).
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+_REFERENCE_SYNTAX = "write {secret: NAME} (Secrets Manager) or {parameter: NAME} (SSM SecureString)"
 
 
 class SecretRef(_Strict):
@@ -92,6 +100,19 @@ class SecretRef(_Strict):
 
     secret: str | None = Field(default=None, min_length=1, description="Secrets Manager secret id or ARN")
     parameter: str | None = Field(default=None, min_length=1, description="SSM SecureString parameter name")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_reference(cls, data: Any) -> Any:
+        # The message never quotes what was given: a plain string here is often the secret, pasted by mistake.
+        if isinstance(data, str):
+            raise PydanticCustomError(
+                "secret_given_as_text",
+                f"a plain string is not accepted here: {_REFERENCE_SYNTAX}; a secret's value never goes in the policy",
+            )
+        if not isinstance(data, Mapping | SecretRef):
+            raise PydanticCustomError("secret_ref_type", "must name where the secret lives: " + _REFERENCE_SYNTAX)
+        return data
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
@@ -270,41 +291,17 @@ class Policy(_Strict):
     rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _channels_exist(self) -> Policy:
-        routes: list[tuple[tuple[str | int, ...], NotifySpec | None]] = [(("defaults",), self.defaults.notify)]
-        routes += [(("rules", i), rule.notify) for i, rule in enumerate(self.rules)]
-        for where, spec in routes:
-            for index, name in enumerate((spec.channels or []) if spec else []):
-                if name not in self.channels:
-                    known = ", ".join(sorted(self.channels)) or "none are defined"
-                    raise PydanticCustomError(
-                        "unknown_channel",
-                        "channel '{channel}' is not defined under channels ({known})",
-                        {"channel": name, "known": known, "loc": (*where, "notify", "channels", index)},
-                    )
+    def _consistent(self) -> Policy:
+        # parse_policy reports these from the file's data, each at its line, even when a field is wrong (pydantic
+        # runs no model validator then); this is for a Policy validated directly.
+        conflicts = policy_conflicts(self.model_dump())
+        if conflicts:
+            raise PydanticCustomError(
+                CONFLICT_ERROR,
+                "{problems}",
+                {"problems": "; ".join(f"{_dotted(c.loc)}: {c.message}" for c in conflicts)},
+            )
         return self
-
-    @model_validator(mode="after")
-    def _reap_not_before_warn(self) -> Policy:
-        for index, effective in enumerate(self._effective_rules()):
-            if effective.reap_after < effective.warn_after:
-                loc = ("defaults", "reap_after") if index == 0 else ("rules", index - 1, "reap_after")
-                # The location travels in ctx so that the file loader can point at the right line.
-                raise PydanticCustomError(
-                    "reap_before_warn",
-                    "reap_after ({reap}) is shorter than warn_after ({warn}): a lock would be reaped unwarned",
-                    {
-                        "reap": format_duration(effective.reap_after),
-                        "warn": format_duration(effective.warn_after),
-                        "loc": loc,
-                    },
-                )
-        return self
-
-    def _effective_rules(self) -> list[EffectiveRule]:
-        return [self._effective(None, "defaults")] + [
-            self._effective(rule, f"rules[{i}] {rule.match}") for i, rule in enumerate(self.rules)
-        ]
 
     def _effective(self, rule: Rule | None, name: str) -> EffectiveRule:
         d = self.defaults
@@ -351,6 +348,112 @@ class Policy(_Strict):
             if fnmatchcase(lock_path, rule.match):
                 return self._effective(rule, f"rules[{index}] {rule.match}")
         return self._effective(None, "defaults")
+
+
+CONFLICT_ERROR = "policy_conflicts"
+_UNKNOWN = object()
+"""A value the file gives but that is not valid: its own error is reported, and nothing is compared with it."""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A problem between fields (an undefined channel, reap_after before warn_after) at ``loc`` in the file."""
+
+    loc: tuple[str | int, ...]
+    message: str
+
+
+def policy_conflicts(data: object) -> list[Conflict]:
+    """The problems between fields of a policy's data (as read from YAML, or a Policy's ``model_dump``).
+
+    Tolerant of anything else being wrong: a part that is missing takes its default, a part that is not valid is
+    skipped (its own error says why), so that these are reported along with every other problem, not after it.
+    """
+    if not isinstance(data, Mapping):
+        return []
+    return _undefined_channels(data) + _reaped_unwarned(data)
+
+
+def _is_list(value: object) -> TypeGuard[list[Any] | tuple[Any, ...]]:
+    return isinstance(value, list | tuple)
+
+
+def _rules(data: Mapping[Any, Any]) -> list[tuple[int, Mapping[Any, Any]]]:
+    """The rules that are mappings, with their index in the file."""
+    rules = data.get("rules")
+    return [(i, rule) for i, rule in enumerate(rules) if isinstance(rule, Mapping)] if _is_list(rules) else []
+
+
+def _get(mapping: Mapping[Any, Any], key: str, default: Any) -> Any:
+    """``mapping[key]``; ``default`` when absent or ``None`` (a Policy's dump of an unset field)."""
+    value = mapping.get(key)
+    return default if value is None else value
+
+
+def _undefined_channels(data: Mapping[Any, Any]) -> list[Conflict]:
+    defined = _get(data, "channels", {})
+    if not isinstance(defined, Mapping):
+        return []
+    routes: list[tuple[tuple[str | int, ...], object]] = [(("defaults",), _get(data, "defaults", {}))]
+    routes += [(("rules", index), rule) for index, rule in _rules(data)]
+    known = ", ".join(sorted(str(name) for name in defined)) or "none are defined"
+    conflicts: list[Conflict] = []
+    for where, holder in routes:
+        notify = holder.get("notify") if isinstance(holder, Mapping) else None
+        names = notify.get("channels") if isinstance(notify, Mapping) else None
+        for index, name in enumerate(names if _is_list(names) else []):
+            if isinstance(name, str) and name not in defined:
+                conflicts.append(
+                    Conflict(
+                        (*where, "notify", "channels", index),
+                        f"channel '{name}' is not defined under channels ({known})",
+                    )
+                )
+    return conflicts
+
+
+def _duration(mapping: Mapping[Any, Any], key: str, default: object) -> object:
+    """The duration ``mapping`` gives for ``key``, ``default`` when it gives none, or :data:`_UNKNOWN`."""
+    value = mapping.get(key)
+    if value is None:
+        return default
+    try:
+        return parse_duration(value)
+    except ValueError:
+        return _UNKNOWN
+
+
+def _reaped_unwarned(data: Mapping[Any, Any]) -> list[Conflict]:
+    defaults = _get(data, "defaults", {})
+    warn: object = _UNKNOWN
+    reap: object = _UNKNOWN
+    conflicts: list[Conflict] = []
+    if isinstance(defaults, Mapping):
+        warn = _duration(defaults, "warn_after", Defaults.model_fields["warn_after"].default)
+        reap = _duration(defaults, "reap_after", Defaults.model_fields["reap_after"].default)
+        conflicts = _reap_before_warn(("defaults",), defaults, warn, reap)
+    for index, rule in _rules(data):
+        if rule.get("warn_after") is None and rule.get("reap_after") is None:
+            continue  # nothing of its own: the defaults' problem, reported once, above
+        conflicts += _reap_before_warn(
+            ("rules", index), rule, _duration(rule, "warn_after", warn), _duration(rule, "reap_after", reap)
+        )
+    return conflicts
+
+
+def _reap_before_warn(
+    where: tuple[str | int, ...], given: Mapping[Any, Any], warn: object, reap: object
+) -> list[Conflict]:
+    """At the ``reap_after`` that ``given`` sets, else at its ``warn_after``."""
+    if not (isinstance(warn, timedelta) and isinstance(reap, timedelta)) or reap >= warn:
+        return []
+    return [
+        Conflict(
+            (*where, "reap_after" if given.get("reap_after") is not None else "warn_after"),
+            f"reap_after ({format_duration(reap)}) is shorter than warn_after ({format_duration(warn)}): "
+            "a lock would be reaped unwarned",
+        )
+    ]
 
 
 class PolicyError(Exception):
@@ -414,10 +517,18 @@ def _parse_policy(text: str, source: str) -> Policy:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise _yaml_error(err, source) from err
+    # Every problem at once: pydantic's (its model validators do not run once a field failed) and those between
+    # fields, found on the file's data whatever else is wrong.
+    problems = [_locate(c.loc, c.message, marks, source) for c in policy_conflicts(data)]
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as err:
-        raise PolicyError(source, [_locate(e, marks, source) for e in err.errors(include_url=False)]) from err
+        errors = [e for e in err.errors(include_url=False) if e["type"] != CONFLICT_ERROR]
+        problems += [_locate(_pydantic_loc(e), _pydantic_message(e), marks, source) for e in errors]
+        raise PolicyError(source, [text for _, text in sorted(problems, key=lambda p: p[0])]) from err
+    if problems:  # the same checks as the model's: never reached unless the two disagree, and then refused
+        raise PolicyError(source, [text for _, text in sorted(problems, key=lambda p: p[0])])
+    return policy
 
 
 def _index_marks(
@@ -451,19 +562,28 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
     return out or "(top level)"
 
 
-def _locate(error: Any, marks: dict[tuple[str | int, ...], yaml.Mark], source: str) -> str:
-    loc = tuple(error.get("ctx", {}).get("loc", ())) or tuple(
-        p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
-    )
+def _pydantic_loc(error: Any) -> tuple[str | int, ...]:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     if loc[:1] == ("channels",) and loc[2:3] and loc[2] in _CHANNEL_TYPES:
         loc = loc[:2] + loc[3:]  # pydantic names the union member it tried: the type is already in the file
-    message = str(error["msg"]).removeprefix("Value error, ")
+    return loc
+
+
+def _pydantic_message(error: Any) -> str:
     if error["type"] == "extra_forbidden":
-        message = "unknown field (check its spelling and indentation)"
+        return "unknown field (check its spelling and indentation)"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _locate(
+    loc: tuple[str | int, ...], message: str, marks: dict[tuple[str | int, ...], yaml.Mark], source: str
+) -> tuple[tuple[int, int], str]:
+    """``file:line:col: field: message``, and its place in the file to sort by."""
     # A missing field has no node of its own: point at the closest enclosing one.
     probe = loc
     while probe not in marks and probe:
         probe = probe[:-1]
     mark = marks.get(probe)
-    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-    return f"{where}: {_dotted(loc)}: {message}"
+    if mark is None:
+        return (0, 0), f"{source}: {_dotted(loc)}: {message}"
+    return (mark.line, mark.column), f"{source}:{mark.line + 1}:{mark.column + 1}: {_dotted(loc)}: {message}"
