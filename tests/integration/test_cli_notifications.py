@@ -10,8 +10,9 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import pytest
-from alert_stack import ROUTING_KEY, SLACK_PATH
+from alert_stack import ROUTING_KEY, SLACK_PATH, SLACK_SECRET
 from factories import lock_item
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
 from tflock_reaper.entrypoints.cli import main
@@ -91,3 +92,53 @@ def test_show_notifications_with_the_state_table_leaves_the_first_alert_to_the_s
     assert "    > stale -> slack (duplicate), sns (duplicate), pagerduty (duplicate)" in again.splitlines()
     assert len(alerts.slack.requests) == len(alerts.pagerduty.requests) == 1
     assert alerts.sns_messages() == []
+
+
+# -- one thing per channel, and a missing secret named with AWS's error (issue 15.7) ----------------------------
+SLACK_MISSING = (
+    f"cannot read the Slack webhook URL (secret {SLACK_SECRET}: ResourceNotFoundException: Secrets Manager can't "
+    "find the specified secret.)"
+)
+NO_TOPIC = "no topic_arn in the policy and no ALERT_TOPIC_ARN in the deployment"
+
+
+@pytest.fixture
+def broken_channels(alerts, monkeypatch):
+    """The Slack secret deleted, and the SNS channel without a topic (none in the deployment either)."""
+    monkeypatch.delenv("ALERT_TOPIC_ARN", raising=False)
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    secrets.delete_secret(SecretId=SLACK_SECRET, ForceDeleteWithoutRecovery=True)
+    policy = alerts.policy_path.read_text()
+    alerts.policy_path.write_text(
+        policy.replace(f'sns: {{type: sns, topic_arn: "{alerts.topic_arn}"}}', "sns: {type: sns}")
+    )
+    return alerts
+
+
+def test_a_channel_that_cannot_be_used_shows_as_unusable_with_its_reason_not_as_would_send(broken_channels, stale_lock):
+    code, out = run("--policy", str(broken_channels.policy_path), "--show-notifications", "--json")
+
+    assert code == 0
+    (shown,) = json.loads(out)["locks"][0]["notifications"]
+    assert shown["channels"] == {"slack": "unusable", "sns": "unusable", "pagerduty": "would-send"}
+    assert shown["errors"] == {"slack": SLACK_MISSING, "sns": NO_TOPIC}
+    assert list(shown["rendered"]) == ["pagerduty"]
+    assert broken_channels.pagerduty.requests == []
+
+    _, text = run("--policy", str(broken_channels.policy_path), "--show-notifications")
+    lines = text.splitlines()
+    start = lines.index("    > stale -> slack (unusable), sns (unusable), pagerduty (would-send)")
+    assert lines[start + 1].startswith("        pagerduty: Stale Terraform lock: ")
+    assert "would-send), sns" not in text
+    assert "slack (would-send)" not in text
+
+
+def test_a_missing_secret_names_the_secret_and_the_aws_error_where_the_send_fails(broken_channels, stale_lock):
+    code, out = run("--policy", str(broken_channels.policy_path), "--notify", "--json")
+
+    assert code == 0
+    (sent,) = json.loads(out)["locks"][0]["notifications"]
+    assert sent["channels"] == {"slack": "failed", "sns": "failed", "pagerduty": "sent"}
+    assert sent["errors"] == {"slack": SLACK_MISSING, "sns": NO_TOPIC}
+    assert broken_channels.slack.requests == []
+    assert len(broken_channels.pagerduty.requests) == 1

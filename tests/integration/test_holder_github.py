@@ -758,7 +758,7 @@ def test_a_missing_token_secret_is_unknown_and_blocks_the_reap(github, aws):
     assert entry.verdict.holder is not None
     assert entry.verdict.holder.state is HolderState.UNKNOWN
     assert entry.verdict.holder.evidence.startswith(
-        f"cannot read the GitHub token (secret {TOKEN_SECRET}: GetParameterError: "
+        f"cannot read the GitHub token (secret {TOKEN_SECRET}: ResourceNotFoundException: Secrets Manager can't find"
     )
     assert any(r.startswith("holder liveness unknown: cannot read the GitHub token") for r in entry.reasons)
     assert github.requests == []

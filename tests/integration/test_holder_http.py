@@ -236,7 +236,7 @@ def test_a_missing_header_secret_blocks_the_reap(endpoint, aws_env):
     assert table.deletes == []
     assert entry.verdict.holder is not None
     assert entry.verdict.holder.evidence.startswith(
-        f"cannot read the X-Api-Key header value (secret {KEY_SECRET}: GetParameterError: "
+        f"cannot read the X-Api-Key header value (secret {KEY_SECRET}: ResourceNotFoundException: Secrets Manager "
     )
     assert endpoint.requests == []
 

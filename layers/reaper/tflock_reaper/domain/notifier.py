@@ -86,10 +86,12 @@ class SendStatus(StrEnum):
 
 
 class NotSent(StrEnum):
-    """A channel a notification was not given: a dry run only renders it (``would-send``); a channel that failed
-    retryably earlier in the sweep is skipped for the rest of it (``skipped``)."""
+    """A channel a notification was not given: a dry run only renders it (``would-send``), or finds that it could
+    not be sent there (``unusable``: the channel cannot be built or used, or cannot render it; ``errors`` says why);
+    a channel that failed retryably earlier in the sweep is skipped for the rest of it (``skipped``)."""
 
     WOULD_SEND = "would-send"
+    UNUSABLE = "unusable"
     SKIPPED = "skipped"
 
 

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from tflock_reaper.domain.decision import STALE_OUTCOMES, Outcome
 from tflock_reaper.domain.lock import SkippedItem, workspace_of
@@ -22,8 +22,8 @@ from tflock_reaper.domain.notification import Notification, NotificationKind
 from tflock_reaper.domain.notifier import ChannelStatus, NotificationLedger, Notifier, NotSent, SentNotification
 from tflock_reaper.domain.policy import Channel, Policy
 from tflock_reaper.domain.report import LockReport
-from tflock_reaper.domain.text import redact
-from tflock_reaper.services.dispatch import ChannelResult, dispatch
+from tflock_reaper.domain.text import fit, one_line, redact
+from tflock_reaper.services.dispatch import ERROR_MAX, ChannelResult, dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,16 @@ def notifications_for(entry: LockReport, *, table: str, now: datetime) -> list[N
 ChannelFactory = Callable[[str, Channel], Notifier]
 
 
+@runtime_checkable
+class UsabilityCheck(Protocol):
+    """A channel that can tell, without sending, that nothing could be sent on it: an SNS channel with no topic, a
+    webhook whose secret cannot be read. A dry run shows it ``unusable``, with the reason, not ``would-send``."""
+
+    def unusable(self) -> str | None:
+        """Why nothing can be sent on this channel (never a secret), or ``None``."""
+        ...
+
+
 def channel_snapshot(policy: Policy, names: list[str] | tuple[str, ...]) -> str:
     """The channels' definitions (names and references, never secret values), kept with the lock's state so
     that ``resolved`` goes where its alerts went."""
@@ -96,6 +106,8 @@ class Alerter:
         self._state = state
         self._send = send
         self._notifiers: dict[str, Notifier] = {}
+        self._unusable: dict[str, str | None] = {}
+        """A dry run's finding per channel: why it cannot be used (``None``: it can)."""
         self._down: dict[str, str] = {}
         """Channels that failed retryably in this sweep: skipped for the rest of it (the next sweep retries), so
         that a hanging endpoint costs one timeout per sweep, not one per lock. Only a failure of the channel or the
@@ -138,12 +150,7 @@ class Alerter:
         """Send (or render) one notification on its channels: what happened, per channel."""
         notifiers = [self._notifier(name) for name in channels]
         if not self._send:
-            return SentNotification(
-                notification.kind,
-                notification.sequence,
-                channels={n.name: NotSent.WOULD_SEND for n in notifiers},
-                rendered={n.name: _rendered(n, notification) for n in notifiers},
-            )
+            return self._preview(notification, notifiers)
         live = [n for n in notifiers if n.name not in self._down]
         result = dispatch(notification, live, self._ledger)
         statuses: dict[str, ChannelStatus] = {r.channel: r.status for r in result.results}
@@ -155,6 +162,38 @@ class Alerter:
             channels=statuses,
             errors={r.channel: r.error or "" for r in result.failed},
         )
+
+    def _preview(self, notification: Notification, notifiers: Sequence[Notifier]) -> SentNotification:
+        """A dry run: each channel either would send (and what it would get), or is unusable (and why), not both."""
+        statuses: dict[str, ChannelStatus] = {}
+        errors: dict[str, str] = {}
+        rendered: dict[str, dict[str, Any]] = {}
+        for notifier in notifiers:
+            why = self._unusable_channel(notifier)
+            if why is None:
+                try:
+                    rendered[notifier.name] = notifier.render(notification)
+                except Exception as err:  # noqa: BLE001 - a renderer's bug must not hide the other channels' previews
+                    why = _describe(err, "cannot render the notification: ")
+            statuses[notifier.name] = NotSent.WOULD_SEND if why is None else NotSent.UNUSABLE
+            if why is not None:
+                errors[notifier.name] = why
+        return SentNotification(
+            notification.kind, notification.sequence, channels=statuses, errors=errors, rendered=rendered
+        )
+
+    def _unusable_channel(self, notifier: Notifier) -> str | None:
+        """Why ``notifier`` cannot be used at all (asked once a sweep: it may read a secret), or ``None``."""
+        name = notifier.name
+        if name not in self._unusable:
+            why: str | None = None
+            if isinstance(notifier, UsabilityCheck):
+                try:
+                    why = notifier.unusable()
+                except Exception as err:  # noqa: BLE001 - a check that fails says the channel cannot be used
+                    why = _describe(err, "cannot check the channel: ")
+            self._unusable[name] = why
+        return self._unusable[name]
 
     def _mark_down(self, failed: list[ChannelResult], lock_path: str) -> None:
         for result in failed:
@@ -171,9 +210,6 @@ class Alerter:
             logger.warning("cannot record alert channels", extra={"lock_path": entry.lock.lock_path, "error": str(err)})
 
 
-def _rendered(notifier: Notifier, notification: Notification) -> dict[str, Any]:
-    """What a channel would get (a dry run): one lock's data that cannot be rendered fails that preview alone."""
-    try:
-        return notifier.render(notification)
-    except Exception as err:  # noqa: BLE001 - a renderer's bug must not hide the other channels' previews
-        return {"error": redact(f"cannot render: {type(err).__name__}: {err}")}
+def _describe(err: Exception, prefix: str) -> str:
+    """An exception as a one-line, secret-free reason (it may quote the hostile value that caused it: cut)."""
+    return fit(one_line(redact(f"{prefix}{type(err).__name__}: {err}")), ERROR_MAX)

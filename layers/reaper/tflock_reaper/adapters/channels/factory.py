@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tflock_reaper.adapters.aws import AwsClients
 from tflock_reaper.adapters.log_redaction import LogRedaction
+from tflock_reaper.adapters.secret_store import unavailable
 from tflock_reaper.domain.deadline import UNBOUNDED, Budget
 from tflock_reaper.domain.notifier import Notifier, NotifyError
 from tflock_reaper.domain.policy import Channel, PagerDutyChannel, SecretRef, SlackChannel
@@ -38,10 +39,15 @@ class SecretResolver:
         return self._providers[kind]
 
     def __call__(self, ref: SecretRef) -> str:
-        if ref.secret is not None:
-            value = self._provider("secret").get(ref.secret, max_age=SECRET_CACHE_SECONDS)
-        else:
-            value = self._provider("parameter").get(ref.parameter, decrypt=True, max_age=SECRET_CACHE_SECONDS)
+        """The secret's value, or :class:`~tflock_reaper.adapters.secret_store.SecretUnavailableError` naming the
+        secret and AWS's error (never a value)."""
+        try:
+            if ref.secret is not None:
+                value = self._provider("secret").get(ref.secret, max_age=SECRET_CACHE_SECONDS)
+            else:
+                value = self._provider("parameter").get(ref.parameter, decrypt=True, max_age=SECRET_CACHE_SECONDS)
+        except Exception as err:  # Powertools wraps every failure in GetParameterError: say which secret, and why
+            raise unavailable(ref, err) from err
         return str(value)
 
 
@@ -62,6 +68,10 @@ class _Unconfigured:
 
     name: str
     why: str
+
+    def unusable(self) -> str:
+        """Why: a dry run shows the channel as unusable, with this, instead of a message it would send."""
+        return self.why
 
     def render(self, notification: Notification) -> dict[str, Any]:
         return {"error": self.why}

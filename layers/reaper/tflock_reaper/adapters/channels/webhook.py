@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from tflock_reaper.adapters.log_redaction import LogRedaction
 from tflock_reaper.adapters.outbound import MIN_ATTEMPT_SECONDS, DeadlineExceededError, DeadlinePool, DeadlineRetry
+from tflock_reaper.adapters.secret_store import SecretUnavailableError
 from tflock_reaper.domain.deadline import UNBOUNDED, Budget
 from tflock_reaper.domain.notification import Notification
 from tflock_reaper.domain.notifier import HTTP_SERVER_ERRORS, HTTP_TOO_MANY_REQUESTS, NotifyError, retryable_status
@@ -103,9 +104,20 @@ class WebhookNotifier(ABC):
         """What of the secret must never be shown."""
         return (secret,)
 
+    def unusable(self) -> str | None:
+        """Why nothing can be sent here (the secret cannot be read, or cannot be right), else ``None``: for a dry
+        run, which reads the secret and sends nothing."""
+        try:
+            self._secret()
+        except NotifyError as err:
+            return err.message
+        return None
+
     def _secret(self) -> str:
         try:
             secret = self._secret_provider().strip()
+        except SecretUnavailableError as err:  # names the secret and AWS's error, never the value
+            raise NotifyError(self.name, f"cannot read the {self.credential} ({err})", retryable=True) from None
         except Exception as err:  # noqa: BLE001 - any failure to fetch the secret is a failed send
             raise NotifyError(
                 self.name, f"cannot read the {self.credential}: {type(err).__name__}", retryable=True

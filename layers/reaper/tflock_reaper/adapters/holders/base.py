@@ -24,12 +24,12 @@ from tflock_reaper.adapters.holders.web import (
     HTTP_TOO_MANY_REQUESTS,
     HTTP_UNAUTHORIZED,
     Answer,
-    SecretUnavailableError,
     UnreachableError,
     Web,
     read_credential,
     secret_reader,
 )
+from tflock_reaper.adapters.secret_store import SecretUnavailableError
 from tflock_reaper.domain.liveness import HolderCheck, HolderState, HolderStatus, ProviderBuilder
 from tflock_reaper.domain.lock import LockRecord
 from tflock_reaper.domain.policy import SecretRef

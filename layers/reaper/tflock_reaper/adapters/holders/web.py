@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from tflock_reaper.adapters.outbound import MIN_ATTEMPT_SECONDS, DeadlineExceededError, DeadlinePool, DeadlineRetry
+from tflock_reaper.adapters.secret_store import SecretUnavailableError, describe_ref, unavailable
 from tflock_reaper.domain.deadline import UNBOUNDED, Budget
 from tflock_reaper.domain.policy import SecretRef
 from tflock_reaper.domain.text import fit, one_line, redact
@@ -94,23 +95,17 @@ def describe_error(err: BaseException, *secrets: str) -> str:
     return fit(one_line(redact(f"{type(reason).__name__}: {reason}", *secrets)), DETAIL_MAX)
 
 
-class SecretUnavailableError(Exception):
-    """A credential could not be read; the message names where it lives, never its value."""
-
-
-def describe_ref(ref: SecretRef) -> str:
-    return f"secret {ref.secret}" if ref.secret is not None else f"parameter {ref.parameter}"
-
-
 def secret_reader(secrets: Callable[[SecretRef], str], ref: SecretRef) -> Callable[[], str]:
     """A lazy reader of ``ref``: called when a check first needs it, so that a missing or unreadable secret
-    makes that check answer ``unknown`` instead of failing the sweep's wiring."""
+    makes that check answer ``unknown`` (naming the secret and AWS's error) instead of failing the sweep's wiring."""
 
     def read() -> str:
         try:
             value = secrets(ref)
+        except SecretUnavailableError:
+            raise  # the resolver's: names the secret and AWS's error already
         except Exception as err:  # noqa: BLE001 - whatever the resolver raised, the credential is unavailable
-            raise SecretUnavailableError(f"{describe_ref(ref)}: {describe_error(err)}") from None
+            raise unavailable(ref, err) from None
         if not value.strip():
             raise SecretUnavailableError(f"{describe_ref(ref)} is empty")
         return value.strip()
