@@ -1,6 +1,7 @@
 """``tflock-reaper explain`` shows each holder check's answer and evidence (text and ``--json``), against moto."""
 
 import io
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,9 @@ rules:
     holder: {codebuild: {project: no-such-project}, state_progress: {}}
   - match: "tf-state/sandbox/*"
     holder: {assume: gone}
+  - match: "tf-state/gh/*"
+    holder: {github: {repo: acme/infra, token: {secret: tflock-reaper/github-token}}}
+  - match: "tf-state/legacy/*"
 """
 
 
@@ -32,7 +36,9 @@ def _explain(policy: str, path: str, *extra: str) -> str:
 def _holder_section(text: str) -> list[str]:
     lines = text.splitlines()
     start = lines.index("Holder:") + 1
-    return [line for line in lines[start:] if line.startswith("  ")]
+    section = list(itertools.takewhile(lambda line: line.startswith("  "), lines[start:]))
+    assert section, text
+    return section
 
 
 @pytest.fixture
@@ -96,12 +102,44 @@ def test_explain_of_a_single_answer_and_of_a_lock_too_young_to_ask(dynamodb, pol
     _stale(dynamodb, "tf-state/sandbox/app.tfstate")
     _stale(dynamodb, "tf-state/dev/young.tfstate", age=timedelta(minutes=40))
     assert _holder_section(_explain(policy, "tf-state/sandbox/app.tfstate")) == [
-        "  assume: gone: not_running: the policy assumes the holder is gone"
+        "  assume: not_running: the policy assumes the holder is gone"
     ]
     checks = json.loads(_explain(policy, "tf-state/sandbox/app.tfstate", "--json"))["holder"]["checks"]
-    assert checks == [
-        {"check": "assume: gone", "state": "not_running", "evidence": "the policy assumes the holder is gone"}
-    ]
+    assert checks == [{"check": "assume", "state": "not_running", "evidence": "the policy assumes the holder is gone"}]
     young = _explain(policy, "tf-state/dev/young.tfstate")
     assert _holder_section(young) == ["  not asked: holder checks run only for locks past reap_after"]
     assert json.loads(_explain(policy, "tf-state/dev/young.tfstate", "--json"))["holder"] is None
+
+
+# -- messages that say what to do (issue 15.7) ---------------------------------------------------------------------
+NOT_CONFIGURED = "no holder check is configured for this lock (holder: {assume: unknown}), so it is never reaped"
+
+
+def test_the_default_holder_answer_is_said_once(dynamodb, policy):
+    """Not ``assume: unknown: unknown: ...``: the check's name is its kind, the answer comes once, after it."""
+    _stale(dynamodb, "tf-state/legacy/app.tfstate")
+    text = _explain(policy, "tf-state/legacy/app.tfstate")
+    assert _holder_section(text) == [f"  assume: unknown: {NOT_CONFIGURED}"]
+    assert f"  - holder liveness unknown: {NOT_CONFIGURED} [assume]" in text.splitlines()
+
+
+@pytest.mark.parametrize("path", ["tf-state/legacy/a.tfstate", "tf-state/sandbox/a.tfstate", "tf-state/gh/a.tfstate"])
+def test_no_line_says_a_check_or_an_answer_twice_in_a_row(dynamodb, policy, path):
+    _stale(dynamodb, path)
+    for line in _explain(policy, path).splitlines():
+        words = [word.strip() for word in line.split(":")]
+        assert not [a for a, b in itertools.pairwise(words) if a and a == b], line
+
+
+def test_a_token_that_cannot_be_read_names_the_secret_and_the_aws_error(dynamodb, policy):
+    """Secrets Manager has no such secret: the check is ``unknown``, saying which secret and AWS's error (GitHub is
+    never asked)."""
+    _stale(dynamodb, "tf-state/gh/app.tfstate")
+    text = _explain(policy, "tf-state/gh/app.tfstate")
+    assert "Verdict   warn -> blocked" in text
+    assert _holder_section(text) == [
+        (
+            "  github: unknown: cannot read the GitHub token (secret tflock-reaper/github-token: "
+            "ResourceNotFoundException: Secrets Manager can't find the specified secret.)"
+        )
+    ]

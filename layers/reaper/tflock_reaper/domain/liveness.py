@@ -49,11 +49,16 @@ class HolderCheck(Protocol):
 ProviderBuilder = Callable[[Any], HolderCheck]
 
 
+#: The check's name when the policy declares the answer: the kind of check, like ``github``, not the answer
+#: (``assume: unknown`` as a name showed as ``assume: unknown: unknown: ...`` once the state was added).
+ASSUME = "assume"
+
+
 @dataclass(frozen=True)
 class AssumeGone:
     """The policy vouches that holders of matching locks are gone once the lock is past ``reap_after``."""
 
-    name: str = "assume: gone"
+    name: str = ASSUME
 
     def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         return HolderStatus(HolderState.NOT_RUNNING, "the policy assumes the holder is gone", self.name)
@@ -63,7 +68,7 @@ class AssumeGone:
 class AssumeUnknown:
     """No way to tell: the safe default. Never allows a reap."""
 
-    name: str = "assume: unknown"
+    name: str = ASSUME
 
     def status(self, lock: LockRecord, now: datetime, acquired_by: datetime) -> HolderStatus:
         return HolderStatus(
@@ -127,6 +132,7 @@ def build_holder_check(spec: HolderSpec, providers: Mapping[str, ProviderBuilder
 
 
 def describe_answers(status: HolderStatus) -> Sequence[str]:
-    """One line per check, for ``explain``: ``github: not_running: no run of org/infra ...``."""
+    """One line per check, for ``explain``: ``github: not_running: no run of org/infra ...``: the check's kind,
+    its answer, its evidence, each said once."""
     answers = status.details or (status,)
     return [f"{a.check}: {a.state.value}: {a.evidence}" for a in answers]
