@@ -86,9 +86,20 @@ def test_locks_lists_with_default_policy(dynamodb, stale):
     code, out = _run("locks", "--table", "tf-locks")
     assert code == EXIT_OK
     header, row = out.splitlines()[1:3]
-    assert header.split() == ["PATH", "OPERATION", "WHO", "AGE", "ACTION", "OUTCOME"]
-    assert row.split()[:3] == [STALE_PATH, "OperationTypeApply", "runner@ci-host-1"]
-    assert row.split()[-2:] == ["warn", "blocked"]
+    assert header.split() == ["PATH", "ID", "WORKSPACE", "TABLE", "OPERATION", "WHO", "AGE", "STATUS"]
+    lock_id = json.loads(stale["Info"]["S"])["ID"]
+    assert row.split()[:7] == [
+        STALE_PATH,
+        lock_id[:8],
+        "default",
+        "tf-locks",
+        "OperationTypeApply",
+        "runner@ci-host-1",
+        "5h",
+    ]
+    # Past reap_after by its Created, but a run without --state-table first sees it now: it says so, not "blocked"
+    assert row.split(None, 7)[7] == "stale, reap waits for 2h of observation*"
+    assert "blocked" not in out
 
 
 def test_explain_gives_every_reason(dynamodb, stale, policy):

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from tflock_reaper.domain.decision import (
     STALE_OUTCOMES,
     Action,
     Outcome,
+    SweepPlan,
     Verdict,
     decide,
     lock_ages,
@@ -200,10 +201,14 @@ def sweep(
     alerts: AlertSink | None = None,
     lockfiles: LockfileSource | None = None,
     remaining_seconds: Callable[[], float] | None = None,
+    confirm: Callable[[Sequence[LockReport]], bool] | None = None,
 ) -> SweepReport:
     """One sweep of one lock table and/or the lockfiles of some buckets. ``mode`` is the run's request; see
     :func:`resolve_mode`. ``remaining_seconds`` (the Lambda's remaining time) lets a sweep stop before it is cut
     off: the locks it has not judged or acted on yet are reported as deferred, for the next sweep.
+
+    ``confirm`` (the CLI on a terminal): shown the locks an enforcing sweep is about to reap, after every verdict and
+    before the first delete; unless it returns True, nothing is reaped and the sweep finishes as a dry run.
 
     Raises :class:`AwsAccessError` only when the locks or the state table cannot be read: then nothing is deleted.
     """
@@ -218,6 +223,8 @@ def sweep(
     states = {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
     verdicts = _judge_all(locks, states, policy=policy, now=now, holders=holders, no_time_left=no_time_left)
     plan = plan_sweep(verdicts, enforce=report.mode == "enforce", max_reaps=policy.max_reaps_per_sweep)
+    if confirm is not None:
+        plan = _confirmed(plan, report, confirm, locks=locks, verdicts=verdicts, states=states)
     report.breaker = plan.breaker
     if plan.breaker:
         logger.error("circuit breaker tripped", extra={"reason": plan.breaker})
@@ -242,6 +249,31 @@ def sweep(
         _alert_unreadables(alerts, report, no_time_left, now)
     _finish(report, locks, state, warned, now)
     return report
+
+
+def _confirmed(
+    plan: SweepPlan,
+    report: SweepReport,
+    confirm: Callable[[Sequence[LockReport]], bool],
+    *,
+    locks: Sequence[LockRecord],
+    verdicts: Sequence[Verdict],
+    states: Mapping[LockKey, LockState],
+) -> SweepPlan:
+    """The plan, or (when the reaps it plans are not confirmed) the same plan as a dry run's."""
+    planned = zip(locks, verdicts, plan.outcomes, strict=False)
+    reaps = [
+        LockReport(lock, v, outcome, states[lock_key(lock)])
+        for lock, v, outcome in planned
+        if outcome is Outcome.REAPED
+    ]
+    if not reaps or confirm(reaps):
+        return plan
+    report.mode = "dry-run"
+    report.notes.append("the reaps were not confirmed: nothing was reaped, the sweep ran as a dry run")
+    logger.warning("reaps not confirmed", extra={"locks": len(reaps)})
+    outcomes = tuple(Outcome.WOULD_REAP if outcome is Outcome.REAPED else outcome for outcome in plan.outcomes)
+    return SweepPlan(outcomes, plan.breaker)
 
 
 def _judge_all(
@@ -345,3 +377,35 @@ def explain(
     # explain never acts: a reap verdict shows as would-reap whatever the mode.
     planned = plan_sweep([verdict], enforce=False, max_reaps=policy.max_reaps_per_sweep)
     return LockReport(lock, verdict, planned.outcomes[0], lock_state)
+
+
+def unlock(
+    lock: LockRecord,
+    *,
+    tables: Sequence[LockSource],
+    lockfiles: LockfileSource | None,
+    state: StateStore,
+    policy: Policy,
+    reason: str,
+    clock: Callable[[], datetime] = utcnow,
+    alerts: AlertSink | None = None,
+) -> LockReport:
+    """Reap the one acquisition a human named (``tflock-reaper unlock``), as a sweep reaps: :func:`reap`'s record of
+    the intent, conditional delete (on ``lock`` exactly as it was read and shown), log line and outcome, then the
+    ``reaped`` alert on the lock's rule's channels. The policy's gates are not asked: the human is the gate.
+    ``reason`` is recorded with the reap."""
+    now = clock()
+    lock_state = _server_time(state.observe([lock], now)[lock_key(lock)], lock)
+    rule = policy.rule_for(lock)
+    ages = lock_ages(lock, rule, first_seen=lock_state.first_seen, now=now, acquired_at=lock_state.acquired_at)
+    observed = max(now - lock_state.first_seen, timedelta(0))
+    verdict = Verdict(
+        Action.REAP, (reason,), ages.age, ages.basis, observed, rule, None, False, ages.reap_age, ages.reap_basis
+    )
+    entry = LockReport(lock, verdict, Outcome.REAPED, lock_state)
+    entry.outcome, notes, entry.deleted_item = reap(lock, verdict, Targets(tables, lockfiles), state, clock)
+    entry.notes.extend(notes)
+    if alerts is not None and entry.outcome is Outcome.REAPED:
+        entry.notifications = _alert(alerts, entry, now)
+    _log_verdict(entry)
+    return entry
