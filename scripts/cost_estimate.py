@@ -40,8 +40,8 @@ OBSERVATION_BYTES = 200  # the index's projection of one observation
 VERDICT_LOG_BYTES = 1_500  # one "lock verdict" JSON line
 SWEEP_LOG_BYTES = 4_000  # "sweep complete", the EMF metrics line, Lambda's START/END/REPORT
 MEMORY_GB = 0.25
-METRICS = 22  # about: the sweeper's 14 EMF metrics, the stream function's (LockHoldSeconds per operation), ColdStart
-ALARMS = 5
+METRICS = 23  # about: the sweeper's 15 EMF metrics, the stream function's (LockHoldSeconds per operation), ColdStart
+ALARMS = 6
 DAYS = 30
 
 
