@@ -35,6 +35,8 @@ _PREVIEW_MAX = 140
 _UNBOUNDED_WIDTH = 1_000_000
 ID_CHARS = 8
 _NOTE_WIDTH = 110
+#: The columns that wrap on a narrow terminal.
+_FLEXIBLE = frozenset({"PATH", "WHO", "STATUS"})
 
 _STATUS_STYLES = {
     Kind.OK: "green",
@@ -82,8 +84,12 @@ def _write_table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[st
 
     console = _console(out)
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold", show_edge=False)
-    for header in headers:
-        table.add_column(header, no_wrap=header != "STATUS", overflow="fold")
+    for index, header in enumerate(headers):
+        # A terminal narrower than the table: the path, the holder and the status wrap, every other column stays
+        # whole (an ID or an age cut short would mislead).
+        widest = max([len(header), *(len(str(row[index])) for row in rows)])
+        flexible = header in _FLEXIBLE
+        table.add_column(header, no_wrap=not flexible, overflow="fold", min_width=None if flexible else widest)
     for row in rows:
         table.add_row(*row)
     with console.capture() as captured:
