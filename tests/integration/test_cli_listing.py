@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,6 @@ from tables import LOCK_TABLE, STATE_TABLE, create_lock_table, put
 from tflock_reaper.entrypoints.cli import EXIT_CONFIG, EXIT_FAIL_ON, EXIT_OK, main
 
 OTHER_TABLE = "tf-locks-2"
-NOW = datetime.now(UTC)
 OLD = "tf-state/env:/prod/network/terraform.tfstate"  # 3h
 MIDDLE = "tf-state/env:/dev/app/terraform.tfstate"  # 1h
 YOUNG = "tf-state/app/terraform.tfstate"  # 10m, the default workspace
@@ -29,6 +29,15 @@ rules:
   - match: "tf-state/*"
     holder: {{assume: gone}}
 """
+
+
+def ago(**delta: float) -> datetime:
+    return datetime.now(UTC) - timedelta(**delta)
+
+
+def whole(age: str) -> str:
+    """An age without the seconds the test itself took: ``3h1s`` -> ``3h``."""
+    return re.sub(r"(?<=[hm])\d+s$", "", age)
 
 
 def run(*argv: str) -> tuple[int, str]:
@@ -53,9 +62,9 @@ def rows(out: str) -> list[list[str]]:
 def three(dynamodb) -> None:
     put(
         dynamodb,
-        lock_item(MIDDLE, created=NOW - timedelta(hours=1)),
-        lock_item(YOUNG, created=NOW - timedelta(minutes=10)),
-        lock_item(OLD, created=NOW - timedelta(hours=3), lock_id=OLD_ID),
+        lock_item(MIDDLE, created=ago(hours=1)),
+        lock_item(YOUNG, created=ago(minutes=10)),
+        lock_item(OLD, created=ago(hours=3), lock_id=OLD_ID),
     )
 
 
@@ -72,7 +81,7 @@ def test_locks_lists_oldest_first_with_id_workspace_table_and_status(three):
     assert code == EXIT_OK
     assert out.splitlines()[0] == "Lock table tf-locks: mode dry-run"
     assert out.splitlines()[1].split() == ["PATH", "ID", "WORKSPACE", "TABLE", "OPERATION", "WHO", "AGE", "STATUS"]
-    assert [(r[0], r[1], r[2], r[3], r[6], r[7]) for r in rows(out)] == [
+    assert [(r[0], r[1], r[2], r[3], whole(r[6]), r[7]) for r in rows(out)] == [
         (OLD, "aaaaaaaa", "prod", LOCK_TABLE, "3h", "stale, reap waits for 2h of observation*"),
         (MIDDLE, rows(out)[1][1], "dev", LOCK_TABLE, "1h", "stale"),
         (YOUNG, rows(out)[2][1], "default", LOCK_TABLE, "10m", "ok"),
@@ -133,8 +142,8 @@ def test_with_the_state_table_it_says_how_much_longer(three):
 def test_several_tables_repeated_or_comma_separated_each_named(dynamodb, policy):
     """Issue 15.4: --table used to keep only the last one given."""
     create_lock_table(dynamodb, OTHER_TABLE)
-    put(dynamodb, lock_item(OLD, created=NOW - timedelta(hours=3), lock_id=OLD_ID))
-    dynamodb.put_item(TableName=OTHER_TABLE, Item=lock_item(OLD, created=NOW - timedelta(hours=1)))
+    put(dynamodb, lock_item(OLD, created=ago(hours=3), lock_id=OLD_ID))
+    dynamodb.put_item(TableName=OTHER_TABLE, Item=lock_item(OLD, created=ago(hours=1)))
 
     for tables in (["--table", LOCK_TABLE, "--table", OTHER_TABLE], ["--table", f"{LOCK_TABLE},{OTHER_TABLE}"]):
         code, out = run("locks", *tables, "--json")
@@ -196,7 +205,7 @@ def test_a_live_holder_reads_in_use_and_fails_on_blocked(three, running_holder, 
 
 
 def test_fail_on_breaker(dynamodb, tmp_path, capsys):
-    put(dynamodb, *(lock_item(f"tf-state/{n}.tfstate", created=NOW - timedelta(hours=3)) for n in range(2)))
+    put(dynamodb, *(lock_item(f"tf-state/{n}.tfstate", created=ago(hours=3)) for n in range(2)))
     path = tmp_path / "tight.yaml"
     path.write_text(GONE_POLICY.format(max_reaps=1))
 
@@ -214,7 +223,7 @@ def test_fail_on_notify_failed(alerts, tmp_path, capsys):
     prod = "tf-state/prod/network/terraform.tfstate"
     from boto3 import client  # noqa: PLC0415 - the mock_aws of the alerts fixture
 
-    put(client("dynamodb", region_name="us-east-1"), lock_item(prod, created=NOW - timedelta(minutes=45)))
+    put(client("dynamodb", region_name="us-east-1"), lock_item(prod, created=ago(minutes=45)))
     alerts.slack.reply(Reply(400, "invalid_blocks"))
     argv = ["sweep", "--table", LOCK_TABLE, "--region", "us-east-1", "--policy", str(alerts.policy_path)]
 
@@ -254,7 +263,7 @@ def test_explain_prints_commands_that_can_be_pasted(three, policy):
 
 def test_explain_looks_in_each_table_given(dynamodb, policy):
     create_lock_table(dynamodb, OTHER_TABLE)
-    dynamodb.put_item(TableName=OTHER_TABLE, Item=lock_item(OLD, created=NOW - timedelta(hours=3), lock_id=OLD_ID))
+    dynamodb.put_item(TableName=OTHER_TABLE, Item=lock_item(OLD, created=ago(hours=3), lock_id=OLD_ID))
 
     code, out = run("explain", "--table", f"{LOCK_TABLE},{OTHER_TABLE}", "--policy", policy, OLD, "--json")
 
