@@ -71,7 +71,7 @@ def test_no_region_says_how_to_give_one(env):
 
     assert done.returncode == EXIT_CONFIG
     assert one_line(done.stderr) == (
-        "tflock-reaper: no AWS region configured: give --region (e.g. --region eu-west-1), or set AWS_REGION"
+        "tflock-reaper: no AWS region configured: give --region (e.g. --region eu-west-1), or set AWS_DEFAULT_REGION"
     )
     assert done.stdout == ""
 
@@ -91,7 +91,7 @@ def test_a_region_name_that_is_not_one(env):
 
     assert done.returncode == EXIT_CONFIG
     assert one_line(done.stderr) == (
-        "tflock-reaper: 'us east' is not an AWS region name (from --region or AWS_REGION): "
+        "tflock-reaper: 'us east' is not an AWS region name (from --region, AWS_DEFAULT_REGION or the profile): "
         "give one like us-east-1 or eu-west-1"
     )
 
@@ -103,7 +103,7 @@ def test_a_region_aws_does_not_have(env):
     assert done.returncode == EXIT_CONFIG
     assert one_line(done.stderr) == (
         "tflock-reaper: cannot reach AWS in region 'us-east-9', which is not an AWS region botocore knows: "
-        "check --region (or AWS_REGION)"
+        "check --region (or AWS_DEFAULT_REGION, or the profile's region)"
     )
 
 
@@ -224,3 +224,16 @@ def test_the_whole_listing_goes_out_when_nobody_closes_the_pipe(many_locks):
     )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["locks"]) == 300
+
+
+def test_aws_region_alone_is_named_as_not_read(env):
+    """The Lambda runtime and the AWS CLI v2 read AWS_REGION; boto3 does not: say so, not only "no region"."""
+    env.pop("AWS_DEFAULT_REGION")
+    env["AWS_REGION"] = "eu-west-1"
+
+    done = reaper("locks", "--table", "tf-locks", env=env)
+
+    assert done.returncode == EXIT_CONFIG
+    assert one_line(done.stderr).endswith(
+        "or set AWS_DEFAULT_REGION (AWS_REGION is set, but boto3 reads AWS_DEFAULT_REGION)"
+    )

@@ -6,6 +6,7 @@ policy) is configuration (exit 2); AWS refusing or not answering is exit 3. Anyt
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -65,7 +66,8 @@ def _chain(err: BaseException) -> Iterator[BaseException]:
 def _local_configuration(err: BaseException) -> str | None:
     """The message for an AWS configuration mistake on this machine, or None."""
     if isinstance(err, NoRegionError):
-        return "no AWS region configured: give --region (e.g. --region eu-west-1), or set AWS_REGION"
+        aside = " (AWS_REGION is set, but boto3 reads AWS_DEFAULT_REGION)" if os.environ.get("AWS_REGION") else ""
+        return "no AWS region configured: give --region (e.g. --region eu-west-1), or set AWS_DEFAULT_REGION" + aside
     if isinstance(err, ProfileNotFound):
         return (
             f"AWS profile {err.kwargs.get('profile')!r} not found (from --profile or AWS_PROFILE): "
@@ -73,7 +75,8 @@ def _local_configuration(err: BaseException) -> str | None:
         )
     if isinstance(err, InvalidRegionError):
         return (
-            f"{err.kwargs.get('region_name')!r} is not an AWS region name (from --region or AWS_REGION): "
+            f"{err.kwargs.get('region_name')!r} is not an AWS region name (from --region, AWS_DEFAULT_REGION or the "
+            "profile): "
             "give one like us-east-1 or eu-west-1"
         )
     if isinstance(err, NoCredentialsError | PartialCredentialsError):
@@ -90,7 +93,7 @@ def _local_configuration(err: BaseException) -> str | None:
         if region:
             return (
                 f"cannot reach AWS in region {region!r}, which is not an AWS region botocore knows: "
-                "check --region (or AWS_REGION)"
+                "check --region (or AWS_DEFAULT_REGION, or the profile's region)"
             )
     return None
 

@@ -86,7 +86,7 @@ def _shared() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """(AWS and output options, every command's) and (the lock sources, every command that reads locks)."""
     common = argparse.ArgumentParser(add_help=False)
     aws = common.add_argument_group("AWS (default: the standard AWS configuration)")
-    aws.add_argument("--region", help="AWS region, e.g. eu-west-1 (or AWS_REGION)")
+    aws.add_argument("--region", help="AWS region, e.g. eu-west-1 (or AWS_DEFAULT_REGION)")
     aws.add_argument("--profile", help="AWS named profile (or AWS_PROFILE)")
     aws.add_argument(
         "--endpoint-url", metavar="URL", help="AWS endpoint, e.g. http://127.0.0.1:5000 (or AWS_ENDPOINT_URL)"
