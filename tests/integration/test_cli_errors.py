@@ -164,8 +164,8 @@ def test_ctrl_c_while_aws_does_not_answer_exits_130_with_one_line(env, silent_en
 
     assert proc.returncode == EXIT_INTERRUPTED
     assert one_line(stderr) == (
-        "tflock-reaper: interrupted (Ctrl-C): stopped where it was; a lock reaped before is logged above as "
-        '"lock reaped", nothing else was deleted'
+        "tflock-reaper: interrupted (Ctrl-C): stopped; locks reaped before it are logged above as "
+        '"lock reaped"; `tflock-reaper locks` shows what is held now'
     )
     assert stdout == ""
 

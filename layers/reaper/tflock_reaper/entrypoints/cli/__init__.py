@@ -85,8 +85,8 @@ def main(
         return _main(argv, out, err, stdin or sys.stdin)
     except KeyboardInterrupt:
         err.write(
-            "\ntflock-reaper: interrupted (Ctrl-C): stopped where it was; a lock reaped before is logged above as "
-            '"lock reaped", nothing else was deleted\n'
+            "\ntflock-reaper: interrupted (Ctrl-C): stopped; locks reaped before it are logged above as "
+            '"lock reaped"; `tflock-reaper locks` shows what is held now\n'
         )
         return EXIT_INTERRUPTED
     except BrokenPipeError:
