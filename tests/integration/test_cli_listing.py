@@ -269,3 +269,19 @@ def test_explain_looks_in_each_table_given(dynamodb, policy):
 
     assert code == EXIT_OK
     assert (json.loads(out)["table"], json.loads(out)["id"]) == (OTHER_TABLE, OLD_ID)
+
+
+def test_a_lock_kept_by_its_holder_check_is_not_reaped_in_words_and_counts_for_fail_on_blocked(dynamodb, tmp_path):
+    """The listing's summary counts by status, in the STATUS column's words: a live lock whose holder is unknown is
+    "not-reaped", never "blocked" (which only --fail-on says)."""
+    put(dynamodb, lock_item("tf-state/prod/app.tfstate", created=datetime.now(UTC) - timedelta(hours=5)))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("defaults: {warn_after: 30m, reap_after: 2h, min_observed: 0s, trust_holder_clock: true}\n")
+
+    code, out = run("locks", "--table", LOCK_TABLE, "--policy", str(policy))
+
+    assert code == EXIT_OK
+    assert "stale, not reaped: holder unknown" in out
+    assert "Summary: 1 locks, 1 not-reaped" in out
+    assert "blocked" not in out
+    assert run("locks", "--table", LOCK_TABLE, "--policy", str(policy), "--fail-on", "blocked")[0] == EXIT_FAIL_ON

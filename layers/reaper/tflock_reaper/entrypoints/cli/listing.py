@@ -29,7 +29,9 @@ class Kind(StrEnum):
     WAITING = "waiting"
     """Past reap_after by the age shown; the reap waits for observation time (reap_after or min_observed)."""
     IN_USE = "in-use"
-    BLOCKED = "blocked"
+    BLOCKED = "not-reaped"
+    """Past reap_after and kept by a gate a human must look at (holder unknown, skew, breaker, a -md5 key): the
+    reap is blocked (``--fail-on blocked``), but the listing says so in words, never "blocked"."""
     WOULD_REAP = "would-reap"
     REAPED = "reaped"
     CHANGED = "changed"
