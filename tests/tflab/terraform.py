@@ -309,11 +309,11 @@ class TerraformWorkspace:
         started = datetime.now(UTC)
         args = ("apply", "-auto-approve", "-input=false", "-no-color", f"-var=sleep_seconds={sleep}")
         result = self.run(*args)
-        if result.returncode != 0 and self._release_own_retried_lock(result, started):
+        if result.returncode != 0 and self._release_own_retried_lock(result, started, "OperationTypeApply"):
             result = self.run(*args)
         return result.check() if check else result
 
-    def _release_own_retried_lock(self, result: TfResult, started: datetime) -> bool:
+    def _release_own_retried_lock(self, result: TfResult, started: datetime, operation: str) -> bool:
         """Undo a lab artefact, once: on a loaded machine the AWS SDK in Terraform can retry its own lock
         PutItem after the first attempt was applied but its answer was lost, and then fails on its own lock.
         Only a lock created by this very command (same Who, Created after it started) is removed, conditional
@@ -323,7 +323,7 @@ class TerraformWorkspace:
             return False
         info = json.loads(item["Info"]["S"])
         created = datetime.fromisoformat(info["Created"])
-        if info.get("Operation") != "OperationTypeApply" or created < started - timedelta(seconds=1):
+        if info.get("Operation") != operation or created < started - timedelta(seconds=1):
             return False
         self.backend.server.client("dynamodb").delete_item(
             TableName=self.backend.table,
@@ -335,8 +335,14 @@ class TerraformWorkspace:
         return True
 
     def plan(self, lock_timeout: str = "2s") -> TfResult:
-        """`terraform plan`; not checked: a failure on a held lock is what tests look for."""
-        return self.run("plan", "-input=false", "-no-color", f"-lock-timeout={lock_timeout}")
+        """`terraform plan`; not checked: a failure on a held lock is what tests look for (a lock this very plan's
+        SDK retried onto itself is the lab's artefact, undone once, as for apply)."""
+        started = datetime.now(UTC)
+        args = ("plan", "-input=false", "-no-color", f"-lock-timeout={lock_timeout}")
+        result = self.run(*args)
+        if result.returncode != 0 and self._release_own_retried_lock(result, started, "OperationTypePlan"):
+            result = self.run(*args)
+        return result
 
     def workspace_new(self, name: str) -> TfResult:
         result = self.run("workspace", "new", "-no-color", name).check()
