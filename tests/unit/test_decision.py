@@ -7,6 +7,7 @@ import pytest
 from factories import NOW, lock_item
 from tflock_reaper.domain.decision import (
     FIRST_SEEN,
+    Gate,
     HOLDER_CLOCK,
     SERVER_TIME,
     TRUSTED_HOLDER_CLOCK,
@@ -119,6 +120,7 @@ def test_slow_holder_clock_cannot_make_a_fresh_lock_reapable():
     assert (verdict.reap_age, verdict.reap_age_basis) == (timedelta(minutes=12), FIRST_SEEN)
     assert any("only 12m by first seen by the reaper, under reap_after 2h" in r for r in verdict.reasons)
     assert not any(r.startswith("holder") for r in verdict.reasons), "the holder is not asked about a lock this young"
+    assert verdict.gates == (Gate.REAP_AGE,)
 
 
 def test_without_server_time_the_reap_waits_for_the_reapers_own_sighting():

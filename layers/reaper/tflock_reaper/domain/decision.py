@@ -44,6 +44,19 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
+class Gate(StrEnum):
+    """What keeps a lock past ``reap_after`` from being reaped (each also named, in words, in the reasons)."""
+
+    REAP_AGE = "reap-age"
+    """Not yet ``reap_after`` old by server-side evidence: the reap waits."""
+    DIGEST_KEY = "digest-key"
+    CLOCK_SKEW = "clock-skew"
+    MIN_OBSERVED = "min-observed"
+    HOLDER_NOT_CHECKED = "holder-not-checked"
+    HOLDER_RUNNING = "holder-running"
+    HOLDER_UNKNOWN = "holder-unknown"
+
+
 #: Outcomes that mean "this lock is stale and still held": alerted about, and remembered as ``warned_at``.
 STALE_OUTCOMES = (Outcome.WARNED, Outcome.WOULD_REAP, Outcome.BLOCKED, Outcome.FAILED)
 
@@ -70,6 +83,8 @@ class Verdict:
     reap_age: timedelta = timedelta(0)
     """The age that gates the reap: from server-side evidence only (unless the rule trusts the holder's clock)."""
     reap_age_basis: str = FIRST_SEEN
+    gates: tuple[Gate, ...] = ()
+    """What keeps the reap (a ``blocked`` verdict), in the order the reasons name them."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +120,6 @@ def lock_ages(
     return Ages(age, basis, by_sighting, FIRST_SEEN, first_seen)
 
 
-#: The holder of a lock not yet old enough to reap is not asked (checks can be slow or rate-limited).
-_NOT_ASKED = HolderStatus(HolderState.UNKNOWN, "not asked", "none")
-
-
 def needs_holder_check(ages: Ages, rule: EffectiveRule) -> bool:
     """Holder checks can be slow or rate-limited: only ask for locks old enough to reap (by the reap gate's age)."""
     return ages.reap_age >= rule.reap_after
@@ -128,9 +139,19 @@ def decide(
     observed = max(now - first_seen, timedelta(0))
     held = f"held {format_duration(age)} (by {ages.basis})"
 
-    def verdict(action: Action, reasons: list[str], *, blocked: bool = False) -> Verdict:
+    def verdict(action: Action, reasons: list[str], gates: tuple[Gate, ...] = ()) -> Verdict:
         return Verdict(
-            action, tuple(reasons), age, ages.basis, observed, rule, holder, blocked, ages.reap_age, ages.reap_basis
+            action,
+            tuple(reasons),
+            age,
+            ages.basis,
+            observed,
+            rule,
+            holder,
+            bool(gates),
+            ages.reap_age,
+            ages.reap_basis,
+            gates,
         )
 
     if age < rule.warn_after:
@@ -145,25 +166,13 @@ def decide(
         )
 
     reasons = [f"{held}: past reap_after {format_duration(rule.reap_after)} ({rule.name})"]
-    old_enough = ages.reap_age >= rule.reap_after
-    if ages.reap_basis != ages.basis and old_enough:
+    if ages.reap_basis != ages.basis and ages.reap_age >= rule.reap_after:
         reasons.append(f"{format_duration(ages.reap_age)} by {ages.reap_basis}: past reap_after too")
-    elif not old_enough:
-        reasons.append(
-            f"only {format_duration(ages.reap_age)} by {ages.reap_basis}, under reap_after "
-            f"{format_duration(rule.reap_after)}: the reap waits for server-side evidence of the lock's age "
-            "(the holder's Created is not trusted for reaping: see trust_holder_clock)"
-        )
     gates = _closed_gates(
-        lock,
-        rule=rule,
-        first_seen=first_seen,
-        observed=observed,
-        holder=holder if old_enough else _NOT_ASKED,
-        acquired_at=acquired_at,
+        lock, rule=rule, ages=ages, first_seen=first_seen, observed=observed, holder=holder, acquired_at=acquired_at
     )
-    if gates or not old_enough:
-        return verdict(Action.WARN, reasons + gates, blocked=True)
+    if gates:
+        return verdict(Action.WARN, reasons + [text for _, text in gates], tuple(gate for gate, _ in gates))
     assert holder is not None  # an open holder gate means a not_running answer  # noqa: S101
     reasons += [
         f"observed for {format_duration(observed)} (min_observed {format_duration(rule.min_observed)})",
@@ -176,43 +185,67 @@ def _closed_gates(
     lock: LockRecord,
     *,
     rule: EffectiveRule,
+    ages: Ages,
     first_seen: datetime,
     observed: timedelta,
     holder: HolderStatus | None,
     acquired_at: datetime | None,
-) -> list[str]:
-    gates: list[str] = []
+) -> list[tuple[Gate, str]]:
+    """The gates shut for a lock past ``reap_after`` by its shown age, with their reasons, in that order."""
+    gates: list[tuple[Gate, str]] = []
+
+    def shut(gate: Gate, reason: str) -> None:
+        gates.append((gate, reason))
+
+    old_enough = ages.reap_age >= rule.reap_after
+    if not old_enough:
+        shut(
+            Gate.REAP_AGE,
+            f"only {format_duration(ages.reap_age)} by {ages.reap_basis}, under reap_after "
+            f"{format_duration(rule.reap_after)}: the reap waits for server-side evidence of the lock's age "
+            "(the holder's Created is not trusted for reaping: see trust_holder_clock)",
+        )
     created = lock.info.created
-    if lock.in_table and lock.lock_path.endswith(DIGEST_SUFFIX):
+    if lock.digest_like_key:
         # Decided before anything is deleted: a dual backend's lockfile must not go when its item cannot.
-        gates.append(
-            f"the lock item's key ends in {DIGEST_SUFFIX}, like Terraform's digest items: the reaper never deletes "
-            "such a key (the stack's IAM role cannot), so no side of this lock is deleted: release it by hand"
+        shut(
+            Gate.DIGEST_KEY,
+            f"the lock item's key ends in {DIGEST_SUFFIX}, like Terraform's digest items: the reaper never "
+            "deletes such a key (the stack's IAM role cannot), so no side of this lock is deleted: release it "
+            "by hand",
         )
     if acquired_at is not None and abs(created - acquired_at) > SKEW_TOLERANCE:
-        gates.append(
+        shut(
+            Gate.CLOCK_SKEW,
             f"clock skew: Created {created.isoformat()} differs from the server's acquisition time "
-            f"{acquired_at.isoformat()} by more than {format_duration(SKEW_TOLERANCE)}: not reaping"
+            f"{acquired_at.isoformat()} by more than {format_duration(SKEW_TOLERANCE)}: not reaping",
         )
     if created - first_seen > SKEW_TOLERANCE:
-        gates.append(
+        shut(
+            Gate.CLOCK_SKEW,
             f"clock skew: Created {created.isoformat()} is later than the reaper first saw the lock "
-            f"({first_seen.isoformat()}): the holder's clock runs fast, not reaping"
+            f"({first_seen.isoformat()}): the holder's clock runs fast, not reaping",
         )
     if observed < rule.min_observed:
-        gates.append(
+        shut(
+            Gate.MIN_OBSERVED,
             f"first observed {format_duration(observed)} ago, under min_observed "
-            f"{format_duration(rule.min_observed)}: not reaping yet"
+            f"{format_duration(rule.min_observed)}: not reaping yet",
         )
-    if holder is None:
-        gates.append("holder not checked: not reaping")
-    elif holder is _NOT_ASKED:
-        pass  # not old enough to reap by server-side evidence: that reason is given, the holder was not asked
-    elif holder.state is HolderState.RUNNING:
-        gates.append(f"holder is running: {holder.evidence} [{holder.check}]")
-    elif holder.state is HolderState.UNKNOWN:
-        gates.append(f"holder liveness unknown: {holder.evidence} [{holder.check}]")
+    if old_enough:  # a younger lock's holder is not asked (see needs_holder_check): no gate of its own
+        gates += _holder_gate(holder)
     return gates
+
+
+def _holder_gate(holder: HolderStatus | None) -> list[tuple[Gate, str]]:
+    """The holder's gate: shut unless its check answered ``not_running``."""
+    if holder is None:
+        return [(Gate.HOLDER_NOT_CHECKED, "holder not checked: not reaping")]
+    if holder.state is HolderState.RUNNING:
+        return [(Gate.HOLDER_RUNNING, f"holder is running: {holder.evidence} [{holder.check}]")]
+    if holder.state is HolderState.UNKNOWN:
+        return [(Gate.HOLDER_UNKNOWN, f"holder liveness unknown: {holder.evidence} [{holder.check}]")]
+    return []
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,12 @@ class LockRecord:
     def digest_path(self) -> str:
         return self.lock_path + DIGEST_SUFFIX
 
+    @property
+    def digest_like_key(self) -> bool:
+        """A lock item whose key ends in ``-md5``, as Terraform's digest items' do (a state key may): the reaper never
+        deletes such a key, nor may the stack's role, so no side of this lock is ever deleted."""
+        return self.in_table and self.lock_path.endswith(DIGEST_SUFFIX)
+
 
 @dataclass(frozen=True)
 class DigestRecord:

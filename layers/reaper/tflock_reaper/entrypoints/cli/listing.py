@@ -16,9 +16,8 @@ from datetime import timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
-from tflock_reaper.domain.decision import SKEW_TOLERANCE, Action, Outcome
+from tflock_reaper.domain.decision import Action, Gate, Outcome
 from tflock_reaper.domain.durations import format_duration
-from tflock_reaper.domain.liveness import HolderState
 from tflock_reaper.domain.lock import DIGEST_SUFFIX, SkippedItem
 from tflock_reaper.domain.report import LockReport, SweepReport
 
@@ -71,33 +70,30 @@ def status_of(entry: LockReport, *, remembers: bool) -> Status:
 
 
 def _held_back(entry: LockReport, *, remembers: bool) -> Status:
-    """A ``blocked`` outcome, by what holds the reap back: a gate first, then the observation time it waits for."""
-    verdict, rule, lock = entry.verdict, entry.verdict.rule, entry.lock
-    holder = verdict.holder
+    """A ``blocked`` outcome, by what holds the reap back (the verdict's gates): a gate a human must look at first,
+    then the observation time the reap waits for."""
+    verdict, rule = entry.verdict, entry.verdict.rule
+    gates = set(verdict.gates)
     if verdict.action is Action.REAP:
         return Status(Kind.BLOCKED, "stale, not reaped: circuit breaker")
-    if lock.in_table and lock.lock_path.endswith(DIGEST_SUFFIX):
+    if Gate.DIGEST_KEY in gates:
         return Status(Kind.BLOCKED, f"stale, not reaped: key ends in {DIGEST_SUFFIX}, release by hand")
-    if _skewed(entry):
+    if Gate.CLOCK_SKEW in gates:
         return Status(Kind.BLOCKED, "stale, not reaped: clock skew")
-    if holder is not None and holder.state is HolderState.RUNNING:
+    if Gate.HOLDER_RUNNING in gates:
         return Status(Kind.IN_USE, "in use: holder running")
-    if holder is not None and holder.state is HolderState.UNKNOWN:
+    if Gate.HOLDER_UNKNOWN in gates:
         return Status(Kind.BLOCKED, "stale, not reaped: holder unknown")
-    for waited, needed in ((verdict.reap_age, rule.reap_after), (verdict.observed, rule.min_observed)):
-        if waited < needed:
+    waits = (
+        (Gate.REAP_AGE, verdict.reap_age, rule.reap_after),
+        (Gate.MIN_OBSERVED, verdict.observed, rule.min_observed),
+    )
+    for gate, waited, needed in waits:
+        if gate in gates:
             if remembers:
                 return Status(Kind.WAITING, f"stale, reap waits for {format_duration(needed - waited)} more")
             return Status(Kind.WAITING, f"stale, reap waits for {format_duration(needed)} of observation*", True)
     return Status(Kind.BLOCKED, "stale, not reaped: see explain")
-
-
-def _skewed(entry: LockReport) -> bool:
-    """The clock-skew gates of :func:`tflock_reaper.domain.decision.decide`, on the same times."""
-    created, state = entry.lock.info.created, entry.state
-    if state.acquired_at is not None and abs(created - state.acquired_at) > SKEW_TOLERANCE:
-        return True
-    return created - state.first_seen > SKEW_TOLERANCE
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ def _the_lock(
         raise ConfigError(f"{lock_path!r} is held with ID {lock_id!r} in {held_in}: give the one table (--table)")
     if matching:
         lock = matching[0]
-        if lock.in_table and lock.lock_path.endswith(DIGEST_SUFFIX):
+        if lock.digest_like_key:
             raise RefusedError(
                 f"{lock_path!r} ends in {DIGEST_SUFFIX}, as Terraform's digest items do: unlock never deletes such "
                 "a key (nor may the stack's role); check it is a lock, then delete the item by hand",
