@@ -7,11 +7,11 @@ import pytest
 from factories import NOW, lock_item
 from tflock_reaper.domain.decision import (
     FIRST_SEEN,
-    Gate,
     HOLDER_CLOCK,
     SERVER_TIME,
     TRUSTED_HOLDER_CLOCK,
     Action,
+    Gate,
     Outcome,
     Verdict,
     decide,
