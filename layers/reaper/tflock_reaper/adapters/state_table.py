@@ -105,12 +105,7 @@ def _open_key(lock: LockRecord) -> str:
 
 def _readable(lock: LockRecord) -> dict[str, Any]:
     """The attributes that say, in words, which lock an item is about (its keys are digests)."""
-    values: dict[str, Any] = {
-        ":scope": {"S": lock.scope},
-        ":path": {"S": lock.lock_path},
-        ":id": {"S": lock.lock_id},
-    }
-    return values
+    return {":scope": {"S": lock.scope}, ":path": {"S": lock.lock_path}, ":id": {"S": lock.lock_id}}
 
 
 #: Sort-key prefix of a lockfile's S3 events (``S3#<sequencer position>``): they sort in S3's order.

@@ -70,6 +70,11 @@ def workspace_of(lock_path: str) -> str:
     return "default"
 
 
+def table_scope(table_arn: str | None, table: str | None) -> str:
+    """The scope of a lock table's records: its ARN (account, region, name), or its name when the ARN is unknown."""
+    return table_arn or f"table/{table or '?'}"
+
+
 def lockfile_scope(bucket: str) -> str:
     """The scope of a lockfile-only lock's records: its bucket (bucket names are global)."""
     return f"s3://{bucket}"
@@ -136,9 +141,7 @@ class LockRecord:
     def scope(self) -> str:
         """Where this lock lives, for every record of it: the lock table's ARN (its name when the ARN is unknown),
         or, for a lockfile-only lock, ``s3://<bucket>`` (bucket names are global, and the bucket is in the path)."""
-        if self.in_table:
-            return self.table_arn or f"table/{self.table or '?'}"
-        return lockfile_scope(self.bucket)
+        return table_scope(self.table_arn, self.table) if self.in_table else lockfile_scope(self.bucket)
 
     @property
     def backend(self) -> Backend:
@@ -210,7 +213,7 @@ class SkippedItem:
         """Where the item lives (see :attr:`LockRecord.scope`)."""
         if "Lockfile" in self.item:
             return lockfile_scope(self.lock_id.split("/", 1)[0])
-        return self.table_arn or f"table/{self.table or '?'}"
+        return table_scope(self.table_arn, self.table)
 
 
 Classified = LockRecord | DigestRecord | SkippedItem

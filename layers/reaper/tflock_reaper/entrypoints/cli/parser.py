@@ -132,6 +132,17 @@ def _policy(group: argparse._ArgumentGroup, *, required: bool, text: str) -> Non
     setattr(action, "complete", _FILE_COMPLETION)  # noqa: B010 - shtab reads this attribute
 
 
+def _fail_on(group: argparse._ArgumentGroup, conditions: Sequence[str], text: str) -> None:
+    group.add_argument(
+        "--fail-on",
+        action="extend",
+        type=_one_of(conditions),
+        default=[],
+        metavar="{" + ",".join(conditions) + "}",
+        help=text,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common, sources = _shared()
     parser = argparse.ArgumentParser(
@@ -191,14 +202,7 @@ def _locks(
         "--older-than", type=duration, metavar="DURATION", help="only locks older than this: 90s, 2h, 1d"
     )
     options.add_argument("--path", metavar="GLOB", help="only lock paths matching this glob (* matches / too)")
-    options.add_argument(
-        "--fail-on",
-        action="extend",
-        type=_one_of(LOCKS_FAIL_ON),
-        default=[],
-        metavar="{" + ",".join(LOCKS_FAIL_ON) + "}",
-        help="exit 4 when this holds for the locks shown; repeatable, or comma-separated",
-    )
+    _fail_on(options, LOCKS_FAIL_ON, "exit 4 when this holds for the locks shown; repeatable, or comma-separated")
 
 
 def _sweep(
@@ -239,14 +243,7 @@ def _sweep(
     act.add_argument(
         "--alert-topic-arn", metavar="ARN", help="SNS topic for sns channels without topic_arn (the stack's topic)"
     )
-    act.add_argument(
-        "--fail-on",
-        action="extend",
-        type=_one_of(SWEEP_FAIL_ON),
-        default=[],
-        metavar="{" + ",".join(SWEEP_FAIL_ON) + "}",
-        help="exit 4 when this holds; repeatable, or comma-separated",
-    )
+    _fail_on(act, SWEEP_FAIL_ON, "exit 4 when this holds; repeatable, or comma-separated")
 
 
 def _explain(
