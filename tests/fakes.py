@@ -21,11 +21,22 @@ class FakeLockTable:
         self.arn = f"arn:aws:dynamodb:us-east-1:{account}:table/{name}"
         self.items = {item["LockID"]["S"]: item for item in items}
         self.deletes: list[str] = []
+        self.scans = 0
+        self.reads: list[list[str]] = []
+        self.stream_arn: str | None = f"{self.arn}/stream/2026-01-01T00:00:00.000"
         self.before_delete: Callable[[str], None] | None = None
         self.fail_deletes = False
 
     def scan(self) -> Iterator[dict[str, Any]]:
+        self.scans += 1
         yield from [dict(item) for item in self.items.values()]
+
+    def read(self, lock_paths: list[str]) -> list[dict[str, Any]]:
+        self.reads.append(sorted(set(lock_paths)))
+        return [dict(self.items[path]) for path in sorted(set(lock_paths)) if path in self.items]
+
+    def latest_stream_arn(self) -> str | None:
+        return self.stream_arn
 
     def delete_if_unchanged(self, lock_path: str, raw_info: str) -> DeleteResult:
         if self.before_delete:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from tflock_reaper.domain.report import SweepReport
 from tflock_reaper.entrypoints.settings import get_settings
 from tflock_reaper.entrypoints.wiring import run_sweep
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from tflock_reaper.domain.report import SweepReport
 
 logger = Logger()
 metrics = Metrics()
@@ -39,6 +41,9 @@ def publish_metrics(report: SweepReport) -> None:
     oldest = max((r.verdict.age.total_seconds() for r in report.locks), default=0.0)
     metrics.add_metric(name="OldestLockAgeSeconds", unit=MetricUnit.Seconds, value=int(oldest))
     metrics.add_metric(name="CircuitBreakerTripped", unit=MetricUnit.Count, value=1 if report.breaker else 0)
+    incremental = report.sweep_kind.value == "incremental"
+    metrics.add_metric(name="IncrementalSweeps", unit=MetricUnit.Count, value=1 if incremental else 0)
+    metrics.add_metric(name="FullSweeps", unit=MetricUnit.Count, value=0 if incremental else 1)
     notifications = [record for entry in report.locks for record in entry.notifications]
     sent = sum(record.sent_count for record in notifications)
     failures = sum(record.failure_count for record in notifications)
@@ -55,7 +60,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     settings = get_settings()
     logger.append_keys(lock_tables=",".join(settings.lock_table_names))
     try:
-        report = run_sweep(settings, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000)
+        report = run_sweep(
+            settings,
+            remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+            # An operator's `aws lambda invoke --payload '{"full": true}'`: reconcile now.
+            full_reason="requested by the invocation"
+            if isinstance(event, dict) and event.get("full") is True
+            else None,
+        )
     except Exception:
         metrics.add_metric(name="SweepErrors", unit=MetricUnit.Count, value=1)
         logger.exception("sweep failed")
@@ -64,6 +76,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     result: dict[str, Any] = {
         "mode": report.mode,
         "breaker": report.breaker,
+        "sweep_kind": report.sweep_kind.value,
+        "sweep_reasons": report.sweep_reasons,
         "errors": report.errors,
         "summary": report.summary(),
     }

@@ -239,10 +239,12 @@ def test_a_scan_failing_on_a_later_page_deletes_nothing(aws, dynamodb):
     """Locks of the first page are never acted upon before the whole table has been read."""
     clients, faults = aws
     put(dynamodb, *(lock_item(f"tf-state/dev/{n:02d}.tfstate", created=OLD) for n in range(5)))
-    paginator = clients.dynamodb().get_paginator("scan")
-    original = paginator.paginate
-    clients.dynamodb().get_paginator = lambda name: types.SimpleNamespace(  # pages of 2 items
-        paginate=lambda **kw: original(**kw, PaginationConfig={"PageSize": 2})
+    get_paginator = clients.dynamodb().get_paginator
+    original = get_paginator("scan").paginate
+    clients.dynamodb().get_paginator = lambda name: (  # Scan pages of 2 items
+        types.SimpleNamespace(paginate=lambda **kw: original(**kw, PaginationConfig={"PageSize": 2}))
+        if name == "scan"
+        else get_paginator(name)
     )
     faults.fail("Scan", UNAVAILABLE, table=LOCK_TABLE, when=lambda body: "ExclusiveStartKey" in body)
     with pytest.raises(AwsAccessError, match="InternalServerError"):

@@ -141,7 +141,7 @@ def test_settle_reports_failed_writes_after_attempting_every_one(dynamodb):
     assert len(table_items(dynamodb, STATE_TABLE)) == 3
 
 
-def test_a_steady_sweep_reads_its_observations_with_one_query_per_bucket_and_writes_nothing(dynamodb):
+def test_a_steady_sweep_reads_its_observations_with_one_query_per_lock_table_and_writes_nothing(dynamodb):
     store = StateTable(dynamodb, STATE_TABLE)
     locks = _locks(150, "tf-state") + _locks(2, "other-state")
     store.observe(locks, NOW)
@@ -151,7 +151,7 @@ def test_a_steady_sweep_reads_its_observations_with_one_query_per_bucket_and_wri
     states = store.observe(locks, NOW + timedelta(minutes=5))
     store.settle([], NOW + timedelta(minutes=5))
 
-    assert sorted(calls) == ["Query", "Query"]  # no BatchGetItem, no write
+    assert sorted(calls) == ["Query"]  # the table's open set: no BatchGetItem, no write
     assert len(states) == 152
     assert {s.first_seen for s in states.values()} == {NOW}
 
@@ -161,15 +161,22 @@ def test_an_observation_missing_from_the_index_is_read_consistently_and_put_back
     (lock,) = _locks(1, "tf-state")
     store.observe([lock], NOW)
     store.settle([], NOW)
-    # As if the index lagged, or the record predates the index: the item is there, not in the index.
-    dynamodb.update_item(TableName=STATE_TABLE, Key=_key_of(dynamodb, lock), UpdateExpression="REMOVE open_bucket")
+    # As if the index lagged, or the record predates the index (0.1's open_bucket): the item is there, not in the
+    # index.
+    dynamodb.update_item(
+        TableName=STATE_TABLE,
+        Key=_key_of(dynamodb, lock),
+        UpdateExpression="SET open_bucket = :old REMOVE held_scope",
+        ExpressionAttributeValues={":old": {"S": f"{lock.scope} tf-state"}},
+    )
 
     state = store.observe([lock], NOW + timedelta(minutes=5))[lock_key(lock)]
     store.settle([], NOW + timedelta(minutes=5))
 
     assert state.first_seen == NOW
     (item,) = table_items(dynamodb, STATE_TABLE)
-    assert item["open_bucket"] == {"S": f"{lock.scope} tf-state"}
+    assert item["held_scope"] == {"S": lock.scope}
+    assert "open_bucket" not in item  # 0.1's index empties as records are written again
     assert item["first_seen"] == {"S": NOW.isoformat()}
 
 
@@ -183,9 +190,11 @@ def test_a_lock_gone_from_the_table_is_taken_out_of_the_index_and_its_record_kep
     store.settle([], NOW + timedelta(minutes=5))
 
     items = {i["lock_id"]["S"]: i for i in table_items(dynamodb, STATE_TABLE)}
-    assert "open_bucket" in items[held.lock_id]
-    assert "open_bucket" not in items[released.lock_id]
+    assert items[held.lock_id]["held_scope"] == {"S": held.scope}
+    assert "held_scope" not in items[released.lock_id]
     assert items[released.lock_id]["first_seen"] == {"S": NOW.isoformat()}
+    assert items[released.lock_id]["gone_at"] == {"S": (NOW + timedelta(minutes=5)).isoformat()}
+    assert [h.lock_id for h in store.held(held.scope)] == [held.lock_id]
 
 
 def test_a_release_recorded_from_the_stream_closes_the_observation(dynamodb):
@@ -193,10 +202,12 @@ def test_a_release_recorded_from_the_stream_closes_the_observation(dynamodb):
     (lock,) = _locks(1, "tf-state")
     store.observe([lock], NOW)
     store.settle([], NOW)
+    assert [h.lock_id for h in store.held(lock.scope)] == [lock.lock_id]
     store.record_released(lock, NOW + timedelta(minutes=1), "1" * 21)
     (item,) = table_items(dynamodb, STATE_TABLE)
-    assert "open_bucket" not in item
+    assert "held_scope" not in item
     assert "released_at" in item
+    assert store.held(lock.scope) == []
 
 
 def _key_of(dynamodb, lock: LockRecord) -> dict:

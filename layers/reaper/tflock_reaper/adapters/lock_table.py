@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,12 @@ SEGMENT_BYTES = 2 * 1024 * 1024
 MAX_SEGMENTS = 16
 
 
+#: BatchGetItem takes at most 100 keys; unprocessed keys (throttling) are asked again, with a growing pause.
+BATCH_GET_MAX = 100
+BATCH_GET_ATTEMPTS = 6
+BATCH_GET_BACKOFF = 0.05
+
+
 #: How long a warm process keeps a table's segment count: DynamoDB refreshes TableSizeBytes about every 6 hours.
 SIZE_CACHE_SECONDS = 3600.0
 _SEGMENTS: dict[tuple[str, str | None, str], tuple[float, str, int]] = {}
@@ -56,7 +62,10 @@ class LockTable:
 
     @property
     def arn(self) -> str | None:
-        """The table's ARN (account, region, name), known once :meth:`scan` (or :meth:`describe`) has run."""
+        """The table's ARN (account, region, name): read with :meth:`describe` the first time it is asked for (a
+        warm process keeps it). Raises :class:`AwsAccessError` when the table cannot be described."""
+        if self._arn is None:
+            self.describe()
         return self._arn
 
     def describe(self) -> tuple[str, int]:
@@ -76,6 +85,18 @@ class LockTable:
             _SEGMENTS[key] = cached
         self._arn = cached[1]
         return cached[1], cached[2]
+
+    def latest_stream_arn(self) -> str | None:
+        """The table's current stream, if enabled: read now (DescribeTable, free of charge), never from a cache,
+        since a stream turned off and on again is a new stream that no consumer may read yet."""
+        try:
+            table = self._client.describe_table(TableName=self.name)["Table"]
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot describe lock table {self.name!r}: {describe(err)}") from err
+        self._arn = str(table["TableArn"])
+        enabled = table.get("StreamSpecification", {}).get("StreamEnabled", False)
+        stream = table.get("LatestStreamArn")
+        return str(stream) if enabled and stream else None
 
     def _segments(self) -> int:
         _, sized = self.describe()
@@ -102,6 +123,34 @@ class LockTable:
                     yield from items
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot scan lock table {self.name!r}: {describe(err)}") from err
+
+    def _read_chunk(self, paths: Sequence[str]) -> list[DynamoItem]:
+        items: list[DynamoItem] = []
+        keys = [{"LockID": {"S": path}} for path in paths]
+        pending: dict[str, Any] = {self.name: {"Keys": keys, "ConsistentRead": True}}
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            if attempt:
+                time.sleep(min(BATCH_GET_BACKOFF * 2**attempt, 1.0))
+            response = self._client.batch_get_item(RequestItems=pending)
+            items.extend(response.get("Responses", {}).get(self.name, []))  # type: ignore[arg-type]
+            pending = dict(response.get("UnprocessedKeys") or {})
+            if not pending:
+                return items
+        raise AwsAccessError(f"lock table {self.name!r} kept keys unprocessed (throttled)")
+
+    def read(self, lock_paths: Sequence[str]) -> list[DynamoItem]:
+        """The items at ``lock_paths`` (those that exist), strongly consistent: one BatchGetItem per 100 paths (the
+        API's maximum), several at a time. What an incremental sweep reads instead of a Scan."""
+        paths = sorted(set(lock_paths))
+        chunks = [paths[start : start + BATCH_GET_MAX] for start in range(0, len(paths), BATCH_GET_MAX)]
+        self.describe()
+        try:
+            if len(chunks) <= 1:
+                return [item for chunk in chunks for item in self._read_chunk(chunk)]
+            with ThreadPoolExecutor(max_workers=min(MAX_SEGMENTS, len(chunks)), thread_name_prefix="read") as pool:
+                return [item for items in pool.map(self._read_chunk, chunks) for item in items]
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read locks from lock table {self.name!r}: {describe(err)}") from err
 
     def get(self, lock_path: str) -> DynamoItem | None:
         try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from tflock_reaper.domain.lock import DynamoItem, LockRecord
-from tflock_reaper.domain.memory import LockKey, LockState, lock_key
+from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, lock_key
 from tflock_reaper.domain.notification import DedupKey
 
 
@@ -21,6 +21,10 @@ class MemoryStateStore:
     reaps: dict[LockKey, dict[str, object]] = field(default_factory=dict)
     alerted: dict[LockKey, str] = field(default_factory=dict)
     persisted: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+    def held(self, scope: str) -> list[HeldLock]:
+        """A single run has no audit: its open set is empty (its sweeps read every item)."""
+        return []
 
     def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
         for lock in locks:

@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,7 +30,8 @@ from tflock_reaper.adapters.errors import AwsAccessError, describe
 from tflock_reaper.domain.audit import ReleaseRecord
 from tflock_reaper.domain.lock import DynamoItem, LockRecord
 from tflock_reaper.domain.lockfile_audit import Acquisition, LockfileEntry
-from tflock_reaper.domain.memory import LockKey, LockState, lock_key
+from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, lock_key
+from tflock_reaper.domain.reconcile import ReconcileRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -46,12 +48,18 @@ PERSISTED_SK = "PERSISTED"
 SEQUENCE_WIDTH = 40
 _BATCH_GET_MAX = 100
 _BATCH_GET_ATTEMPTS = 5
-#: A sparse index of the observations of locks still held: ``open_bucket`` (the lock's scope and the bucket of its
-#: path, see ``_open_key``) is set when a sweep records a lock and removed when the lock's release is recorded
-#: (stream) or a sweep finds it gone. A sweep reads a bucket's open observations with a few Query pages instead of a
-#: BatchGetItem per 100 locks.
-OPEN_INDEX = "open-locks"
-OPEN_KEY = "open_bucket"
+#: The open set: a sparse index of the acquisitions whose release is not recorded. ``held_scope`` (the lock's scope:
+#: its lock table's ARN, or ``s3://<bucket>``) is set when the stream function records an acquisition or a sweep
+#: records a lock, and removed when the release is recorded (stream) or a sweep finds the lock gone. One Query of a
+#: table's partition lists the locks an incremental sweep reads (the projection carries their path and ID) and the
+#: observations a full sweep needs.
+HELD_INDEX = "held-locks"
+HELD_KEY = "held_scope"
+#: The 0.1 open set's attribute (index ``open-locks``, keyed by scope and bucket): removed wherever an item is
+#: written, so that the old index empties; nothing reads it any more.
+LEGACY_OPEN_KEY = "open_bucket"
+#: Sort key of a lock table's reconciliation record (``pk = SWEEP#<digest of the scope>``): its last full sweep.
+RECONCILE_SK = "RECONCILE"
 #: Concurrent requests for a sweep's batched reads and its observation writes (boto3 clients are thread-safe;
 #: botocore's connection pool holds 10 connections).
 WORKERS = 8
@@ -61,9 +69,6 @@ _R = TypeVar("_R")
 
 #: Hex digits of a key digest: 128 bits of SHA-256, so that no two locks ever share a key.
 DIGEST_HEX = 32
-#: S3 bucket names are at most 63 characters: a longer "bucket" (a lock path's first segment, which any writer of
-#: the lock table chooses) is indexed by its digest.
-BUCKET_MAX = 63
 
 
 def digest(*parts: str) -> str:
@@ -91,16 +96,6 @@ def _lock_key(lock: LockRecord) -> dict[str, Any]:
 def _key_strings(key: dict[str, Any]) -> tuple[str, str]:
     """(pk, sk) of an item or a key: what the open-locks index projects of every item, whatever else it holds."""
     return (str(key["pk"]["S"]), str(key["sk"]["S"]))
-
-
-def _open_key(lock: LockRecord) -> str:
-    """The open-locks index key of a lock: its scope (lock table or bucket) and the bucket of its path
-    (``<bucket>/<key>``): ``<scope> <bucket>``, the bucket as ``#<digest>`` when it is longer than any bucket name
-    can be. A sweep of one table reads (and closes) only that table's open observations."""
-    bucket = lock.lock_path.split("/", 1)[0]
-    if len(bucket.encode("utf-8", "surrogatepass")) > BUCKET_MAX or "#" in bucket:
-        bucket = f"#{digest(bucket)}"
-    return f"{lock.scope} {bucket}"
 
 
 def _readable(lock: LockRecord) -> dict[str, Any]:
@@ -143,7 +138,9 @@ class StateTable:
         self._unrecorded: dict[LockKey, tuple[LockRecord, datetime]] = {}
         """Locks observed by the current sweep whose observation is still to be written (see :meth:`settle`)."""
         self._gone: list[tuple[str, str]] = []
-        """Open observations of the swept buckets whose lock the sweep did not find: closed by :meth:`settle`."""
+        """Open-set entries of the swept scopes whose lock the sweep did not find: closed by :meth:`settle`."""
+        self._held: dict[str, list[dict[str, Any]]] = {}
+        """The open set of each scope, as the sweep read it before reading the locks (see :meth:`held`)."""
 
     def _in_parallel(self, work: Callable[[_T], _R], tasks: Sequence[_T]) -> list[_R]:
         """``work`` over ``tasks``, several requests at a time (in order); the first error is raised."""
@@ -169,35 +166,59 @@ class StateTable:
         chunks = [keys[start : start + _BATCH_GET_MAX] for start in range(0, len(keys), _BATCH_GET_MAX)]
         return [item for items in self._in_parallel(self._batch_get_chunk, chunks) for item in items]
 
-    def _query_open(self, bucket: str) -> list[dict[str, Any]]:
-        """The open observations of one table's locks in one bucket (the index is eventually consistent: see
-        :meth:`observe`)."""
+    def _query_held(self, scope: str) -> list[dict[str, Any]]:
+        """The open set of one lock table (or bucket): one partition of the held-locks index, eventually consistent
+        (see :meth:`observe`)."""
         items: list[dict[str, Any]] = []
         for page in self._client.get_paginator("query").paginate(
             TableName=self.name,
-            IndexName=OPEN_INDEX,
-            KeyConditionExpression=f"{OPEN_KEY} = :bucket",
-            ExpressionAttributeValues={":bucket": {"S": bucket}},
+            IndexName=HELD_INDEX,
+            KeyConditionExpression=f"{HELD_KEY} = :scope",
+            ExpressionAttributeValues={":scope": {"S": scope}},
         ):
             items.extend(dict(item) for item in page.get("Items", []))
         return items
+
+    def _held_items(self, scope: str) -> list[dict[str, Any]]:
+        """The scope's open set: the snapshot :meth:`held` took in this sweep, else read now."""
+        if scope not in self._held:
+            self._held[scope] = self._query_held(scope)
+        return self._held[scope]
+
+    def held(self, scope: str) -> list[HeldLock]:
+        """The open set of ``scope`` as of now (a snapshot kept until :meth:`settle`): read it BEFORE reading the
+        locks, so that an entry a later read does not find was released before that read."""
+        try:
+            self._held[scope] = self._query_held(scope)
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read the open set from state table {self.name!r}: {describe(err)}") from err
+        return [
+            HeldLock(scope, item["lock_path"]["S"], item["lock_id"]["S"])
+            for item in self._held[scope]
+            if "S" in item.get("lock_path", {}) and "S" in item.get("lock_id", {})
+        ]
 
     def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
         """Reads only: a lock not seen before is first seen ``now``, written by :meth:`settle` together with
         its warning (one write per new lock, not two).
 
-        The observations of locks already recorded come from the open-locks index, a Query per bucket; the locks
-        it does not list (new ones, or an index a moment behind) are read with consistent BatchGetItem calls. A
-        lagging index can only miss an observation, never give a wrong one (each time is written once), and a
-        missed one is read consistently: so the index is safe to read eventually consistent."""
+        The observations of locks already recorded come from the open set (the held-locks index, one Query per
+        scope, or the snapshot :meth:`held` took); the locks it does not list (new ones, or an index a moment
+        behind) are read with consistent BatchGetItem calls. A lagging index can only miss an observation, never
+        give a wrong one (each time is written once), and a missed one is read consistently: so the index is safe
+        to read eventually consistent. The open-set entries of these scopes that match no lock read are closed by
+        :meth:`settle` (the lock was released)."""
         try:
             # Keys are digests: an item is matched to its lock by the keys the lock would have.
             by_keys = {_key_strings(_lock_key(lock)): lock_key(lock) for lock in locks}
             wanted = set(by_keys.values())
             found: dict[LockKey, dict[str, Any]] = {}
             open_keys: list[tuple[str, str]] = []
-            buckets = sorted({_open_key(lock) for lock in locks})
-            for item in (i for items in self._in_parallel(self._query_open, buckets) for i in items):
+            scopes = sorted({lock.scope for lock in locks} | set(self._held))
+            unread = [scope for scope in scopes if scope not in self._held]
+            for scope, items in zip(unread, self._in_parallel(self._query_held, unread), strict=True):
+                self._held[scope] = items
+            for item in (i for scope in scopes for i in self._held[scope]):
                 keys = _key_strings(item)
                 open_keys.append(keys)
                 if keys in by_keys:
@@ -238,18 +259,24 @@ class StateTable:
         for lock in warned:
             recorded, seen, _ = writes.get(lock_key(lock), (lock, None, None))
             writes[lock_key(lock)] = (recorded, seen, now)
-        gone, self._gone = self._gone, []
+        gone, self._gone, self._held = self._gone, [], {}
         errors = [err for err in self._in_parallel(self._settle_one, list(writes.values())) if err is not None]
-        errors += [err for err in self._in_parallel(self._close, gone) if err is not None]
+        errors += [err for err in self._in_parallel(partial(self._close, now=now), gone) if err is not None]
         if errors:
             total = len(writes) + len(gone)
             raise AwsAccessError(f"{len(errors)} of {total} observation writes failed: {errors[0]}")
 
-    def _close(self, keys: tuple[str, str]) -> str | None:
-        """Take a lock the sweep no longer finds out of the open-locks index (its record stays)."""
+    def _close(self, keys: tuple[str, str], now: datetime) -> str | None:
+        """Take a lock the sweep no longer finds out of the open set (its record stays, with when the sweep found
+        it gone; the stream function records the release itself, with its server time)."""
         key = {"pk": {"S": keys[0]}, "sk": {"S": keys[1]}}
         try:
-            self._client.update_item(TableName=self.name, Key=key, UpdateExpression=f"REMOVE {OPEN_KEY}")
+            self._client.update_item(
+                TableName=self.name,
+                Key=key,
+                UpdateExpression=f"SET gone_at = if_not_exists(gone_at, :now) REMOVE {HELD_KEY}, {LEGACY_OPEN_KEY}",
+                ExpressionAttributeValues={":now": {"S": now.isoformat()}},
+            )
         except (ClientError, BotoCoreError) as err:
             return describe(err)
         return None
@@ -260,20 +287,67 @@ class StateTable:
         values: dict[str, Any] = {}
         if seen is not None:
             parts.append("first_seen = if_not_exists(first_seen, :seen)")
-            parts.append(f"expires_at = :ttl, {OPEN_KEY} = :bucket")
-            values |= {
-                ":seen": {"S": seen.isoformat()},
-                ":ttl": _epoch(seen + OBSERVATION_TTL),
-                ":bucket": {"S": _open_key(lock)},
-            }
+            parts.append(f"expires_at = :ttl, {HELD_KEY} = :scope")
+            values |= {":seen": {"S": seen.isoformat()}, ":ttl": _epoch(seen + OBSERVATION_TTL)}
         if warned is not None:
             parts.append("warned_at = if_not_exists(warned_at, :warned)")
             values[":warned"] = {"S": warned.isoformat()}
+        remove = f" REMOVE {LEGACY_OPEN_KEY}" if seen is not None else ""
         try:
-            self._update(lock, "SET " + ", ".join(parts), values)
+            self._update(lock, "SET " + ", ".join(parts), values, remove=remove)
         except (ClientError, BotoCoreError) as err:
             return describe(err)
         return None
+
+    # -- reconciliation: each lock table's last full sweep ------------------------------------------------
+    @staticmethod
+    def _reconcile_key(scope: str) -> dict[str, Any]:
+        return {"pk": {"S": f"SWEEP#{digest(scope)}"}, "sk": {"S": RECONCILE_SK}}
+
+    def reconcile_record(self, scope: str) -> ReconcileRecord:
+        try:
+            response = self._client.get_item(TableName=self.name, Key=self._reconcile_key(scope), ConsistentRead=True)
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
+        item = dict(response.get("Item", {}))
+        return ReconcileRecord(
+            last_full_at=_time(item, "last_full_at"),
+            deployment=item.get("deployment", {}).get("S"),
+            failed_records=int(item.get("failed_records", {}).get("N", "0")),
+            requested=item.get("full_requested", {}).get("S"),
+        )
+
+    def record_full(self, scope: str, now: datetime, *, deployment: str, failed_records: int) -> None:
+        """A full sweep of ``scope`` read every lock: record it, and clear a request for one made before it began."""
+        self._write_reconcile(
+            scope,
+            "SET last_full_at = :now, deployment = :deployment, failed_records = :failed, lock_scope = :scope "
+            "REMOVE full_requested, full_requested_at",
+            {
+                ":now": {"S": now.isoformat()},
+                ":deployment": {"S": deployment},
+                ":failed": {"N": str(max(failed_records, 0))},
+                ":scope": {"S": scope},
+            },
+        )
+
+    def request_full(self, scope: str, reason: str, now: datetime) -> None:
+        self._write_reconcile(
+            scope,
+            "SET full_requested = :reason, full_requested_at = :now, lock_scope = :scope",
+            {":reason": {"S": reason}, ":now": {"S": now.isoformat()}, ":scope": {"S": scope}},
+        )
+
+    def _write_reconcile(self, scope: str, expression: str, values: dict[str, Any]) -> None:
+        try:
+            self._client.update_item(
+                TableName=self.name,
+                Key=self._reconcile_key(scope),
+                UpdateExpression=expression,
+                ExpressionAttributeValues=values,
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot write to state table {self.name!r}: {describe(err)}") from err
 
     def last_persisted(self, scope: str, state_path: str) -> datetime | None:
         try:
@@ -319,13 +393,14 @@ class StateTable:
         return [a for a in self.acquisitions(scope, lock_path) if a.open]
 
     # -- writes ----------------------------------------------------------------------------------------
-    def _update(self, lock: LockRecord, expression: str, values: dict[str, Any]) -> dict[str, Any]:
+    def _update(self, lock: LockRecord, expression: str, values: dict[str, Any], *, remove: str = "") -> dict[str, Any]:
         """Every write names the lock in words too (its keys are digests): scope, path, ID and table."""
         expression += ", lock_scope = :scope, lock_path = :path, lock_id = :id"
         values = {**values, **_readable(lock)}
         if lock.table is not None:
             expression += ", lock_table = :table"
             values[":table"] = {"S": lock.table}
+        expression += remove
         response = self._client.update_item(
             TableName=self.name,
             Key=_lock_key(lock),
@@ -390,7 +465,7 @@ class StateTable:
         written, _ = self._conditional(
             _lock_key(lock),
             "SET acquired_at = :t, acquired_seq = :seq, lock_scope = :scope, lock_path = :path, lock_id = :id, "
-            f"who = :who, operation = :op, expires_at = if_not_exists(expires_at, :ttl){table}",
+            f"who = :who, operation = :op, expires_at = if_not_exists(expires_at, :ttl), {HELD_KEY} = :scope{table}",
             "attribute_not_exists(acquired_at)",
             {
                 ":t": {"S": server_time.isoformat()},
@@ -422,7 +497,7 @@ class StateTable:
         written, attributes = self._conditional(
             _lock_key(lock),
             "SET released_at = :t, released_seq = :seq, lock_scope = :scope, lock_path = :path, lock_id = :id, "
-            f"expires_at = if_not_exists(expires_at, :ttl){by_position} REMOVE {OPEN_KEY}",
+            f"expires_at = if_not_exists(expires_at, :ttl){by_position} REMOVE {HELD_KEY}, {LEGACY_OPEN_KEY}",
             condition,
             values,
         )

@@ -30,7 +30,22 @@ class LockState:
     warned_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class HeldLock:
+    """One entry of the open set: a lock acquisition the audit (or an earlier sweep) recorded and whose release is
+    not recorded. It says which lock item to read, nothing more: a lock is judged only from what is read."""
+
+    scope: str
+    lock_path: str
+    lock_id: str
+
+
 class StateStore(Protocol):
+    def held(self, scope: str) -> Sequence[HeldLock]:
+        """The open set of one lock table (or bucket), as of this call. :meth:`observe` then matches it against the
+        locks read: an entry whose lock was not found is recorded as released by :meth:`settle`."""
+        ...
+
     def observe(self, locks: Sequence[LockRecord], now: datetime) -> dict[LockKey, LockState]:
         """The state of each lock; ``now`` is the first-seen time of locks not seen before. A store may defer
         recording that until :meth:`settle`."""

@@ -28,14 +28,25 @@ class AlertSink(Protocol):
 
 
 class LockSource(Protocol):
-    """One lock table. ``arn`` is known once :meth:`scan` has started (None: unknown, the name stands in)."""
+    """One lock table. ``arn``: its ARN (None: unknown, the name stands in); a real table reads it (DescribeTable)
+    when first asked, and raises :class:`AwsAccessError` if it cannot."""
 
     name: str
 
     @property
     def arn(self) -> str | None: ...
 
-    def scan(self) -> Iterator[DynamoItem]: ...
+    def scan(self) -> Iterator[DynamoItem]:
+        """Every item, strongly consistent (a full sweep)."""
+        ...
+
+    def read(self, lock_paths: Sequence[str]) -> list[DynamoItem]:
+        """The items at these paths that exist, strongly consistent (an incremental sweep)."""
+        ...
+
+    def latest_stream_arn(self) -> str | None:
+        """The table's current stream (None: streams are off), read now: whether the audit can see it."""
+        ...
 
     def delete_if_unchanged(self, lock_path: str, raw_info: str) -> Any: ...
 

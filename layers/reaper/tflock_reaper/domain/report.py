@@ -20,6 +20,7 @@ from tflock_reaper.domain.lock import (
 )
 from tflock_reaper.domain.memory import LockState
 from tflock_reaper.domain.notifier import NotificationRecord
+from tflock_reaper.domain.reconcile import SweepKind
 
 Mode = Literal["dry-run", "enforce"]
 
@@ -66,6 +67,28 @@ class LockReport:
         }
 
 
+@dataclass(frozen=True)
+class SourceRead:
+    """How one lock table (or the buckets' lockfiles) was read in a sweep, and why."""
+
+    source: str
+    kind: SweepKind
+    reason: str
+    held: int | None = None
+    """Entries of the open set (incremental reads: the locks asked for)."""
+    items: int = 0
+    """Items read."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "kind": self.kind.value,
+            "reason": self.reason,
+            "held": self.held,
+            "items": self.items,
+        }
+
+
 @dataclass
 class SweepReport:
     table: str | None
@@ -83,6 +106,19 @@ class SweepReport:
     """Targets (accounts, tables) that could not be swept at all: nothing of theirs was judged or deleted."""
     unreadable_notifications: dict[str, list[NotificationRecord]] = field(default_factory=dict)
     """What was sent (or would be) about each unreadable lock, by its ``lock_id``."""
+    reads: list[SourceRead] = field(default_factory=list)
+    """How each source was read: incremental (the open set's locks) or full (every item), and why."""
+
+    @property
+    def sweep_kind(self) -> SweepKind:
+        """Incremental only when every source was read incrementally."""
+        if self.reads and all(read.kind is SweepKind.INCREMENTAL for read in self.reads):
+            return SweepKind.INCREMENTAL
+        return SweepKind.FULL
+
+    @property
+    def sweep_reasons(self) -> list[str]:
+        return [f"{read.source}: {read.kind.value}, {read.reason}" for read in self.reads]
 
     @property
     def unreadable(self) -> list[SkippedItem]:
@@ -109,6 +145,9 @@ class SweepReport:
             "mode": self.mode,
             "started_at": self.started_at.isoformat(),
             "breaker": self.breaker,
+            "sweep_kind": self.sweep_kind.value,
+            "sweep_reasons": self.sweep_reasons,
+            "reads": [read.to_dict() for read in self.reads],
             "notes": self.notes,
             "locks": [r.to_dict() for r in self.locks],
             "skipped": [
@@ -144,4 +183,5 @@ def combine_reports(reports: list[SweepReport], errors: list[str]) -> SweepRepor
         combined.digests += report.digests
         combined.notes.extend(report.notes)
         combined.deferred.extend(report.deferred)
+        combined.reads.extend(report.reads)
     return combined

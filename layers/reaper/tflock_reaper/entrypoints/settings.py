@@ -16,10 +16,11 @@ def _comma_separated(value: object) -> object:
     return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
 
+# Both models are built on the first validation (defer_build), not at import: cold start.
 class Target(BaseModel):
     """Lock tables and buckets of another account, swept through a role the reaper assumes there."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$")
     lock_tables: tuple[TableName, ...] = ()
@@ -40,7 +41,7 @@ class Target(BaseModel):
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     lock_table_names: tuple[TableName, ...] = Field(
         default=(), validation_alias=AliasChoices("LOCK_TABLE_NAMES", "LOCK_TABLE_NAME")
@@ -62,7 +63,21 @@ class Settings(BaseModel):
     scan_segments: int | None = Field(default=None, alias="SCAN_SEGMENTS", ge=1, le=16)
     """Parallel Scan segments per lock table; empty: chosen from each table's size."""
 
-    _comma_separated = field_validator("lock_table_names", "state_buckets", mode="before")(_comma_separated)
+    audit_stream_mappings: tuple[str, ...] = Field(default=(), alias="AUDIT_STREAM_MAPPINGS")
+    """The UUIDs of the event source mappings that feed the lock tables' streams to the stream function (the
+    audit); none: every sweep reads every item."""
+    audit_function_name: str | None = Field(default=None, alias="AUDIT_FUNCTION_NAME")
+    """The stream function, whose IteratorAge says how far behind the audit is."""
+    audit_failure_queue_url: str | None = Field(default=None, alias="AUDIT_FAILURE_QUEUE_URL")
+    """The stream function's failure queue: new messages there mean records it gave up on."""
+    reconcile_every_minutes: int = Field(default=60, alias="RECONCILE_EVERY_MINUTES", ge=1, le=1440)
+    """With the audit: a full sweep at least this often (see :mod:`tflock_reaper.domain.reconcile`)."""
+    deployment_id: str = Field(default="", alias="DEPLOYMENT_ID")
+    """Changes with every deployment of the code (the layer's version ARN): the first sweep after one is full."""
+
+    _comma_separated = field_validator("lock_table_names", "state_buckets", "audit_stream_mappings", mode="before")(
+        _comma_separated
+    )
 
     @field_validator("targets", mode="before")
     @classmethod
@@ -79,7 +94,15 @@ class Settings(BaseModel):
             )
         return self
 
-    @field_validator("scan_segments", "state_table_name", "policy_parameter", "alert_topic_arn", mode="before")
+    @field_validator(
+        "scan_segments",
+        "state_table_name",
+        "policy_parameter",
+        "alert_topic_arn",
+        "audit_function_name",
+        "audit_failure_queue_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +34,7 @@ from tflock_reaper.domain.policy import Channel, Policy, load_policy, parse_poli
 from tflock_reaper.domain.report import SweepReport, combine_reports
 from tflock_reaper.entrypoints.settings import Settings
 from tflock_reaper.services.alerting import Alerter, ChannelFactory
+from tflock_reaper.services.reconcile import Reconciler
 from tflock_reaper.services.sweep import TIME_RESERVE_SECONDS, HolderChecks, out_of_time, sweep
 
 logger = logging.getLogger(__name__)
@@ -163,19 +166,60 @@ def lock_sources(
     return lock_tables, lockfiles
 
 
+def deployment_marker(settings: Settings, policy: Policy) -> str:
+    """What a deployment changes: the code (the layer's version), the settings and the policy. The first sweep
+    after it changes is full."""
+    hasher = hashlib.sha256()
+    for part in (settings.deployment_id, settings.model_dump_json(), policy.model_dump_json()):
+        hasher.update(part.encode() + b"\0")
+    return hasher.hexdigest()[:32]
+
+
+def reconciler(
+    settings: Settings, clients: AwsClients, state: StateStore, policy: Policy, *, full_reason: str | None = None
+) -> Reconciler | None:
+    """Decides full or incremental reads of this account's lock tables: with a state table, and with the audit's
+    health readable (its stream mappings, failure queue and function); None without a state table (every read is
+    full)."""
+    if not settings.state_table_name or not isinstance(state, StateTable):
+        return None
+    probe = None
+    if settings.audit_stream_mappings and settings.audit_function_name and settings.audit_failure_queue_url:
+        from tflock_reaper.adapters.audit_health import AuditHealthProbe  # noqa: PLC0415 - with the audit only
+
+        probe = AuditHealthProbe(
+            lambda_client=clients.client("lambda"),
+            sqs_client=clients.client("sqs"),
+            cloudwatch_client=clients.client("cloudwatch"),
+            mappings=settings.audit_stream_mappings,
+            function_name=settings.audit_function_name,
+            queue_url=settings.audit_failure_queue_url,
+        )
+    return Reconciler(
+        store=state,
+        probe=probe,
+        deployment=deployment_marker(settings, policy),
+        reconcile_every=timedelta(minutes=settings.reconcile_every_minutes),
+        force_full=full_reason,
+    )
+
+
 def run_sweep(
     settings: Settings,
     clients: AwsClients | None = None,
     *,
     remaining_seconds: Callable[[], float] | None = None,
+    full_reason: str | None = None,
 ) -> SweepReport:
     """One sweep of every target. A target that cannot be reached (its role, its tables) is reported in the
-    report's errors and the others are still swept; if none can be, the error is raised."""
+    report's errors and the others are still swept; if none can be, the error is raised. ``full_reason``: read
+    every lock table in full, for this reason (an operator's request)."""
     clients = clients or default_clients()
     policy = load_deployed_policy(settings)
     state = state_store(clients, settings.state_table_name)
     holders = holder_checks(clients, state, outbound_budget(remaining_seconds))
-    sweep_target = _TargetSweep(settings, clients, policy, state, holders, remaining_seconds)
+    reconciling = reconciler(settings, clients, state, policy, full_reason=full_reason)
+    sweep_target = _TargetSweep(settings, clients, policy, state, holders, remaining_seconds, reconciling)
     reports: list[SweepReport] = []
     errors: list[str] = []
     for target in sweep_targets(settings):
@@ -204,6 +248,8 @@ class _TargetSweep:
     state: StateStore
     holders: HolderChecks
     remaining_seconds: Callable[[], float] | None
+    reconciler: Reconciler | None = None
+    """This account's tables only: another account's tables have no audit here, so they are read in full."""
 
     def __call__(self, target: SweepTarget) -> SweepReport:
         settings = self.settings
@@ -233,6 +279,7 @@ class _TargetSweep:
             alerts=alerts,
             holders=self.holders,
             remaining_seconds=self.remaining_seconds,
+            reconciler=None if target.role_arn else self.reconciler,
         )
 
 

@@ -7,8 +7,8 @@ store, holder checks, the clock) are parameters; the handler and the CLI wire th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -34,6 +34,7 @@ from tflock_reaper.domain.liveness import (
     safe_status,
 )
 from tflock_reaper.domain.lock import (
+    Classified,
     DigestRecord,
     DynamoItem,
     LockfileObject,
@@ -42,13 +43,16 @@ from tflock_reaper.domain.lock import (
     classify_item,
     classify_lockfile,
     merge_backends,
+    table_scope,
 )
-from tflock_reaper.domain.memory import LockKey, LockState, StateStore, lock_key
+from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, StateStore, lock_key
 from tflock_reaper.domain.notifier import AlertingFailed, NotificationRecord
 from tflock_reaper.domain.policy import EffectiveRule, HolderSpec, Policy
 from tflock_reaper.domain.ports import AlertSink, LockfileSource, LockSource
-from tflock_reaper.domain.report import LockReport, Mode, SweepReport
+from tflock_reaper.domain.reconcile import ReadPlan, SweepKind, full
+from tflock_reaper.domain.report import LockReport, Mode, SourceRead, SweepReport
 from tflock_reaper.services.reap import Targets, reap
+from tflock_reaper.services.reconcile import NO_AUDIT, Reconciler
 
 logger = logging.getLogger(__name__)
 
@@ -118,32 +122,97 @@ def judge(
     return decide(lock, rule=rule, first_seen=state.first_seen, now=now, holder=holder, acquired_at=state.acquired_at)
 
 
-def _classified(table: LockSource, now: datetime) -> Iterator[LockRecord | DigestRecord | SkippedItem]:
-    for item in table.scan():
-        yield classify_item(item, now, table=table.name, table_arn=table.arn)
+@dataclass
+class _TableRead:
+    """One lock table's read in a sweep: how (the plan), and what an incremental read found out of step."""
+
+    table: LockSource
+    plan: ReadPlan
+    disagreement: str | None = None
+
+
+def _read_table(
+    table: LockSource, plan: ReadPlan, state: StateStore, now: datetime, report: SweepReport
+) -> tuple[list[Classified], _TableRead]:
+    """Read one table as planned. The open set is read first, in both kinds: an entry that the read then does not
+    find was released before the read (:meth:`StateStore.settle` closes it). An incremental read that fails falls
+    back to a full one."""
+    held = state.held(table_scope(table.arn, table.name))
+    items: list[DynamoItem] | None = None
+    if plan.kind is SweepKind.INCREMENTAL:
+        try:
+            items = table.read([entry.lock_path for entry in held])
+        except AwsAccessError as err:
+            logger.warning("incremental read failed, reading every item", extra={"lock_table": table.name})
+            plan = full(f"the incremental read failed: {err}")
+    if items is None:
+        items = list(table.scan())
+    entries = [classify_item(item, now, table=table.name, table_arn=table.arn) for item in items]
+    report.reads.append(SourceRead(table.name, plan.kind, plan.reason, len(held), len(items)))
+    read = _TableRead(table, plan)
+    if plan.kind is SweepKind.INCREMENTAL:
+        read.disagreement = _out_of_step(held, entries)
+    _log_read(report.reads[-1])
+    return entries, read
+
+
+def _out_of_step(held: Sequence[HeldLock], entries: Sequence[Classified]) -> str | None:
+    """A lock read at a path of the open set under an ID the open set does not have: its acquisition was not
+    reported (yet). It is judged from the read all the same; the next sweep reads every item, in case the stream
+    lost more than this one."""
+    listed = {(entry.lock_path, entry.lock_id) for entry in held}
+    unlisted = [e for e in entries if isinstance(e, LockRecord) and (e.lock_path, e.lock_id) not in listed]
+    if not unlisted:
+        return None
+    first = unlisted[0]
+    more = f" and {len(unlisted) - 1} more" if len(unlisted) > 1 else ""
+    return f"lock {first.lock_id} at {first.lock_path}{more} read but not in the open set"
+
+
+def _log_read(read: SourceRead) -> None:
+    logger.info("lock source read", extra={"source": read.source, **read.to_dict()})
 
 
 def _read_locks(
-    tables: Sequence[LockSource], lockfiles: LockfileSource | None, now: datetime, report: SweepReport
-) -> list[LockRecord]:
+    tables: Sequence[LockSource],
+    lockfiles: LockfileSource | None,
+    *,
+    state: StateStore,
+    reconciler: Reconciler | None,
+    now: datetime,
+    report: SweepReport,
+) -> tuple[list[LockRecord], list[_TableRead]]:
     """Every well-formed lock, table items and lockfiles merged (dual backends: one record); digests are
     counted, everything else is reported as skipped. Each lock knows the table it was read from."""
     table_locks: list[LockRecord] = []
-    for entry in (entry for table in tables for entry in _classified(table, now)):
-        if isinstance(entry, LockRecord):
-            table_locks.append(entry)
-        elif isinstance(entry, DigestRecord):
-            report.digests += 1
-        else:
-            _skip(entry, report)
+    reads: list[_TableRead] = []
+    for table in tables:
+        plan = reconciler.plan(table, now) if reconciler is not None else full(NO_AUDIT)
+        entries, read = _read_table(table, plan, state, now, report)
+        reads.append(read)
+        for entry in entries:
+            if isinstance(entry, LockRecord):
+                table_locks.append(entry)
+            elif isinstance(entry, DigestRecord):
+                report.digests += 1
+            else:
+                _skip(entry, report)
     file_locks: list[LockRecord] = []
-    for obj in lockfiles.scan() if lockfiles is not None else ():
-        parsed = classify_lockfile(obj, now)
-        if isinstance(parsed, LockRecord):
-            file_locks.append(parsed)
-        else:
-            _skip(parsed, report)
-    return merge_backends(table_locks, file_locks)
+    if lockfiles is not None:
+        objects = list(lockfiles.scan())
+        report.reads.append(SourceRead(lockfiles.name, SweepKind.FULL, LOCKFILES_LISTED, None, len(objects)))
+        _log_read(report.reads[-1])
+        for obj in objects:
+            parsed = classify_lockfile(obj, now)
+            if isinstance(parsed, LockRecord):
+                file_locks.append(parsed)
+            else:
+                _skip(parsed, report)
+    return merge_backends(table_locks, file_locks), reads
+
+
+#: Why lockfiles are read in full every sweep.
+LOCKFILES_LISTED = "the buckets' lockfiles are listed every sweep"
 
 
 def _skip(skipped: SkippedItem, report: SweepReport) -> None:
@@ -202,10 +271,15 @@ def sweep(
     lockfiles: LockfileSource | None = None,
     remaining_seconds: Callable[[], float] | None = None,
     confirm: Callable[[Sequence[LockReport]], bool] | None = None,
+    reconciler: Reconciler | None = None,
 ) -> SweepReport:
     """One sweep of one lock table and/or the lockfiles of some buckets. ``mode`` is the run's request; see
     :func:`resolve_mode`. ``remaining_seconds`` (the Lambda's remaining time) lets a sweep stop before it is cut
     off: the locks it has not judged or acted on yet are reported as deferred, for the next sweep.
+
+    ``reconciler`` decides, per lock table, whether to read only the locks of the open set (incremental) or every
+    item (full), and records the full reads; without one every read is full. Either way a lock is judged, and
+    deleted, only from the item read in this sweep.
 
     ``confirm`` (the CLI on a terminal): shown the locks an enforcing sweep is about to reap, after every verdict and
     before the first delete; unless it returns True, nothing is reaped and the sweep finishes as a dry run.
@@ -218,7 +292,7 @@ def sweep(
     report = _new_report(tables, lockfiles, policy, mode, now)
 
     no_time_left = partial(out_of_time, remaining_seconds)
-    locks = _read_locks(tables, lockfiles, now, report)
+    locks, reads = _read_locks(tables, lockfiles, state=state, reconciler=reconciler, now=now, report=report)
     observed = state.observe(locks, now)
     states = {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
     verdicts = _judge_all(locks, states, policy=policy, now=now, holders=holders, no_time_left=no_time_left)
@@ -247,8 +321,15 @@ def sweep(
         _log_verdict(entry)
     if alerts is not None:
         _alert_unreadables(alerts, report, no_time_left, now)
-    _finish(report, locks, state, warned, now)
+    _finish(report, locks, state, warned, now, reconciled=partial(_reconciled, reconciler, reads, now))
     return report
+
+
+def _reconciled(reconciler: Reconciler | None, reads: Sequence[_TableRead], now: datetime) -> None:
+    if reconciler is None:
+        return
+    for read in reads:
+        reconciler.finished(read.table, read.plan, now, disagreement=read.disagreement)
 
 
 def _confirmed(
@@ -296,9 +377,16 @@ def _judge_all(
 
 
 def _finish(
-    report: SweepReport, locks: list[LockRecord], state: StateStore, warned: list[LockRecord], now: datetime
+    report: SweepReport,
+    locks: list[LockRecord],
+    state: StateStore,
+    warned: list[LockRecord],
+    now: datetime,
+    *,
+    reconciled: Callable[[], None],
 ) -> None:
-    """Report what the sweep had no time for, and record its observations (best effort)."""
+    """Report what the sweep had no time for, and record its observations (best effort); once they are recorded,
+    ``reconciled`` (the open set then holds every lock a full read found)."""
     report.deferred = [lock.lock_path for lock in locks[len(report.locks) :]]
     if report.deferred:
         logger.error(
@@ -309,6 +397,8 @@ def _finish(
         state.settle(warned, now)
     except AwsAccessError as err:
         logger.error("cannot record the sweep's observations", extra={"error": str(err)})
+        return
+    reconciled()
 
 
 def _alert_unreadables(alerts: AlertSink, report: SweepReport, no_time_left: Callable[[], bool], now: datetime) -> None:

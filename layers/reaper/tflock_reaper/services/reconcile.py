@@ -1,0 +1,78 @@
+"""Per lock table and sweep: read incrementally or in full (:func:`tflock_reaper.domain.reconcile.plan_read`), and
+remember the full reads so that the next plans know when the last one was."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from tflock_reaper.domain.errors import AwsAccessError
+from tflock_reaper.domain.lock import table_scope
+from tflock_reaper.domain.ports import LockSource
+from tflock_reaper.domain.reconcile import (
+    RECONCILE_EVERY,
+    AuditHealth,
+    AuditProbe,
+    ReadPlan,
+    ReconcileStore,
+    SweepKind,
+    full,
+    plan_read,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Why a sweep without a reconciler (the CLI, or a deployment without the audit) reads every lock.
+NO_AUDIT = "no audit to trust: every item is read"
+
+
+@dataclass
+class Reconciler:
+    """``probe`` None: no audit is deployed, every read is full. ``force_full``: a reason to read every table in
+    full this sweep (an operator's request)."""
+
+    store: ReconcileStore
+    probe: AuditProbe | None
+    deployment: str
+    reconcile_every: timedelta = RECONCILE_EVERY
+    force_full: str | None = None
+    _health: dict[str, AuditHealth | None] = field(default_factory=dict, init=False, repr=False)
+
+    def plan(self, table: LockSource, now: datetime) -> ReadPlan:
+        """Never raises: what cannot be read makes the read full."""
+        if self.force_full:
+            return full(self.force_full)
+        try:
+            scope = table_scope(table.arn, table.name)
+            record = self.store.reconcile_record(scope)
+        except AwsAccessError as err:
+            return full(f"the reconciliation record cannot be read: {err}")
+        health = self._health_of(table, self.probe) if self.probe is not None else None
+        self._health[scope] = health
+        return plan_read(
+            health=health, record=record, deployment=self.deployment, now=now, reconcile_every=self.reconcile_every
+        )
+
+    @staticmethod
+    def _health_of(table: LockSource, probe: AuditProbe) -> AuditHealth:
+        try:
+            stream = table.latest_stream_arn()
+        except AwsAccessError as err:
+            return AuditHealth(consumer=False, failed_records=None, iterator_age=None, problem=str(err))
+        return probe.health(stream)
+
+    def finished(self, table: LockSource, plan: ReadPlan, now: datetime, *, disagreement: str | None) -> None:
+        """After the sweep recorded its observations: a full read is remembered as the table's last reconciliation;
+        an incremental read that found the open set out of step asks for a full one next. Best effort: a failure
+        only makes a later sweep full."""
+        scope = table_scope(table.arn, table.name)
+        try:
+            if plan.kind is SweepKind.FULL:
+                health = self._health.get(scope)
+                failed = health.failed_records if health is not None and health.failed_records is not None else 0
+                self.store.record_full(scope, now, deployment=self.deployment, failed_records=failed)
+            elif disagreement:
+                self.store.request_full(scope, disagreement, now)
+        except AwsAccessError as err:
+            logger.error("cannot record the reconciliation", extra={"lock_table": table.name, "error": str(err)})
