@@ -44,8 +44,9 @@ ReleasedBy = Literal["terraform", "tflock-reaper", "ttl", "unknown"]
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
+# The stream record's models are built on the first record parsed (defer_build), not at import: cold start.
 class _StreamRecordBody(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
     approximate_creation: float = Field(alias="ApproximateCreationDateTime")
     keys: dict[str, dict[str, Any]] = Field(alias="Keys")
@@ -55,13 +56,13 @@ class _StreamRecordBody(BaseModel):
 
 
 class _UserIdentity(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     principalId: str | None = None  # noqa: N815 - AWS's spelling
 
 
 class _LambdaStreamRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     eventID: str = ""  # noqa: N815
     eventSourceARN: str = ""  # noqa: N815

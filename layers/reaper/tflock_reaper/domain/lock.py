@@ -42,7 +42,8 @@ DynamoItem = dict[str, dict[str, Any]]
 class LockInfo(BaseModel):
     """The JSON Terraform stores in ``Info`` (and in ``.tflock`` bodies). Field names as Terraform spells them."""
 
-    model_config = ConfigDict(frozen=True, strict=True, extra="ignore", populate_by_name=True)
+    # Built on the first lock parsed, not at import (cold start).
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     id: str = Field(alias="ID", min_length=1)
     operation: str = Field(alias="Operation")

@@ -50,14 +50,15 @@ SEQUENCER_WIDTH = 64
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
+# The S3 event's models are built on the first event parsed (defer_build), not at import: cold start.
 class _Bucket(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     name: str = Field(min_length=1)
 
 
 class _Object(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     key: str = Field(min_length=1)
     etag: str | None = None
@@ -65,7 +66,7 @@ class _Object(BaseModel):
 
 
 class _Detail(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
     bucket: _Bucket
     object: _Object
@@ -76,7 +77,7 @@ class _Detail(BaseModel):
 class _S3Event(BaseModel):
     """An S3 event as EventBridge delivers it (only the fields the audit uses)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
     id: str = Field(min_length=1)
     source: Literal["aws.s3"]

@@ -16,7 +16,6 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeGuard
 
-import re2  # type: ignore[import-untyped]  # google-re2 ships no type information: Regex wraps what is used
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -37,8 +36,16 @@ if TYPE_CHECKING:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+def _re2() -> Any:
+    """google-re2, imported when a pattern is compiled: only a policy with a ``who`` needs it (cold start). It
+    ships no type information: Regex wraps what is used."""
+    import re2  # type: ignore[import-untyped]  # noqa: PLC0415 - cold start
+
+    return re2
+
+
 def _re2_options() -> Any:
-    options = re2.Options()
+    options = _re2().Options()
     options.log_errors = False  # a refused pattern is reported as a policy error, not logged to stderr by RE2
     return options
 
@@ -64,6 +71,7 @@ class Regex:
     def compile(cls, value: object) -> Regex:
         if not isinstance(value, str):
             raise ValueError("must be a regular expression string")  # noqa: TRY004
+        re2 = _re2()
         try:
             return cls(value, re2.compile(value.encode("utf-8"), _re2_options()))
         except UnicodeEncodeError as err:
@@ -89,7 +97,8 @@ class Regex:
 class _Strict(BaseModel):
     # A value given where a secret's name belongs may be the secret itself: pydantic must not quote inputs in
     # its ValidationError (the PolicyError's cause, which a logged traceback prints).
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    # Each model is built on its first validation, not at import (cold start).
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True)
 
 
 _REFERENCE_SYNTAX = "write {secret: NAME} (Secrets Manager) or {parameter: NAME} (SSM SecureString)"
@@ -246,8 +255,9 @@ class Defaults(_Strict):
     """Let the holder's ``Created`` count toward ``reap_after`` when the server's acquisition time is unknown.
     Off: without the stream (or a lockfile's LastModified), the reap waits until the reaper itself has seen the
     lock for ``reap_after``. A holder whose clock runs slow would otherwise make a fresh lock look old."""
-    holder: HolderSpec = HolderSpec()
-    notify: NotifySpec = NotifySpec(channels=[], renotify_every=timedelta(hours=1))
+    # Factories, not instances: an instance here would build its model at import (defer_build, cold start).
+    holder: HolderSpec = Field(default_factory=HolderSpec)
+    notify: NotifySpec = Field(default_factory=lambda: NotifySpec(channels=[], renotify_every=timedelta(hours=1)))
 
 
 class Rule(_Strict):
@@ -287,7 +297,7 @@ class Policy(_Strict):
     mode: Literal["dry-run", "enforce"] = "dry-run"
     max_reaps_per_sweep: int = Field(default=3, ge=0, strict=True)
     channels: dict[str, Channel] = Field(default_factory=dict)
-    defaults: Defaults = Defaults()
+    defaults: Defaults = Field(default_factory=Defaults)
     rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")
