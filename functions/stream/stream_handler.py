@@ -12,17 +12,20 @@ processed are logged and counted, never failed (``services.recorder`` decides; `
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from tflock_reaper.domain.audit import AuditStore
-from tflock_reaper.domain.lockfile_audit import LockfileAuditStore, ReadLockfile, is_eventbridge_event
+from tflock_reaper.domain.lockfile_audit import is_eventbridge_event
 from tflock_reaper.entrypoints import stream
-from tflock_reaper.services.recorder import Announce
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from tflock_reaper.domain.audit import AuditStore
+    from tflock_reaper.domain.lockfile_audit import LockfileAuditStore, ReadLockfile
+    from tflock_reaper.services.recorder import Announce
 
 logger = Logger()
 metrics = Metrics()

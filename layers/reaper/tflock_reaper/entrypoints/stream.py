@@ -16,7 +16,6 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from tflock_reaper.adapters.aws import default_clients
-from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.adapters.state_table import StateTable
 from tflock_reaper.domain.audit import AuditEvent, AuditStore, EventKind
 from tflock_reaper.domain.lock import LOCKFILE_SUFFIX, LockfileObject
@@ -85,6 +84,9 @@ def default_store() -> StateTable:
 
 def default_read(bucket: str, key: str) -> LockfileObject | None:
     """GetObject of the lockfile (the role may read ``*.tflock`` only); None when it is gone."""
+    # Imported here: a batch of the lock table's stream never reads a lockfile (cold start).
+    from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets  # noqa: PLC0415
+
     buckets = LockfileBuckets(default_clients().client("s3"), [BucketLocation(bucket)])
     return buckets.get(f"{bucket}/{key.removesuffix(LOCKFILE_SUFFIX)}")
 

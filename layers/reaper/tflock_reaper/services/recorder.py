@@ -39,9 +39,9 @@ from tflock_reaper.domain.audit import (
 )
 from tflock_reaper.domain.durations import format_duration
 from tflock_reaper.domain.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
-from tflock_reaper.domain.notification import Notification, NotificationKind
 
 if TYPE_CHECKING:
+    from tflock_reaper.domain.notification import Notification
     from tflock_reaper.services.dispatch import DispatchResult
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class AuditLog(Protocol):
     def count(self, metric: str, value: int) -> None: ...
 
 
-Announce = Callable[[Notification, str], "DispatchResult"]
+Announce = Callable[["Notification", str], "DispatchResult"]
 """Sends a ``resolved`` notification to the channels of a snapshot (JSON, see ``alerting.channel_snapshot``)."""
 
 
@@ -184,6 +184,9 @@ def _resolved(event: AuditEvent, lock: LockRecord, record: ReleaseRecord, table:
     if not record.alert_channels or event.released_by == "tflock-reaper":
         return None
     held = int(event.held_seconds or 0)
+    # Imported here: only the release of a lock that was alerted about builds a notification (cold start).
+    from tflock_reaper.domain.notification import Notification, NotificationKind  # noqa: PLC0415
+
     return Notification.for_lock(
         NotificationKind.RESOLVED,
         lock,
