@@ -13,6 +13,7 @@ import shlex
 import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import cache
 
 ELLIPSIS = "…"
 REPLACEMENT = "\ufffd"
@@ -35,7 +36,12 @@ UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Cn"})
 #: Every character ``str.splitlines()`` breaks a line on (all of them ``Cc``, ``Zl`` or ``Zp``).
 LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _ASTRAL = 0x10000
-_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(?:[^\s/?#@]*@)?([^\s/?#@]+)[^\s]*")
+
+
+@cache
+def _url() -> re.Pattern[str]:
+    """Any URL's scheme, host and the rest; compiled on first use, not at import (cold start)."""
+    return re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(?:[^\s/?#@]*@)?([^\s/?#@]+)[^\s]*")
 
 
 def unsafe(ch: str) -> bool:
@@ -143,4 +149,4 @@ def redact(text: str, *secrets: str) -> str:
     """
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
-    return _URL.sub(lambda m: f"{m.group(1)}{m.group(2)}/<redacted>", text)
+    return _url().sub(lambda m: f"{m.group(1)}{m.group(2)}/<redacted>", text)

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tflock_reaper.domain.decision import STALE_OUTCOMES, Outcome
 from tflock_reaper.domain.lock import SkippedItem, workspace_of
@@ -23,7 +23,9 @@ from tflock_reaper.domain.notifier import ChannelStatus, NotificationLedger, Not
 from tflock_reaper.domain.policy import Channel, Policy
 from tflock_reaper.domain.report import LockReport
 from tflock_reaper.domain.text import fit, one_line, redact
-from tflock_reaper.services.dispatch import ERROR_MAX, ChannelResult, dispatch
+
+if TYPE_CHECKING:
+    from tflock_reaper.services.dispatch import ChannelResult
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +154,8 @@ class Alerter:
         if not self._send:
             return self._preview(notification, notifiers)
         live = [n for n in notifiers if n.name not in self._down]
+        from tflock_reaper.services.dispatch import dispatch  # noqa: PLC0415 - cold start: only a sweep that alerts
+
         result = dispatch(notification, live, self._ledger)
         statuses: dict[str, ChannelStatus] = {r.channel: r.status for r in result.results}
         statuses.update({n.name: NotSent.SKIPPED for n in notifiers if n.name in self._down})
@@ -212,4 +216,6 @@ class Alerter:
 
 def _describe(err: Exception, prefix: str) -> str:
     """An exception as a one-line, secret-free reason (it may quote the hostile value that caused it: cut)."""
+    from tflock_reaper.services.dispatch import ERROR_MAX  # noqa: PLC0415 - cold start: only a sweep that alerts
+
     return fit(one_line(redact(f"{prefix}{type(err).__name__}: {err}")), ERROR_MAX)
