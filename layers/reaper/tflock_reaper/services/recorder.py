@@ -37,7 +37,6 @@ from tflock_reaper.domain.audit import (
     released_by,
     released_event,
 )
-from tflock_reaper.domain.durations import format_duration
 from tflock_reaper.domain.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
 
 if TYPE_CHECKING:
@@ -185,6 +184,7 @@ def _resolved(event: AuditEvent, lock: LockRecord, record: ReleaseRecord, table:
         return None
     held = int(event.held_seconds or 0)
     # Imported here: only the release of a lock that was alerted about builds a notification (cold start).
+    from tflock_reaper.domain.durations import format_duration  # noqa: PLC0415
     from tflock_reaper.domain.notification import Notification, NotificationKind  # noqa: PLC0415
 
     return Notification.for_lock(
