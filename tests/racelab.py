@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import random
 import threading
 import time
@@ -58,9 +59,13 @@ from moto.core.botocore_stubber import BotocoreStubber
 from tables import LOCK_TABLE, STATE_TABLE, create_lock_table, create_state_table
 from tflock_reaper.adapters.aws import AwsClients
 from tflock_reaper.adapters.lock_table import LockTable
+from tflock_reaper.adapters.state_table import StateTable
+from tflock_reaper.domain.lock import LockRecord, classify_item
 from tflock_reaper.domain.policy import Policy, parse_policy
+from tflock_reaper.domain.reconcile import AuditHealth
 from tflock_reaper.domain.report import SweepReport
 from tflock_reaper.entrypoints.wiring import holder_checks, state_store
+from tflock_reaper.services.reconcile import Reconciler
 from tflock_reaper.services.sweep import sweep
 
 REGION = "us-east-1"
@@ -102,6 +107,12 @@ class RaceConfig:
     reap_after: float = 0.0
     """The policy's reap_after (and warn_after), in seconds. Above the longest hold, with ``{assume: gone}``, only the
     reap gate's age keeps live locks: a Created from a slow clock must not count toward it."""
+    incremental: bool = False
+    """The state-table sweeper sweeps incrementally (a healthy audit), reconciling every ``reconcile_every`` seconds;
+    a stream thread records the acquisitions and releases in the state table, as the stream function does, a moment
+    late and losing ``stream_loss`` of them (found again by the reconciliations)."""
+    reconcile_every: float = 8.0
+    stream_loss: float = 0.05
 
 
 @dataclass
@@ -128,6 +139,8 @@ class Figures:
     holder_answers: Counter[str] = field(default_factory=Counter)
     delete_requests: int = 0
     spared_live: int = 0
+    stream_recorded: int = 0
+    stream_lost: int = 0
     violations: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     left_in_table: list[str] = field(default_factory=list)
@@ -151,6 +164,11 @@ class Figures:
             (
                 f"DeleteItem requests by the reaper: {self.delete_requests}, {self.spared_live} of them refused by "
                 "their condition because a live holder had re-taken the lock"
+            ),
+            *(
+                [f"stream records: {self.stream_recorded} recorded, {self.stream_lost} lost"]
+                if self.stream_recorded or self.stream_lost
+                else []
             ),
             (
                 f"violations {len(self.violations)}, errors {len(self.errors)}, "
@@ -294,6 +312,8 @@ class Lab:
         self.reaped_ids: Counter[str] = Counter()
         self.stop_workers = threading.Event()
         self.stop_sweeps = threading.Event()
+        self.stop_stream = threading.Event()
+        self.stream_events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self._lock = threading.Lock()
 
     # -- bookkeeping, thread-safe ------------------------------------------------------------------------
@@ -320,11 +340,62 @@ class Lab:
         for path in self.paths:
             self.write_digest(client, path, f"initial state of {path}")
 
+    def streamed(self, kind: str, item: dict[str, Any]) -> None:
+        if self.config.incremental:
+            self.stream_events.put((kind, item))
+
     def write_digest(self, client: Any, path: str, state: str) -> None:
         digest = hashlib.md5(state.encode(), usedforsecurity=False).hexdigest()
         client.put_item(TableName=LOCK_TABLE, Item={"LockID": {"S": path + DIGEST_SUFFIX}, "Digest": {"S": digest}})
         with self._lock:
             self.digests[path] = digest
+
+
+class Stream(threading.Thread):
+    """The lock table's stream and the stream function: each acquisition and release (the workers' and the
+    reaper's deletes) recorded in the state table, in order, a moment late; ``stream_loss`` of them lost (a record
+    that failed every retry)."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(name="race-stream", daemon=True)
+        self.lab = lab
+        self.rng = random.Random(lab.config.seed + 1000)  # noqa: S311 - which records are lost, not a secret
+        self.store = StateTable(lab.client(), STATE_TABLE)
+        self.table_arn = str(lab.client().describe_table(TableName=LOCK_TABLE)["Table"]["TableArn"])
+        self.sequence = 10**20
+
+    def run(self) -> None:
+        try:
+            while not (self.lab.stop_stream.is_set() and self.lab.stream_events.empty()):
+                try:
+                    kind, item = self.lab.stream_events.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                self.record(kind, item)
+        except Exception as err:  # noqa: BLE001 - reported as a figure and failed on
+            self.lab.error(f"{self.name}: {type(err).__name__}: {err}")
+
+    def record(self, kind: str, item: dict[str, Any]) -> None:
+        if self.rng.random() < self.lab.config.stream_loss:
+            self.lab.count("stream_lost")
+            return
+        lock = classify_item(item, None, table=LOCK_TABLE, table_arn=self.table_arn)
+        if not isinstance(lock, LockRecord):
+            return
+        self.sequence += 1
+        if kind == "acquired":
+            self.store.record_acquired(lock, datetime.now(UTC), str(self.sequence))
+        else:
+            self.store.record_released(lock, datetime.now(UTC), str(self.sequence))
+        self.lab.count("stream_recorded")
+
+
+class HealthyAudit:
+    """The audit's health, as the race's stream has it: consumed, nothing given up on (losses are not reported, as
+    a record lost without a trace would not be: only the reconciliations find those locks)."""
+
+    def health(self, stream_arn: str | None) -> AuditHealth:
+        return AuditHealth(consumer=True, failed_records=0, iterator_age=None)
 
 
 class Worker(threading.Thread):
@@ -370,6 +441,7 @@ class Worker(threading.Thread):
             return
         lab.registry.set(lock_id, HELD)
         lab.count("lifetimes")
+        lab.streamed("acquired", {"LockID": {"S": path}, "Info": {"S": raw_info}})
         for step in range(rng.randint(0, 2)):
             time.sleep(rng.uniform(0, lab.config.hold_seconds))
             lab.registry.beat(lock_id)
@@ -397,6 +469,7 @@ class Worker(threading.Thread):
             self.lab.registry.set(lock_id, FAILED)  # Terraform fails: "lock ID ... does not match existing lock"
             return
         client.delete_item(TableName=LOCK_TABLE, Key=key)
+        self.lab.streamed("released", item)
         self.lab.registry.set(lock_id, RELEASED)
         self.lab.count("released")
 
@@ -423,14 +496,24 @@ class Sweeper(threading.Thread):
         except Exception as err:  # noqa: BLE001 - reported as a figure and failed on
             self.lab.error(f"{self.name}: {type(err).__name__}: {err}")
 
-    def sweep_once(self) -> SweepReport:
+    def sweep_once(self, *, full: bool = False) -> SweepReport:
         state = state_store(self.clients, self.state_table)
+        reconciler = None
+        if self.lab.config.incremental and isinstance(state, StateTable):
+            reconciler = Reconciler(
+                store=state,
+                probe=HealthyAudit(),
+                deployment="race",
+                reconcile_every=timedelta(seconds=self.lab.config.reconcile_every),
+                force_full="the race's final sweep" if full else None,
+            )
         report = sweep(
             lock_table=self.table,
             state=state,
             policy=self.lab.policy,
             mode="enforce",
             holders=holder_checks(self.clients, state),
+            reconciler=reconciler,
         )
         self._audit_report(report)
         return report
@@ -452,7 +535,9 @@ class Sweeper(threading.Thread):
 
     def _count_spared(self, parsed: dict[str, Any], **_: Any) -> None:
         """A delete refused because the path was re-taken meanwhile by a live holder: the race the condition is for
-        (an unconditional delete there would have removed that holder's lock)."""
+        (an unconditional delete there would have removed that holder's lock). A delete done is on the stream."""
+        if "Error" not in parsed and "Attributes" in parsed:
+            self.lab.streamed("released", parsed["Attributes"])
         info = parsed.get("Item", {}).get("Info", {}).get("S") if "Error" in parsed else None
         if info and self.lab.registry.state(json.loads(info)["ID"]) in LIVE:
             self.lab.count("spared_live")
@@ -460,9 +545,10 @@ class Sweeper(threading.Thread):
     def _audit_report(self, report: SweepReport) -> None:
         lab = self.lab
         with lab._lock:
-            lab.figures.sweeps[self.kind] += 1
+            lab.figures.sweeps[f"{self.kind}, {report.sweep_kind.value}"] += 1
             lab.figures.outcomes.update(entry.outcome.value for entry in report.locks)
-        if report.digests != len(lab.paths) or report.skipped:
+        full = report.sweep_kind.value == "full"  # an incremental sweep reads no digest item, by design
+        if (full and report.digests != len(lab.paths)) or (not full and report.digests) or report.skipped:
             lab.violation(f"{self.name}: a sweep saw {report.digests} digest items and skipped {report.skipped}")
         if report.breaker:
             lab.violation(f"{self.name}: the circuit breaker tripped: {report.breaker}")
@@ -517,7 +603,8 @@ def run_race(config: RaceConfig, progress: Callable[[Figures, float], None] | No
             lab.setup()
             sweepers = [Sweeper(lab, state_table=STATE_TABLE), Sweeper(lab, state_table=None)]
             workers = [Worker(lab, n) for n in range(config.workers)]
-            for thread in [*sweepers, *workers]:
+            stream = [Stream(lab)] if config.incremental else []
+            for thread in [*stream, *sweepers, *workers]:
                 thread.start()
             deadline = started + config.seconds
             next_report = started + PROGRESS_EVERY
@@ -532,11 +619,15 @@ def run_race(config: RaceConfig, progress: Callable[[Figures, float], None] | No
             lab.stop_sweeps.set()
             for sweeper in sweepers:
                 sweeper.join(timeout=30)
+            lab.stop_stream.set()
+            for thread in stream:
+                thread.join(timeout=30)
             # Every worker has ended its lifetime: what is left is abandoned; one sweep must reap it all, once the
-            # reaper has seen the last of them for reap_after (its own sighting is what the reap gate measures).
-            sweepers[0].sweep_once()
+            # reaper has seen the last of them for reap_after (its own sighting is what the reap gate measures). Full
+            # sweeps: a lock whose acquisition the stream lost is found by a reconciliation.
+            sweepers[0].sweep_once(full=True)
             time.sleep(config.reap_after)
-            final = sweepers[0].sweep_once()
+            final = sweepers[0].sweep_once(full=True)
             _check_end(lab, final)
             lab.figures.holder_answers = Counter(registry.answers)
     finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -45,7 +45,7 @@ from tflock_reaper.domain.lock import (
     merge_backends,
     table_scope,
 )
-from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, StateStore, lock_key
+from tflock_reaper.domain.memory import LockKey, LockState, StateStore, lock_key
 from tflock_reaper.domain.notifier import AlertingFailed, NotificationRecord
 from tflock_reaper.domain.policy import EffectiveRule, HolderSpec, Policy
 from tflock_reaper.domain.ports import AlertSink, LockfileSource, LockSource
@@ -124,11 +124,25 @@ def judge(
 
 @dataclass
 class _TableRead:
-    """One lock table's read in a sweep: how (the plan), and what an incremental read found out of step."""
+    """One lock table's read in a sweep: how (the plan), and the locks an incremental read found that the open set
+    did not list."""
 
     table: LockSource
     plan: ReadPlan
+    unlisted: list[LockRecord] = field(default_factory=list)
     disagreement: str | None = None
+
+    def check(self, states: Mapping[LockKey, LockState]) -> None:
+        """A lock read at a path of the open set under an ID the open set did not list, and whose acquisition the
+        stream has not recorded even now: the stream is behind or lost its record. The lock is judged from the read
+        all the same; the next sweep reads every item, in case the stream lost more than this one. (Recorded since
+        the open set was read: the stream is in step, the read merely came first.)"""
+        missed = [lock for lock in self.unlisted if states[lock_key(lock)].acquired_at is None]
+        if missed:
+            more = f" and {len(missed) - 1} more" if len(missed) > 1 else ""
+            self.disagreement = (
+                f"lock {missed[0].lock_id} at {missed[0].lock_path}{more} read but not reported by the stream"
+            )
 
 
 def _read_table(
@@ -151,22 +165,10 @@ def _read_table(
     report.reads.append(SourceRead(table.name, plan.kind, plan.reason, len(held), len(items)))
     read = _TableRead(table, plan)
     if plan.kind is SweepKind.INCREMENTAL:
-        read.disagreement = _out_of_step(held, entries)
+        listed = {(entry.lock_path, entry.lock_id) for entry in held}
+        read.unlisted = [e for e in entries if isinstance(e, LockRecord) and (e.lock_path, e.lock_id) not in listed]
     _log_read(report.reads[-1])
     return entries, read
-
-
-def _out_of_step(held: Sequence[HeldLock], entries: Sequence[Classified]) -> str | None:
-    """A lock read at a path of the open set under an ID the open set does not have: its acquisition was not
-    reported (yet). It is judged from the read all the same; the next sweep reads every item, in case the stream
-    lost more than this one."""
-    listed = {(entry.lock_path, entry.lock_id) for entry in held}
-    unlisted = [e for e in entries if isinstance(e, LockRecord) and (e.lock_path, e.lock_id) not in listed]
-    if not unlisted:
-        return None
-    first = unlisted[0]
-    more = f" and {len(unlisted) - 1} more" if len(unlisted) > 1 else ""
-    return f"lock {first.lock_id} at {first.lock_path}{more} read but not in the open set"
 
 
 def _log_read(read: SourceRead) -> None:
@@ -293,8 +295,7 @@ def sweep(
 
     no_time_left = partial(out_of_time, remaining_seconds)
     locks, reads = _read_locks(tables, lockfiles, state=state, reconciler=reconciler, now=now, report=report)
-    observed = state.observe(locks, now)
-    states = {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
+    states = _observe(locks, reads, state, now)
     verdicts = _judge_all(locks, states, policy=policy, now=now, holders=holders, no_time_left=no_time_left)
     plan = plan_sweep(verdicts, enforce=report.mode == "enforce", max_reaps=policy.max_reaps_per_sweep)
     if confirm is not None:
@@ -323,6 +324,16 @@ def sweep(
         _alert_unreadables(alerts, report, no_time_left, now)
     _finish(report, locks, state, warned, now, reconciled=partial(_reconciled, reconciler, reads, now))
     return report
+
+
+def _observe(
+    locks: Sequence[LockRecord], reads: Sequence[_TableRead], state: StateStore, now: datetime
+) -> dict[LockKey, LockState]:
+    """Each lock's state (server-side times where known); and whether an incremental read was out of step."""
+    observed = state.observe(locks, now)
+    for read in reads:
+        read.check(observed)
+    return {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
 
 
 def _reconciled(reconciler: Reconciler | None, reads: Sequence[_TableRead], now: datetime) -> None:
