@@ -61,8 +61,16 @@ class FakeLockfiles:
         self.replaced: dict[str, str] = {}
         """location -> the ETag the object has now (re-written after the scan)."""
 
+    @property
+    def scopes(self) -> list[str]:
+        return sorted({f"s3://{obj.bucket}" for obj in self.objects} or {self.name})
+
     def scan(self) -> Iterator[LockfileObject]:
         yield from list(self.objects)
+
+    def read(self, lock_paths: list[str]) -> list[LockfileObject]:
+        wanted = set(lock_paths)
+        return [obj for obj in self.objects if obj.lock_path in wanted]
 
     def delete_if_unchanged(self, obj: LockfileObject) -> LockfileDeleteResult:
         current = next((o for o in self.objects if o.location == obj.location), None)

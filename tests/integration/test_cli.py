@@ -48,6 +48,12 @@ def test_sweep_is_a_dry_run_without_enforce(dynamodb, stale, policy):
     assert report["mode"] == "dry-run"
     assert [lock["outcome"] for lock in report["locks"]] == ["would-reap"]
     assert stale in table_items(dynamodb)
+    # A one-off run has no audit to trust: it reads every item, and says so.
+    assert report["sweep_kind"] == "full"
+    assert report["sweep_reasons"] == ["tf-locks: full, no audit to trust: every item is read"]
+    assert report["reads"] == [
+        {"source": "tf-locks", "kind": "full", "reason": "no audit to trust: every item is read", "held": 0, "items": 2}
+    ]
 
 
 def test_sweep_enforce_reaps_and_logs_the_full_item(dynamodb, stale, policy, capsys):

@@ -253,3 +253,102 @@ def test_cli_lists_explains_and_sweeps_lockfiles_with_their_backend(s3, dynamodb
     assert (report["table"], report["buckets"]) == (None, f"s3://{BUCKET}/solo")
     assert [(lk["backend"], lk["outcome"]) for lk in report["locks"]] == [("s3", "reaped")]
     assert _keys(s3) == [f"{KEY}.tflock"]
+
+
+# -- incremental sweeps of lockfiles: the open set (s3://<bucket>, written by the lockfile audit) says which to read
+class _Healthy:
+    def health(self, stream_arn: str | None) -> Any:
+        from tflock_reaper.domain.reconcile import AuditHealth  # noqa: PLC0415
+
+        return AuditHealth(consumer=True, failed_records=0, iterator_age=None)
+
+    lockfile_health = health
+
+
+def test_an_incremental_sweep_reads_the_held_lockfiles_without_listing_the_bucket(s3, dynamodb):
+    from collections import Counter  # noqa: PLC0415
+
+    from tables import STATE_TABLE  # noqa: PLC0415
+    from tflock_reaper.adapters.state_table import StateTable  # noqa: PLC0415
+    from tflock_reaper.services.reconcile import Reconciler  # noqa: PLC0415
+
+    for n in range(30):  # states, unlocked
+        s3.put_object(Bucket=BUCKET, Key=f"dev/s{n}/terraform.tfstate", Body=b"{}")
+    _put(s3, KEY + ".tflock", _body())
+    calls: Counter[str] = Counter()
+    s3.meta.events.register("before-call.s3", lambda event_name, **_: calls.update([event_name.rsplit(".", 1)[-1]]))
+
+    def run() -> Any:
+        calls.clear()
+        state = StateTable(dynamodb, STATE_TABLE)
+        reconciler = Reconciler(store=state, probe=_Healthy(), deployment="d1")  # type: ignore[arg-type]
+        policy = parse_policy("mode: dry-run\n")
+        return sweep(
+            lock_table=None, lockfiles=_buckets(s3), state=state, policy=policy, mode="dry-run", reconciler=reconciler
+        )
+
+    first = run()
+    assert first.sweep_kind.value == "full"
+    assert calls["ListObjectsV2"] == 1
+    second = run()
+    assert second.sweep_kind.value == "incremental"
+    assert [entry.lock.lock_path for entry in second.locks] == [PATH]
+    assert calls == Counter({"GetObject": 1})  # no listing: one read per held lockfile
+    s3.delete_object(Bucket=BUCKET, Key=KEY + ".tflock")  # released; the audit's record of it not in yet
+    third = run()
+    assert (third.sweep_kind.value, third.locks, third.reads[0].held) == ("incremental", [], 1)
+    assert StateTable(dynamodb, STATE_TABLE).held(f"s3://{BUCKET}") == []  # closed, nothing deleted
+    assert calls["DeleteObject"] == 0
+
+
+def test_the_lockfile_audit_is_healthy_only_with_its_rule_enabled_and_each_bucket_sending_events(s3):
+    from tflock_reaper.adapters.audit_health import AuditHealthProbe  # noqa: PLC0415
+
+    events = boto3.client("events", region_name="us-east-1")
+    events.put_rule(Name="lockfiles", EventPattern=json.dumps({"source": ["aws.s3"]}), State="ENABLED")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="failures")["QueueUrl"]
+    probe = AuditHealthProbe(
+        lambda_client=boto3.client("lambda", region_name="us-east-1"),
+        sqs_client=sqs,
+        cloudwatch_client=boto3.client("cloudwatch", region_name="us-east-1"),
+        mappings=[],
+        function_name="stream",
+        queue_url=queue,
+        lockfile_rule="lockfiles",
+        events_client=events,
+        s3_client=s3,
+    )
+    assert probe.lockfile_health([BUCKET]).consumer is False  # the bucket sends nothing to EventBridge yet
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}})
+    # moto keeps the setting but does not render it back; S3 answers with this body, which botocore's own parser
+    # then reads (as it would S3's).
+    answer = (
+        b'<?xml version="1.0" encoding="UTF-8"?><NotificationConfiguration '
+        b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><EventBridgeConfiguration></EventBridgeConfiguration>'
+        b"</NotificationConfiguration>"
+    )
+
+    def as_s3_answers(request: Any, **_: Any) -> Any:
+        from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+
+        return AWSResponse(request.url, 200, {}, _Raw(answer))
+
+    s3.meta.events.register("before-send.s3.GetBucketNotificationConfiguration", as_s3_answers)
+    health = probe.lockfile_health([BUCKET])
+    assert (health.consumer, health.failed_records, health.problem) == (True, 0, None)
+    events.disable_rule(Name="lockfiles")
+    assert probe.lockfile_health([BUCKET]).consumer is False
+
+
+class _Raw:
+    """A raw HTTP body, as urllib3 gives botocore one."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = io.BytesIO(body)
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body.read()
+
+    def read(self, *_: Any) -> bytes:
+        return self._body.read()

@@ -39,8 +39,13 @@ class AuditHealthProbe:
         mappings: Sequence[str],
         function_name: str,
         queue_url: str,
+        lockfile_rule: str | None = None,
+        events_client: Any = None,
+        s3_client: Any = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
+        """``lockfile_rule`` (with ``events_client`` and ``s3_client``): the EventBridge rule that passes the state
+        buckets' lockfile events to the stream function (the lockfile audit); None: no lockfile audit."""
         self._lambda = lambda_client
         self._sqs = sqs_client
         self._cloudwatch = cloudwatch_client
@@ -49,6 +54,9 @@ class AuditHealthProbe:
         self._queue_url = queue_url
         self._clock = clock
         self._read: tuple[frozenset[str], int, timedelta | None] | None = None
+        self._lockfile_rule = lockfile_rule
+        self._events = events_client
+        self._s3 = s3_client
 
     def health(self, stream_arn: str | None) -> AuditHealth:
         try:
@@ -56,6 +64,23 @@ class AuditHealthProbe:
         except (ClientError, BotoCoreError) as err:
             return AuditHealth(consumer=False, failed_records=None, iterator_age=None, problem=describe(err))
         return AuditHealth(consumer=stream_arn in consumed, failed_records=failed, iterator_age=age)
+
+    def lockfile_health(self, buckets: Sequence[str]) -> AuditHealth:
+        """Consumed when the rule is enabled and every bucket sends its events to EventBridge (S3's notification
+        configuration has ``EventBridgeConfiguration``): otherwise a lockfile's acquisition reaches nobody."""
+        if self._lockfile_rule is None or self._events is None or self._s3 is None:
+            return AuditHealth(consumer=False, failed_records=None, iterator_age=None, problem="no lockfile audit")
+        try:
+            _, failed, _ = self._read_once()
+            rule = self._events.describe_rule(Name=self._lockfile_rule)
+            consumed = rule.get("State") == "ENABLED" and all(
+                "EventBridgeConfiguration" in self._s3.get_bucket_notification_configuration(Bucket=bucket)
+                for bucket in buckets
+            )
+        except (ClientError, BotoCoreError) as err:
+            return AuditHealth(consumer=False, failed_records=None, iterator_age=None, problem=describe(err))
+        # EventBridge invokes the function asynchronously: no iterator age; what fails every retry is queued.
+        return AuditHealth(consumer=consumed, failed_records=failed, iterator_age=None)
 
     def _read_once(self) -> tuple[frozenset[str], int, timedelta | None]:
         if self._read is None:

@@ -9,13 +9,14 @@ ETag) fails the precondition and is left alone.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tflock_reaper.adapters.errors import AwsAccessError, describe
-from tflock_reaper.domain.lock import LOCKFILE_SUFFIX, LockfileObject
+from tflock_reaper.domain.lock import LOCKFILE_SUFFIX, LockfileObject, lockfile_scope
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,6 +57,10 @@ class LockfileDeleteResult:
     reason: str | None = None
 
 
+#: Concurrent GetObject requests of an incremental read (botocore's pool holds 10 connections).
+READ_WORKERS = 8
+
+
 class LockfileBuckets:
     def __init__(self, client: S3Client, locations: Sequence[BucketLocation], *, page_size: int = 1000) -> None:
         self._client = client
@@ -74,6 +79,21 @@ class LockfileBuckets:
                 obj = self._get(location.bucket, key)
                 if obj is not None:
                     yield obj
+
+    @property
+    def scopes(self) -> list[str]:
+        """The scope of each bucket's lockfile-only locks (``s3://<bucket>``): their open sets."""
+        return [lockfile_scope(bucket) for bucket in dict.fromkeys(loc.bucket for loc in self.locations)]
+
+    def read(self, lock_paths: Sequence[str]) -> list[LockfileObject]:
+        """The lockfiles of these states (``<bucket>/<state key>``) that exist under the configured locations, each
+        read with one GetObject (several at a time): what an incremental sweep reads instead of listing the
+        buckets."""
+        paths = sorted(set(lock_paths))
+        if not paths:
+            return []
+        with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(paths)), thread_name_prefix="lockfile") as pool:
+            return [obj for obj in pool.map(self.get, paths) if obj is not None]
 
     def get(self, lock_path: str) -> LockfileObject | None:
         """The lockfile of ``lock_path`` (``<bucket>/<state key>``) if a configured location holds it."""

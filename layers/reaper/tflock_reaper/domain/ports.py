@@ -66,6 +66,17 @@ class LockfileSource(Protocol):
 
     name: str
 
-    def scan(self) -> Iterator[LockfileObject]: ...
+    @property
+    def scopes(self) -> list[str]:
+        """The scopes (``s3://<bucket>``) whose open sets list these buckets' lockfile-only locks."""
+        ...
+
+    def scan(self) -> Iterator[LockfileObject]:
+        """Every lockfile under the buckets' locations (a listing, then a read of each: a full sweep)."""
+        ...
+
+    def read(self, lock_paths: Sequence[str]) -> list[LockfileObject]:
+        """The lockfiles of these states that exist under the locations (an incremental sweep)."""
+        ...
 
     def delete_if_unchanged(self, obj: LockfileObject) -> LockfileDeletion: ...

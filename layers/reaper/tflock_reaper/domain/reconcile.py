@@ -10,6 +10,7 @@ a table is read incrementally only when every check below says the audit is soun
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -124,6 +125,10 @@ class AuditProbe(Protocol):
     def health(self, stream_arn: str | None) -> AuditHealth:
         """The health of the audit of the table whose current stream is ``stream_arn`` (None: the table has no
         stream). Never raises: what cannot be read is the result's ``problem``."""
+        ...
+
+    def lockfile_health(self, buckets: Sequence[str]) -> AuditHealth:
+        """The health of the lockfile audit of these buckets (their S3 events through EventBridge). Never raises."""
         ...
 
 

@@ -70,6 +70,8 @@ class Settings(BaseModel):
     """The stream function, whose IteratorAge says how far behind the audit is."""
     audit_failure_queue_url: str | None = Field(default=None, alias="AUDIT_FAILURE_QUEUE_URL")
     """The stream function's failure queue: new messages there mean records it gave up on."""
+    audit_lockfile_rule: str | None = Field(default=None, alias="AUDIT_LOCKFILE_RULE")
+    """The EventBridge rule that passes the state buckets' lockfile events to the stream function."""
     reconcile_every_minutes: int = Field(default=60, alias="RECONCILE_EVERY_MINUTES", ge=1, le=1440)
     """With the audit: a full sweep at least this often (see :mod:`tflock_reaper.domain.reconcile`)."""
     deployment_id: str = Field(default="", alias="DEPLOYMENT_ID")
@@ -101,6 +103,7 @@ class Settings(BaseModel):
         "alert_topic_arn",
         "audit_function_name",
         "audit_failure_queue_url",
+        "audit_lockfile_rule",
         mode="before",
     )
     @classmethod

@@ -194,6 +194,9 @@ def reconciler(
             mappings=settings.audit_stream_mappings,
             function_name=settings.audit_function_name,
             queue_url=settings.audit_failure_queue_url,
+            lockfile_rule=settings.audit_lockfile_rule,
+            events_client=clients.client("events") if settings.audit_lockfile_rule else None,
+            s3_client=clients.client("s3") if settings.audit_lockfile_rule else None,
         )
     return Reconciler(
         store=state,

@@ -45,14 +45,14 @@ from tflock_reaper.domain.lock import (
     merge_backends,
     table_scope,
 )
-from tflock_reaper.domain.memory import LockKey, LockState, StateStore, lock_key
+from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, StateStore, lock_key
 from tflock_reaper.domain.notifier import AlertingFailed, NotificationRecord
 from tflock_reaper.domain.policy import EffectiveRule, HolderSpec, Policy
 from tflock_reaper.domain.ports import AlertSink, LockfileSource, LockSource
 from tflock_reaper.domain.reconcile import ReadPlan, SweepKind, full
 from tflock_reaper.domain.report import LockReport, Mode, SourceRead, SweepReport
 from tflock_reaper.services.reap import Targets, reap
-from tflock_reaper.services.reconcile import NO_AUDIT, Reconciler
+from tflock_reaper.services.reconcile import NO_AUDIT, Reconciler, lockfiles_key
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +123,12 @@ def judge(
 
 
 @dataclass
-class _TableRead:
-    """One lock table's read in a sweep: how (the plan), and the locks an incremental read found that the open set
-    did not list."""
+class _SourceRead:
+    """One source's read in a sweep (a lock table, or the buckets' lockfiles): how (the plan), and the locks an
+    incremental read found that the open set did not list."""
 
-    table: LockSource
+    key: str
+    """The source's reconciliation key: the table's scope, or the buckets' (``reconcile.lockfiles_key``)."""
     plan: ReadPlan
     unlisted: list[LockRecord] = field(default_factory=list)
     disagreement: str | None = None
@@ -147,7 +148,7 @@ class _TableRead:
 
 def _read_table(
     table: LockSource, plan: ReadPlan, state: StateStore, now: datetime, report: SweepReport
-) -> tuple[list[Classified], _TableRead]:
+) -> tuple[list[Classified], _SourceRead]:
     """Read one table as planned. The open set is read first, in both kinds: an entry that the read then does not
     find was released before the read (:meth:`StateStore.settle` closes it). An incremental read that fails falls
     back to a full one."""
@@ -163,12 +164,40 @@ def _read_table(
         items = list(table.scan())
     entries = [classify_item(item, now, table=table.name, table_arn=table.arn) for item in items]
     report.reads.append(SourceRead(table.name, plan.kind, plan.reason, len(held), len(items)))
-    read = _TableRead(table, plan)
+    read = _SourceRead(table_scope(table.arn, table.name), plan)
     if plan.kind is SweepKind.INCREMENTAL:
-        listed = {(entry.lock_path, entry.lock_id) for entry in held}
-        read.unlisted = [e for e in entries if isinstance(e, LockRecord) and (e.lock_path, e.lock_id) not in listed]
+        read.unlisted = _unlisted(held, entries)
     _log_read(report.reads[-1])
     return entries, read
+
+
+def _read_lockfiles(
+    lockfiles: LockfileSource, plan: ReadPlan, state: StateStore, now: datetime, report: SweepReport
+) -> tuple[list[LockRecord | SkippedItem], _SourceRead]:
+    """The buckets' lockfiles, read as planned: incrementally, a GetObject per lockfile of their open sets (no
+    listing); in full, listed. The open sets are read first in both kinds, as a table's is."""
+    held = [entry for scope in lockfiles.scopes for entry in state.held(scope)]
+    objects: list[LockfileObject] | None = None
+    if plan.kind is SweepKind.INCREMENTAL:
+        try:
+            objects = lockfiles.read([entry.lock_path for entry in held])
+        except AwsAccessError as err:
+            logger.warning("incremental read failed, listing the buckets", extra={"buckets": lockfiles.name})
+            plan = full(f"the incremental read failed: {err}")
+    if objects is None:
+        objects = list(lockfiles.scan())
+    entries = [classify_lockfile(obj, now) for obj in objects]
+    report.reads.append(SourceRead(lockfiles.name, plan.kind, plan.reason, len(held), len(objects)))
+    read = _SourceRead(lockfiles_key(lockfiles), plan)
+    if plan.kind is SweepKind.INCREMENTAL:
+        read.unlisted = _unlisted(held, entries)
+    _log_read(report.reads[-1])
+    return entries, read
+
+
+def _unlisted(held: Sequence[HeldLock], entries: Sequence[object]) -> list[LockRecord]:
+    listed = {(entry.lock_path, entry.lock_id) for entry in held}
+    return [e for e in entries if isinstance(e, LockRecord) and (e.lock_path, e.lock_id) not in listed]
 
 
 def _log_read(read: SourceRead) -> None:
@@ -183,11 +212,11 @@ def _read_locks(
     reconciler: Reconciler | None,
     now: datetime,
     report: SweepReport,
-) -> tuple[list[LockRecord], list[_TableRead]]:
+) -> tuple[list[LockRecord], list[_SourceRead]]:
     """Every well-formed lock, table items and lockfiles merged (dual backends: one record); digests are
     counted, everything else is reported as skipped. Each lock knows the table it was read from."""
     table_locks: list[LockRecord] = []
-    reads: list[_TableRead] = []
+    reads: list[_SourceRead] = []
     for table in tables:
         plan = reconciler.plan(table, now) if reconciler is not None else full(NO_AUDIT)
         entries, read = _read_table(table, plan, state, now, report)
@@ -201,20 +230,15 @@ def _read_locks(
                 _skip(entry, report)
     file_locks: list[LockRecord] = []
     if lockfiles is not None:
-        objects = list(lockfiles.scan())
-        report.reads.append(SourceRead(lockfiles.name, SweepKind.FULL, LOCKFILES_LISTED, None, len(objects)))
-        _log_read(report.reads[-1])
-        for obj in objects:
-            parsed = classify_lockfile(obj, now)
-            if isinstance(parsed, LockRecord):
-                file_locks.append(parsed)
+        plan = reconciler.plan_lockfiles(lockfiles, now) if reconciler is not None else full(NO_AUDIT)
+        parsed, read = _read_lockfiles(lockfiles, plan, state, now, report)
+        reads.append(read)
+        for entry in parsed:
+            if isinstance(entry, LockRecord):
+                file_locks.append(entry)
             else:
-                _skip(parsed, report)
+                _skip(entry, report)
     return merge_backends(table_locks, file_locks), reads
-
-
-#: Why lockfiles are read in full every sweep.
-LOCKFILES_LISTED = "the buckets' lockfiles are listed every sweep"
 
 
 def _skip(skipped: SkippedItem, report: SweepReport) -> None:
@@ -327,7 +351,7 @@ def sweep(
 
 
 def _observe(
-    locks: Sequence[LockRecord], reads: Sequence[_TableRead], state: StateStore, now: datetime
+    locks: Sequence[LockRecord], reads: Sequence[_SourceRead], state: StateStore, now: datetime
 ) -> dict[LockKey, LockState]:
     """Each lock's state (server-side times where known); and whether an incremental read was out of step."""
     observed = state.observe(locks, now)
@@ -336,11 +360,11 @@ def _observe(
     return {lock_key(lock): _server_time(observed[lock_key(lock)], lock) for lock in locks}
 
 
-def _reconciled(reconciler: Reconciler | None, reads: Sequence[_TableRead], now: datetime) -> None:
+def _reconciled(reconciler: Reconciler | None, reads: Sequence[_SourceRead], now: datetime) -> None:
     if reconciler is None:
         return
     for read in reads:
-        reconciler.finished(read.table, read.plan, now, disagreement=read.disagreement)
+        reconciler.finished(read.key, read.plan, now, disagreement=read.disagreement)
 
 
 def _confirmed(
