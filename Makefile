@@ -52,6 +52,7 @@ demo: venv ## Local demo: moto server + real Terraform, a live and a stale lock,
 bench: venv sam-build ## Benchmarks: sweep, stream, cold start and package sizes, as ratios to baselines of the same run
 	PYTHONPATH=tests $(PY) scripts/bench_stream.py --server
 	PYTHONPATH=tests $(PY) scripts/bench_sweep.py
+	PYTHONPATH=tests $(PY) scripts/bench_alert_delay.py
 	$(PY) scripts/bench_coldstart.py
 
 .PHONY: soak
