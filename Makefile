@@ -81,8 +81,12 @@ sam-validate: $(SAM_VENV)/.installed venv ## sam validate --lint (the stack, and
 	$(SAM) validate --lint -t cross-account/target-role.yaml
 
 .PHONY: sam-build
-sam-build: $(SAM_VENV)/.installed venv ## sam build, then check the layer holds arm64 wheels for the runtime
+# The layer and functions are shipped precompiled (unchecked-hash .pyc, by the venv's CPython, which is the runtime's
+# minor version: check_build.py checks the tag): Lambda cannot write .pyc files, and compiles every module on each
+# cold start without them.
+sam-build: $(SAM_VENV)/.installed venv ## sam build, precompile, then check the layer holds arm64 wheels and .pyc for the runtime
 	$(SAM) build
+	$(PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 	$(PY) scripts/check_build.py .aws-sam/build
 
 # The environment `make deploy` uses ([default] or e.g. ENV=prod in samconfig.toml).

@@ -9,6 +9,8 @@ each layer's and function's build folder, and checks:
 * every compiled file (``*.so``, ``*.so.N``) is an ELF object for the target machine (aarch64 for arm64),
   and every CPython extension tagged ``cpython-XY-<arch>-linux-gnu`` is for the runtime's CPython and
   architecture;
+* every module has its ``.pyc`` for the runtime's CPython (``make sam-build`` precompiles them: Lambda cannot write
+  them, so a module without one is compiled on every cold start);
 * every ``*.dist-info/WHEEL`` tag is pure (``*-none-any``) or a glibc manylinux wheel for the target
   architecture, for the runtime's CPython (``cp312-cp312``) or the stable ABI (``cp3X-abi3``, X <= 12),
   and not newer than the runtime's glibc.
@@ -98,6 +100,7 @@ class Report:
 
     extensions: int = 0
     wheels: int = 0
+    bytecode: int = 0
     offenders: list[str] = field(default_factory=list)
 
 
@@ -260,6 +263,16 @@ def check_required(layer_dir: Path, report: Report) -> None:
             report.offenders.append(f"{layer_dir.name}: python/{package}/__init__.py missing")
 
 
+def check_bytecode(root: Path, target: Target, report: Report) -> None:
+    """Every module ships its ``.pyc`` for the runtime's CPython (``make sam-build`` compiles them): Lambda's ``/opt``
+    and task root are read-only, so a module without one is compiled from source on every cold start."""
+    for source in root.rglob("*.py"):
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-{target.cpython}.pyc"
+        report.bytecode += 1
+        if not compiled.is_file():
+            report.offenders.append(f"{source.relative_to(root.parent)}: no {compiled.name} (run make sam-build)")
+
+
 def tree_size(root: Path) -> int:
     return sum(path.stat().st_size for path in root.rglob("*") if path.is_file() and not path.is_symlink())
 
@@ -287,13 +300,18 @@ def check(build_dir: Path, reaper_layer: str) -> Report:
             check_required(layer_dir, report)
         check_compiled(layer_dir, layer_target(name, resource), report)
         check_wheels(layer_dir, layer_target(name, resource), report)
+        check_bytecode(layer_dir, layer_target(name, resource), report)
         print(f"layer {name}: {tree_size(layer_dir) / 1_000_000:.1f} MB ({layer_dir})")
     for name, resource in sorted(functions.items()):
         function_dir = artifact_dir(build_dir, (resource.get("Properties") or {}).get("CodeUri"), name)
         check_compiled(function_dir, target, report)
         check_wheels(function_dir, target, report)
+        check_bytecode(function_dir, target, report)
         print(f"function {name}: {tree_size(function_dir) / 1000:.1f} KB ({function_dir})")
-    print(f"checked {report.extensions} compiled files and {report.wheels} wheel tag files")
+    print(
+        f"checked {report.extensions} compiled files, {report.wheels} wheel tag files and the bytecode of "
+        f"{report.bytecode} modules"
+    )
     return report
 
 

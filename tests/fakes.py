@@ -107,7 +107,7 @@ class MemoryAuditStore:
 
     def record_released(self, lock: Any, server_time: Any, sequence: str, *, position: str | None = None) -> Any:
         self.scopes.add(lock.scope)
-        from tflock_reaper.domain.audit import ReleaseRecord  # noqa: PLC0415
+        from tflock_reaper.domain.records import ReleaseRecord  # noqa: PLC0415
 
         key = (lock.lock_path, lock.lock_id)
         first = key not in self.released

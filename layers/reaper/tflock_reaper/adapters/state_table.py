@@ -27,11 +27,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tflock_reaper.adapters.errors import AwsAccessError, describe
-from tflock_reaper.domain.audit import ReleaseRecord
 from tflock_reaper.domain.lock import DynamoItem, LockRecord
-from tflock_reaper.domain.lockfile_audit import Acquisition, LockfileEntry
 from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, lock_key
 from tflock_reaper.domain.reconcile import ReconcileRecord
+from tflock_reaper.domain.records import Acquisition, LockfileEntry, ReleaseRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

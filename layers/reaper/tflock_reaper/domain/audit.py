@@ -28,6 +28,7 @@ from tflock_reaper.domain.lock import (
     classify_item,
     describe_validation_error,
 )
+from tflock_reaper.domain.records import ReleaseRecord
 
 #: The stream's user identity on deletions made by DynamoDB's TTL process.
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
@@ -183,19 +184,6 @@ def interpret(change: StreamChange) -> Meaning:
     if change.event_name == "REMOVE":
         return Released(item.lock_path, item)
     return Ignored(change.lock_path, "lock item modified in place: Terraform never does that")
-
-
-@dataclass(frozen=True)
-class ReleaseRecord:
-    """What the state table knew about the acquisition when its release was recorded."""
-
-    acquired_at: datetime | None
-    reap_status: str | None
-    reap_started_at: datetime | None = None
-    alert_channels: str | None = None
-    """JSON of the channels alerted about this lock (see ``alerting.channel_snapshot``), if any."""
-    first: bool = True
-    """False when the release had been recorded already (a redelivered record)."""
 
 
 class AcquisitionStore(Protocol):

@@ -40,6 +40,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tflock_reaper.domain.audit import AcquisitionStore, parse_event
 from tflock_reaper.domain.lock import LOCKFILE_SUFFIX, InBucket, LockfileObject, is_lockfile_key, lockfile_scope
+from tflock_reaper.domain.records import LockfileEntry
 
 S3_SOURCE = "aws.s3"
 OBJECT_CREATED = "Object Created"
@@ -156,38 +157,6 @@ def ignore_reason(change: LockfileChange) -> str | None:
 def same_etag(a: str, b: str) -> bool:
     """S3's API quotes ETags, its events do not."""
     return a.strip('"') == b.strip('"')
-
-
-@dataclass(frozen=True)
-class Acquisition:
-    """A lock acquisition as the state table holds it (``pk = LOCK#<lock path>``, ``sk = ID#<lock id>``)."""
-
-    lock_id: str
-    acquired_at: datetime | None
-    released_at: datetime | None = None
-    released_seq: str | None = None
-    who: str | None = None
-    operation: str | None = None
-
-    @property
-    def open(self) -> bool:
-        return self.acquired_at is not None and self.released_at is None
-
-
-EntryKind = Literal["created", "deleted"]
-
-
-@dataclass(frozen=True)
-class LockfileEntry:
-    """One S3 event of a lockfile key, kept by its sequencer position (one per position: a redelivery is the
-    same entry). A create keeps the body read when it was first handled, None when it could not be read."""
-
-    position: str
-    kind: EntryKind
-    server_time: datetime
-    event_id: str
-    sequencer: str
-    body: str | None = None
 
 
 class LockfileAuditStore(AcquisitionStore, Protocol):

@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter
 
 if TYPE_CHECKING:
+    from tflock_reaper.adapters.lockfiles import LockfileBuckets
     from tflock_reaper.domain.notification import Notification
     from tflock_reaper.services.dispatch import DispatchResult
 
@@ -23,7 +24,6 @@ from tflock_reaper.adapters.channels.factory import make_channel_factory, secret
 from tflock_reaper.adapters.errors import AwsAccessError, describe
 from tflock_reaper.adapters.holders import make_providers
 from tflock_reaper.adapters.lock_table import LockTable
-from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
 from tflock_reaper.adapters.log_redaction import LogRedaction, install_log_redaction
 from tflock_reaper.adapters.notification_ledger import DynamoLedger
 from tflock_reaper.adapters.state_table import StateTable
@@ -39,7 +39,12 @@ from tflock_reaper.services.sweep import TIME_RESERVE_SECONDS, HolderChecks, out
 
 logger = logging.getLogger(__name__)
 
-_CHANNELS: TypeAdapter[dict[str, Channel]] = TypeAdapter(dict[str, Channel])
+
+@cache
+def _channels() -> TypeAdapter[dict[str, Channel]]:
+    """Built on first use (the stream function's ``resolved``), not at import: cold start."""
+    return TypeAdapter(dict[str, Channel])
+
 
 #: How long a policy read from SSM is cached between invocations of a warm function.
 POLICY_CACHE_SECONDS = 300
@@ -160,10 +165,13 @@ def lock_sources(
 ) -> tuple[list[LockTable], LockfileBuckets | None]:
     """The lock tables, and the lockfiles of the buckets (``B`` or ``B/prefix`` each), to sweep. Raises
     :class:`ValueError` for a bucket that is not one."""
-    locations = [BucketLocation.parse(bucket) for bucket in buckets]
     lock_tables = [LockTable(clients.dynamodb(), name, segments=segments) for name in tables]
-    lockfiles = LockfileBuckets(clients.client("s3"), locations) if locations else None
-    return lock_tables, lockfiles
+    if not buckets:
+        return lock_tables, None
+    from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets  # noqa: PLC0415 - with buckets only
+
+    locations = [BucketLocation.parse(bucket) for bucket in buckets]
+    return lock_tables, LockfileBuckets(clients.client("s3"), locations)
 
 
 def deployment_marker(settings: Settings, policy: Policy) -> str:
@@ -290,7 +298,7 @@ def send_resolved(
     notification: Notification, channels_json: str, *, settings: Settings, clients: AwsClients
 ) -> DispatchResult:
     """Announce a release on the channels that were alerted about the lock (recorded by the sweeper)."""
-    channels = _CHANNELS.validate_json(channels_json)
+    channels = _channels().validate_json(channels_json)
     factory = channel_factory(clients, default_topic_arn=settings.alert_topic_arn)
     ledger = notification_ledger(clients, settings.state_table_name)
     from tflock_reaper.services.dispatch import dispatch  # noqa: PLC0415 - the stream function's, on a release only

@@ -27,7 +27,6 @@ from tflock_reaper.domain.audit import (
     Ignored,
     Persisted,
     Released,
-    ReleaseRecord,
     StreamChange,
     UnreadableRecordError,
     acquired_event,
@@ -38,6 +37,7 @@ from tflock_reaper.domain.audit import (
     released_event,
 )
 from tflock_reaper.domain.lock import LockfileObject, LockRecord, SkippedItem, classify_lockfile
+from tflock_reaper.domain.records import LockfileEntry, ReleaseRecord
 
 if TYPE_CHECKING:
     from tflock_reaper.domain.notification import Notification
@@ -232,7 +232,7 @@ def _read_body(
     return lock, ""
 
 
-def _entry_lock(change: lockfile_audit.LockfileChange, entry: lockfile_audit.LockfileEntry) -> LockRecord | None:
+def _entry_lock(change: lockfile_audit.LockfileChange, entry: LockfileEntry) -> LockRecord | None:
     """The lock of a kept create, from the body read when it was first handled."""
     if entry.kind != "created" or entry.body is None:
         return None
@@ -256,9 +256,7 @@ def _record_created(
             else []
         )
     body = lock.raw_info if lock else None
-    entry = lockfile_audit.LockfileEntry(
-        position, "created", change.server_time, change.event_id, change.sequencer or "", body
-    )
+    entry = LockfileEntry(position, "created", change.server_time, change.event_id, change.sequencer or "", body)
     written, kept = store.record_lockfile_event(change.scope, change.lock_path, entry)
     if kept.kind != "created":
         return [_ignored(change, f"sequencer {change.sequencer} is that of a deletion of the same key")]
@@ -280,10 +278,10 @@ def _released_later(
     change: lockfile_audit.LockfileChange,
     store: lockfile_audit.LockfileAuditStore,
     *,
-    created: lockfile_audit.LockfileEntry,
+    created: LockfileEntry,
     lock: LockRecord | None,
-    before: lockfile_audit.LockfileEntry | None,
-    deleted: lockfile_audit.LockfileEntry,
+    before: LockfileEntry | None,
+    deleted: LockfileEntry,
 ) -> list[AuditEvent]:
     """This create arrived after the deletion right after it, which ends this acquisition. If that deletion had
     been matched to the create before this one, the match was wrong: the earlier acquisition ended before this."""
@@ -308,9 +306,7 @@ def _record_deleted(
     position = change.position
     if position is None:
         return [_unknown_release(change, None, "no sequencer: cannot tell which acquisition")]
-    entry = lockfile_audit.LockfileEntry(
-        position, "deleted", change.server_time, change.event_id, change.sequencer or ""
-    )
+    entry = LockfileEntry(position, "deleted", change.server_time, change.event_id, change.sequencer or "")
     written, kept = store.record_lockfile_event(change.scope, change.lock_path, entry)
     if kept.kind != "deleted":
         return [_ignored(change, f"sequencer {change.sequencer} is that of a create of the same key")]
@@ -327,7 +323,7 @@ def _record_deleted(
     return _release(change, store, created=before, lock=lock, deleted=kept, note=note)
 
 
-def _unmatched(before: lockfile_audit.LockfileEntry | None) -> str:
+def _unmatched(before: LockfileEntry | None) -> str:
     if before is None:
         return "no create event of this lockfile before this deletion (not delivered yet, or lost)"
     if before.kind == "deleted":
@@ -339,9 +335,9 @@ def _release(
     change: lockfile_audit.LockfileChange,
     store: lockfile_audit.LockfileAuditStore,
     *,
-    created: lockfile_audit.LockfileEntry,
+    created: LockfileEntry,
     lock: LockRecord,
-    deleted: lockfile_audit.LockfileEntry,
+    deleted: LockfileEntry,
     note: str | None,
 ) -> list[AuditEvent]:
     record = store.record_released(lock, deleted.server_time, deleted.event_id, position=deleted.position)
@@ -362,9 +358,7 @@ def _ignored(change: lockfile_audit.LockfileChange, reason: str) -> AuditEvent:
     return ignored_event(change.lock_path, change.server_time, reason)
 
 
-def _unknown_release(
-    change: lockfile_audit.LockfileChange, deleted: lockfile_audit.LockfileEntry | None, reason: str
-) -> AuditEvent:
+def _unknown_release(change: lockfile_audit.LockfileChange, deleted: LockfileEntry | None, reason: str) -> AuditEvent:
     """A deletion the events cannot match to an acquisition: never guessed."""
     at = deleted.server_time if deleted is not None else change.server_time
     return released_event(change.lock_path, at, None, since=None, by="unknown", reason=reason)
