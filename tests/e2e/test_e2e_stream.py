@@ -434,3 +434,55 @@ def test_a_reap_by_the_sweeper_is_released_by_tflock_reaper(  # noqa: PLR0917 - 
     [insert] = reader.records[:1]
     assert released["held_seconds"] == stream_seconds(remove) - stream_seconds(insert)
     assert released["held_seconds"] >= 2
+
+
+def test_an_incremental_sweep_reads_the_lock_real_terraform_left_from_what_the_stream_function_recorded(
+    terraform_run: TerraformRun, deliver: Deliver, state_table: str
+) -> None:
+    """The deployed sweeper's read, over HTTP against the moto server: after the first (full) sweep, only the locks
+    the stream function recorded as held are read, with one BatchGetItem and no Scan. (The audit's health is set
+    healthy here: its real signals are read in tests/integration/test_audit_health.py, as moto's server would run
+    the stream function in Docker through a real event source mapping.)"""
+    from collections import Counter  # noqa: PLC0415
+
+    from tflock_reaper.adapters.lock_table import LockTable  # noqa: PLC0415
+    from tflock_reaper.domain.policy import parse_policy  # noqa: PLC0415
+    from tflock_reaper.domain.reconcile import AuditHealth  # noqa: PLC0415
+    from tflock_reaper.services.reconcile import Reconciler  # noqa: PLC0415
+    from tflock_reaper.services.sweep import sweep as sweep_locks  # noqa: PLC0415
+
+    run = terraform_run
+
+    class Healthy:
+        def health(self, stream_arn: str | None) -> AuditHealth:
+            assert stream_arn == run.stream_arn  # the table's current stream, read from DescribeTable
+            return AuditHealth(consumer=True, failed_records=0, iterator_age=None)
+
+        def lockfile_health(self, buckets: object) -> AuditHealth:
+            raise AssertionError("no lockfiles here")
+
+    deliver(to_lambda_event(run.records))
+    client = run.backend.server.client("dynamodb")
+    calls: Counter[str] = Counter()
+    client.meta.events.register("before-call.dynamodb", lambda event_name, **_: calls.update([event_name]))
+
+    def one_sweep() -> Any:
+        calls.clear()
+        state = StateTable(client, state_table)
+        return sweep_locks(
+            lock_table=LockTable(client, run.backend.table),
+            state=state,
+            policy=parse_policy("mode: dry-run\n"),
+            mode="dry-run",
+            reconciler=Reconciler(store=state, probe=Healthy(), deployment="e2e"),  # type: ignore[arg-type]
+        )
+
+    first = one_sweep()
+    assert first.sweep_kind.value == "full"
+    second = one_sweep()
+    assert second.sweep_kind.value == "incremental"
+    assert [entry.lock.lock_id for entry in second.locks] == [run.killed.id]  # the lock the killed apply left
+    assert second.locks[0].state.acquired_at is not None  # its server time, from the stream
+    assert calls["before-call.dynamodb.Scan"] == 0
+    assert calls["before-call.dynamodb.BatchGetItem"] == 1
+    assert run.workspace.lock_item() is not None
