@@ -56,7 +56,7 @@ bench: venv sam-build ## Benchmarks: sweep, stream, cold start and package sizes
 	$(PY) scripts/bench_coldstart.py
 
 .PHONY: soak
-soak: venv ## Race soak: Terraform-like workers vs enforce sweeps, bounded (SOAK_LIFETIMES=10000, SOAK_SECONDS=240)
+soak: venv ## Race soak: Terraform-like workers vs enforce sweeps, bounded (SOAK_LIFETIMES=10000, SOAK_SECONDS=240, SOAK_INCREMENTAL=1)
 	PYTHONPATH=tests $(PY) scripts/soak.py
 
 .PHONY: lint
