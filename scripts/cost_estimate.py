@@ -237,6 +237,12 @@ def print_estate(estate: Estate, rows: Sequence[Schedule]) -> None:
             f"  {row.name:<48} {row.invocations:>9,} {row.part('dynamodb'):>9.2f} {row.part('health'):>7.2f} "
             f"{row.part('lambda_cost'):>8.2f} {row.part('logs'):>8.2f} {row.scheduler:>9.2f} {row.total:>9.2f}"
         )
+    incremental = rows[2]  # schedules() order: today (5 min), today (1 min), incremental, Scheduler
+    lines = sum(count * estate.held * VERDICT_LOG_BYTES for count, _ in incremental.sweeps) / 1e9 * PRICES["log_gb"]
+    print(
+        f"  {incremental.name}: {lines:.2f} USD of its logs are the per-lock verdict lines "
+        f"({estate.held:,} a sweep, {VERDICT_LOG_BYTES:,} bytes each)"
+    )
     scheduler = rows[-1]
     print(
         f"  Scheduler: {scheduler.schedule_calls:,.0f} Create/DeleteSchedule calls (not billed; "
