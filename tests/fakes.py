@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ class FakeLockTable:
 
     def latest_stream_arn(self) -> str | None:
         return self.stream_arn
+
+    def size_bytes(self) -> int:
+        return sum(len(json.dumps(item)) for item in self.items.values())
 
     def delete_if_unchanged(self, lock_path: str, raw_info: str) -> DeleteResult:
         if self.before_delete:

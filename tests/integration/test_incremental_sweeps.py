@@ -268,3 +268,21 @@ def test_more_than_a_hundred_held_locks_are_read_a_hundred_to_a_request(estate: 
     assert len(report.locks) == 250
     assert estate.calls["BatchGetItem"] == 3
     assert estate.calls["Scan"] == 0
+
+
+def test_an_estate_mostly_held_is_read_in_full_as_that_costs_fewer_read_units(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(estate.client, *(lock_item(f"tf-state/s{n}.tfstate", created=NOW) for n in range(5)))
+    estate.sweep(NOW, mode="dry-run")
+    # DynamoDB publishes TableSizeBytes about every six hours (moto reports 0): 16 KB, a Scan of 4 read units.
+    monkeypatch.setattr(LockTable, "size_bytes", lambda self: 16 * 1024)
+    report = estate.sweep(NOW + timedelta(minutes=1), mode="dry-run")
+    assert _kind(report) == (
+        "full",
+        "reading the open set's 5 locks one by one costs more read units than a Scan of the table (about 4)",
+    )
+    assert estate.calls["Scan"] >= 1
+    assert estate.calls["BatchGetItem"] == 0
+    monkeypatch.setattr(LockTable, "size_bytes", lambda self: 24 * 1024)
+    assert _kind(estate.sweep(NOW + timedelta(minutes=2), mode="dry-run"))[0] == "incremental"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tflock_reaper.domain.reconcile import AuditHealth, ReconcileRecord, SweepKind, plan_read
+from tflock_reaper.domain.reconcile import AuditHealth, ReconcileRecord, SweepKind, cheaper_to_scan, plan_read
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 HEALTHY = AuditHealth(consumer=True, failed_records=0, iterator_age=timedelta(seconds=3))
@@ -48,3 +48,12 @@ def test_the_bounds_are_inclusive_on_the_safe_side() -> None:
     just_due = ReconcileRecord(NOW - timedelta(minutes=15), "d1")
     assert _plan(record=just_due, reconcile_every=timedelta(minutes=15))[0] is SweepKind.FULL
     assert _plan(record=just_due, reconcile_every=timedelta(minutes=16))[0] is SweepKind.INCREMENTAL
+
+
+def test_a_scan_is_chosen_when_the_open_set_would_cost_more_read_units() -> None:
+    # 40 KB of table: a Scan reads 10 units; each held lock read alone costs one.
+    assert cheaper_to_scan(9, 40 * 1024) is None
+    assert cheaper_to_scan(10, 40 * 1024) == (
+        "reading the open set's 10 locks one by one costs more read units than a Scan of the table (about 10)"
+    )
+    assert cheaper_to_scan(10_000, 0) is None  # the size is not known (yet): no reason either way

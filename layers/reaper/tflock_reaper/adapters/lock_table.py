@@ -43,7 +43,7 @@ BATCH_GET_BACKOFF = 0.05
 
 #: How long a warm process keeps a table's segment count: DynamoDB refreshes TableSizeBytes about every 6 hours.
 SIZE_CACHE_SECONDS = 3600.0
-_SEGMENTS: dict[tuple[str, str | None, str], tuple[float, str, int]] = {}
+_SEGMENTS: dict[tuple[str, str | None, str], tuple[float, str, int, int]] = {}
 
 
 def segments_for(table_size_bytes: int) -> int:
@@ -59,6 +59,7 @@ class LockTable:
         self.name = name
         self.segments = segments
         self._arn: str | None = None
+        self._size = 0
 
     @property
     def arn(self) -> str | None:
@@ -81,10 +82,17 @@ class LockTable:
                 table = self._client.describe_table(TableName=self.name)["Table"]
             except (ClientError, BotoCoreError) as err:
                 raise AwsAccessError(f"cannot describe lock table {self.name!r}: {describe(err)}") from err
-            cached = (time.monotonic(), str(table["TableArn"]), segments_for(int(table.get("TableSizeBytes", 0))))
+            size = int(table.get("TableSizeBytes", 0))
+            cached = (time.monotonic(), str(table["TableArn"]), segments_for(size), size)
             _SEGMENTS[key] = cached
         self._arn = cached[1]
+        self._size = cached[3]
         return cached[1], cached[2]
+
+    def size_bytes(self) -> int:
+        """The table's size as DynamoDB last published it (about every six hours; see :meth:`describe`)."""
+        self.describe()
+        return self._size
 
     def latest_stream_arn(self) -> str | None:
         """The table's current stream, if enabled: read now (DescribeTable, free of charge), never from a cache,

@@ -44,6 +44,10 @@ class LockSource(Protocol):
         """The items at these paths that exist, strongly consistent (an incremental sweep)."""
         ...
 
+    def size_bytes(self) -> int:
+        """The table's size (DynamoDB's TableSizeBytes, refreshed about every six hours): what a Scan reads."""
+        ...
+
     def latest_stream_arn(self) -> str | None:
         """The table's current stream (None: streams are off), read now: whether the audit can see it."""
         ...

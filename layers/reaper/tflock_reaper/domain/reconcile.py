@@ -103,6 +103,23 @@ def plan_read(
     )
 
 
+#: A strongly consistent read costs one read unit per 4 KB: an item each for BatchGetItem, a Scan page's bytes.
+READ_UNIT_BYTES = 4096
+
+
+def cheaper_to_scan(held: int, table_bytes: int) -> str | None:
+    """Why a full read is cheaper than reading the open set's locks one by one, if it is: each costs a read unit
+    (BatchGetItem rounds every item up to 4 KB), while a Scan reads the whole table at a unit per 4 KB. ``table_bytes``
+    0: unknown (DynamoDB publishes it about every six hours), so no reason."""
+    scan_units = -(-table_bytes // READ_UNIT_BYTES)
+    if table_bytes <= 0 or held < scan_units:
+        return None
+    return (
+        f"reading the open set's {held} locks one by one costs more read units than a Scan of the table "
+        f"(about {scan_units})"
+    )
+
+
 def _audit_doubt(health: AuditHealth, record: ReconcileRecord, max_lag: timedelta) -> str | None:
     """Why the audit may have missed an acquisition since the last full sweep, if it may have."""
     if health.problem is not None:

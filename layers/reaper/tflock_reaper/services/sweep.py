@@ -49,7 +49,7 @@ from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, StateStore
 from tflock_reaper.domain.notifier import AlertingFailed, NotificationRecord
 from tflock_reaper.domain.policy import EffectiveRule, HolderSpec, Policy
 from tflock_reaper.domain.ports import AlertSink, LockfileSource, LockSource
-from tflock_reaper.domain.reconcile import ReadPlan, SweepKind, full
+from tflock_reaper.domain.reconcile import ReadPlan, SweepKind, cheaper_to_scan, full
 from tflock_reaper.domain.report import LockReport, Mode, SourceRead, SweepReport
 from tflock_reaper.services.reap import Targets, reap
 from tflock_reaper.services.reconcile import NO_AUDIT, Reconciler, lockfiles_key
@@ -154,6 +154,8 @@ def _read_table(
     back to a full one."""
     held = state.held(table_scope(table.arn, table.name))
     items: list[DynamoItem] | None = None
+    if plan.kind is SweepKind.INCREMENTAL and (dearer := cheaper_to_scan(len(held), table.size_bytes())):
+        plan = full(dearer)
     if plan.kind is SweepKind.INCREMENTAL:
         try:
             items = table.read([entry.lock_path for entry in held])
