@@ -49,7 +49,7 @@ demo: venv ## Local demo: moto server + real Terraform, a live and a stale lock,
 	PYTHONPATH=tests $(PY) scripts/demo.py
 
 .PHONY: bench
-bench: venv sam-build ## Benchmarks: sweep, stream, cold start and package sizes, as ratios to baselines of the same run
+bench: venv dynalite sam-build ## Benchmarks: sweep, stream, cold start and package sizes, as ratios to baselines of the same run
 	PYTHONPATH=tests $(PY) scripts/bench_stream.py --server
 	PYTHONPATH=tests $(PY) scripts/bench_sweep.py
 	PYTHONPATH=tests $(PY) scripts/bench_alert_delay.py
