@@ -9,6 +9,7 @@ is closed, nothing deleted.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -286,3 +287,27 @@ def test_an_estate_mostly_held_is_read_in_full_as_that_costs_fewer_read_units(
     assert estate.calls["BatchGetItem"] == 0
     monkeypatch.setattr(LockTable, "size_bytes", lambda self: 24 * 1024)
     assert _kind(estate.sweep(NOW + timedelta(minutes=2), mode="dry-run"))[0] == "incremental"
+
+
+def test_an_incremental_sweep_logs_the_verdicts_of_stale_locks_and_a_full_one_of_every_lock(
+    estate: Estate, caplog: pytest.LogCaptureFixture
+) -> None:
+    put(
+        estate.client,
+        lock_item("tf-state/fresh.tfstate", created=NOW),
+        lock_item("tf-state/stale.tfstate", created=NOW - timedelta(hours=1)),
+        *(digest_item(f"tf-state/s{n}.tfstate") for n in range(100)),
+    )
+
+    def verdicts() -> list[str]:
+        lines = [r for r in caplog.records if r.getMessage() == "lock verdict" and r.levelno >= logging.INFO]
+        return sorted(str(r.lock_path) for r in lines)  # type: ignore[attr-defined]
+
+    caplog.set_level(logging.INFO, logger="tflock_reaper")
+    assert estate.sweep(NOW, mode="dry-run").sweep_kind.value == "full"
+    assert verdicts() == ["tf-state/fresh.tfstate", "tf-state/stale.tfstate"]
+    caplog.clear()
+    report = estate.sweep(NOW + timedelta(minutes=1), mode="dry-run")
+    assert report.sweep_kind.value == "incremental"
+    assert len(report.locks) == 2  # both judged and reported (--json, metrics): only the log line is spared
+    assert verdicts() == ["tf-state/stale.tfstate"]

@@ -345,7 +345,7 @@ def sweep(
         if entry.outcome in STALE_OUTCOMES and entry.state.warned_at is None:
             warned.append(lock)
         report.locks.append(entry)
-        _log_verdict(entry)
+        _log_verdict(entry, quiet_kept=report.sweep_kind is SweepKind.INCREMENTAL)
     if alerts is not None:
         _alert_unreadables(alerts, report, no_time_left, now)
     _finish(report, locks, state, warned, now, reconciled=partial(_reconciled, reconciler, reads, now))
@@ -467,10 +467,16 @@ def _tables(lock_table: LockSource | Sequence[LockSource] | None) -> list[LockSo
     return list(lock_table) if isinstance(lock_table, Sequence) else [lock_table]
 
 
-def _log_verdict(entry: LockReport) -> None:
+def _log_verdict(entry: LockReport, *, quiet_kept: bool = False) -> None:
+    """One ``lock verdict`` line per lock, at INFO; with ``quiet_kept`` (an incremental sweep, every minute) a kept
+    lock's at DEBUG: the full sweeps (hourly, at least) still log every held lock, and every sweep every stale one,
+    while the lines of healthy locks no longer dominate the logs' cost (docs/performance.md)."""
+    level = logging.DEBUG if quiet_kept and entry.outcome is Outcome.KEPT else logging.INFO
+    if not logger.isEnabledFor(level):
+        return
     # Prefixed names: ``created`` (and others) are LogRecord attributes that ``extra`` may not overwrite.
     fields = {("lock_" + k if k in ("path", "id", "created") else k): v for k, v in entry.to_dict().items()}
-    logger.info("lock verdict", extra=fields)
+    logger.log(level, "lock verdict", extra=fields)
 
 
 def explain(
