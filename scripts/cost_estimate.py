@@ -20,7 +20,8 @@ Per sweep, for S states of which H locks are held:
 * with the audit, its health: one SQS GetQueueAttributes, the stream's event source mapping (Lambda, free) and one
   CloudWatch GetMetricStatistics (IteratorAge);
 * Lambda: one invocation of the modelled duration at 256 MB (arm64);
-* CloudWatch Logs: one ``lock verdict`` line per lock read (every held lock, every sweep), plus the sweep's own.
+* CloudWatch Logs: one ``lock verdict`` line per lock read in a full sweep; in an incremental sweep one per stale
+  lock only (a kept lock's line is at DEBUG), ``--stale-held`` of the held locks (0.2); plus the sweep's own lines.
 
 Common to every schedule, and printed apart: the audit's writes, about 6 write units per acquisition (the stream
 function records it, a sweep records first seen, the stream function records the release: each an UpdateItem and
@@ -78,7 +79,7 @@ BATCH_GET_PARALLEL = 16
 SCHEDULE_CALL_SECONDS = 0.025  # one CreateSchedule or DeleteSchedule in the stream function
 SCHEDULED_CHECK_SECONDS = 0.3  # a fired schedule: one consistent GetItem of the lock, its verdict, its alert
 
-METRICS = 23  # about: the sweeper's 15 EMF metrics, the stream function's (LockHoldSeconds per operation), ColdStart
+METRICS = 25  # about: the sweeper's 17 EMF metrics, the stream function's (LockHoldSeconds per operation), ColdStart
 ALARMS = 6
 
 
@@ -150,7 +151,7 @@ def full_sweep(estate: Estate, *, audit: bool) -> Sweep:
     return Sweep("full", reads, 1 if audit else 0, seconds, log_bytes, 1 if audit else 0)
 
 
-def incremental_sweep(estate: Estate) -> Sweep:
+def incremental_sweep(estate: Estate, stale_held: float = 0.2) -> Sweep:
     """DescribeTable, the reconciliation record, the open set's Query, BatchGetItem of the held locks."""
     held = estate.held
     per_lock = math.ceil(LOCK_ITEM_BYTES / READ_UNIT_BYTES)
@@ -158,7 +159,8 @@ def incremental_sweep(estate: Estate) -> Sweep:
     rounds = math.ceil(math.ceil(held / BATCH_GET_MAX) / BATCH_GET_PARALLEL)
     seconds = FIXED_SECONDS + SECONDS_PER_QUERY_PAGE * _open_set_pages(held) + SECONDS_PER_BATCH_GET_ROUND * rounds
     seconds += SECONDS_PER_LOCK * held
-    return Sweep("incremental", reads, 0, seconds, held * VERDICT_LOG_BYTES + SWEEP_LOG_BYTES, 1)
+    lines = math.ceil(held * stale_held)  # an incremental sweep logs the verdicts of stale locks only
+    return Sweep("incremental", reads, 0, seconds, lines * VERDICT_LOG_BYTES + SWEEP_LOG_BYTES, 1)
 
 
 @dataclass
@@ -191,7 +193,7 @@ class Schedule:
         return sum(self.part(name) for name in parts) + self.scheduler
 
 
-def schedules(estate: Estate, *, reconcile_minutes: int, stale_share: float) -> list[Schedule]:
+def schedules(estate: Estate, *, reconcile_minutes: int, stale_share: float, stale_held: float = 0.2) -> list[Schedule]:
     """The four schedules of the module's docstring, for one estate."""
     full_every = MINUTES // reconcile_minutes
     full = full_sweep(estate, audit=True)
@@ -204,7 +206,7 @@ def schedules(estate: Estate, *, reconcile_minutes: int, stale_share: float) -> 
         Schedule("today: full, rate(1 minute)", [(MINUTES, full_sweep(estate, audit=False))]),
         Schedule(
             f"incremental rate(1 minute) + full every {reconcile_minutes} min",
-            [(MINUTES - full_every, incremental_sweep(estate)), (full_every, full)],
+            [(MINUTES - full_every, incremental_sweep(estate, stale_held)), (full_every, full)],
         ),
         Schedule(
             f"Scheduler one-time per lock + full every {reconcile_minutes} min",
@@ -238,10 +240,10 @@ def print_estate(estate: Estate, rows: Sequence[Schedule]) -> None:
             f"{row.part('lambda_cost'):>8.2f} {row.part('logs'):>8.2f} {row.scheduler:>9.2f} {row.total:>9.2f}"
         )
     incremental = rows[2]  # schedules() order: today (5 min), today (1 min), incremental, Scheduler
-    lines = sum(count * estate.held * VERDICT_LOG_BYTES for count, _ in incremental.sweeps) / 1e9 * PRICES["log_gb"]
+    lines = sum(count * (sweep.log_bytes - SWEEP_LOG_BYTES) for count, sweep in incremental.sweeps) / 1e9
     print(
-        f"  {incremental.name}: {lines:.2f} USD of its logs are the per-lock verdict lines "
-        f"({estate.held:,} a sweep, {VERDICT_LOG_BYTES:,} bytes each)"
+        f"  {incremental.name}: {lines * PRICES['log_gb']:.2f} USD of its logs are the verdict lines "
+        f"({VERDICT_LOG_BYTES:,} bytes each: every held lock in a full sweep, the stale ones in an incremental sweep)"
     )
     scheduler = rows[-1]
     print(
@@ -267,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--stale-share", type=float, default=0.02, help="share of acquisitions held past warn_after (0.02)"
     )
+    parser.add_argument(
+        "--stale-held",
+        type=float,
+        default=0.2,
+        help="share of the held locks past warn_after at a moment: their verdicts are logged every sweep (0.2)",
+    )
     args = parser.parse_args(argv)
     print(
         f"USD per month ({DAYS} days), us-east-1 on-demand prices, no free tiers; {args.held:.1%} of states locked "
@@ -275,7 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for states in args.states:
         estate = Estate(states, args.held, args.hold_minutes)
-        rows = schedules(estate, reconcile_minutes=args.reconcile_minutes, stale_share=args.stale_share)
+        rows = schedules(
+            estate, reconcile_minutes=args.reconcile_minutes, stale_share=args.stale_share, stale_held=args.stale_held
+        )
         print_estate(estate, rows)
     fixed = METRICS * PRICES["metric"] + ALARMS * PRICES["alarm"] + PRICES["dashboard"]
     print(

@@ -39,3 +39,12 @@ def test_the_month_has_an_hourly_reconciliation_among_its_minute_sweeps_and_two_
     assert scheduler.schedule_calls == pytest.approx(2 * estate.acquisitions)
     assert scheduler.schedule_invocations == pytest.approx(estate.acquisitions * 0.02 * 2)
     assert scheduler.scheduler == pytest.approx(scheduler.schedule_invocations / 1e6)
+
+
+def test_an_incremental_sweep_logs_the_verdicts_of_its_stale_locks_only():
+    estate = Estate(50_000, 0.01, 5.0)
+    quiet = cost["incremental_sweep"](estate, stale_held=0.2)
+    full = cost["full_sweep"](estate, audit=True)
+    verdict, own = cost["VERDICT_LOG_BYTES"], cost["SWEEP_LOG_BYTES"]
+    assert quiet.log_bytes == 100 * verdict + own  # 500 held, a fifth of them stale
+    assert full.log_bytes == 500 * verdict + own
