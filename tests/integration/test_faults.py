@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import botocore.endpoint
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -29,9 +30,12 @@ from tflock_reaper.adapters.lock_table import LockTable
 from tflock_reaper.adapters.state_table import StateTable
 from tflock_reaper.domain.decision import Outcome
 from tflock_reaper.domain.liveness import AssumeGone, HolderCheck
+from tflock_reaper.domain.lock import LockRecord, classify_item
 from tflock_reaper.domain.policy import HolderSpec, NotifySpec, Policy, parse_policy
+from tflock_reaper.domain.reconcile import AuditHealth
 from tflock_reaper.domain.report import SweepReport
 from tflock_reaper.entrypoints.wiring import make_alerter
+from tflock_reaper.services.reconcile import Reconciler
 from tflock_reaper.services.sweep import HolderChecks, sweep
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -128,20 +132,56 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return slept
 
 
-@pytest.fixture
-def aws(dynamodb: Any, sleeps: list[float]) -> Iterator[tuple[AwsClients, Faults]]:
-    """The reaper's own clients (retry configuration included) and a fault injector on its DynamoDB client."""
+#: Whether the test's sweeps are incremental (the ``aws`` fixture runs each test in both kinds).
+SWEEP_KIND = {"incremental": False}
+
+
+class _HealthyAudit:
+    def health(self, stream_arn: str | None) -> AuditHealth:
+        return AuditHealth(consumer=True, failed_records=0, iterator_age=None)
+
+    def lockfile_health(self, buckets: object) -> AuditHealth:
+        return self.health(None)
+
+
+@pytest.fixture(params=["full", "incremental"])
+def aws(request: pytest.FixtureRequest, dynamodb: Any, sleeps: list[float]) -> Iterator[tuple[AwsClients, Faults]]:
+    """The reaper's own clients (retry configuration included) and a fault injector on its DynamoDB client; each
+    test runs with full sweeps, then with incremental ones (the audit healthy, the locks recorded as the stream
+    function records them)."""
+    SWEEP_KIND["incremental"] = request.param == "incremental"
     clients = AwsClients(region="us-east-1")
     faults = Faults(clients.dynamodb())
     yield clients, faults
     faults.clear()
+    SWEEP_KIND["incremental"] = False
+
+
+def _full_sweeps_only(reason: str) -> None:
+    if SWEEP_KIND["incremental"]:
+        pytest.skip(f"full sweeps only: {reason}")
+
+
+def _audited(scope_client: Any) -> Reconciler:
+    """What the stream function would have recorded by now (every lock of the table acquired at its Created, by a
+    client without faults), and a recent reconciliation: so the sweep is incremental."""
+    clean = boto3.client("dynamodb", region_name="us-east-1")
+    store = StateTable(clean, STATE_TABLE)
+    arn = clean.describe_table(TableName=LOCK_TABLE)["Table"]["TableArn"]
+    for n, item in enumerate(table_items(clean)):
+        lock = classify_item(item, NOW, table=LOCK_TABLE, table_arn=arn)
+        if isinstance(lock, LockRecord):
+            store.record_acquired(lock, lock.info.created, str(10**20 + n))
+    store.record_full(arn, NOW, deployment="faults", failed_records=0)
+    return Reconciler(store=StateTable(scope_client, STATE_TABLE), probe=_HealthyAudit(), deployment="faults")
 
 
 def _sweep(
     clients: AwsClients, *, holders: HolderChecks | None = None, alerts: Any = None, policy: Policy = POLICY
 ) -> SweepReport:
     client = clients.dynamodb()
-    return sweep(
+    reconciler = _audited(client) if SWEEP_KIND["incremental"] else None
+    report = sweep(
         lock_table=LockTable(client, LOCK_TABLE),
         state=StateTable(client, STATE_TABLE),
         policy=policy,
@@ -149,7 +189,10 @@ def _sweep(
         clock=lambda: NOW,
         holders=holders,
         alerts=alerts,
+        reconciler=reconciler,
     )
+    assert report.sweep_kind.value == ("incremental" if SWEEP_KIND["incremental"] else "full"), report.sweep_reasons
+    return report
 
 
 def _paths(dynamodb: Any) -> list[str]:
@@ -217,6 +260,7 @@ def test_a_throttle_that_clears_within_the_retries_costs_nothing(aws, dynamodb, 
 # -- reading the lock table -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("error", [THROTTLED, UNAVAILABLE], ids=lambda e: e[1])
 def test_a_failing_scan_deletes_nothing_and_raises_the_documented_error(aws, dynamodb, error):
+    _full_sweeps_only("an incremental sweep makes no Scan (a failed read falls back to one: test_incremental_sweeps)")
     clients, faults = aws
     put(dynamodb, lock_item(A, created=OLD), digest_item(A))
     faults.fail("Scan", error, table=LOCK_TABLE)
@@ -237,6 +281,7 @@ def test_a_failing_scan_deletes_nothing_and_raises_the_documented_error(aws, dyn
 
 def test_a_scan_failing_on_a_later_page_deletes_nothing(aws, dynamodb):
     """Locks of the first page are never acted upon before the whole table has been read."""
+    _full_sweeps_only("an incremental sweep makes no Scan")
     clients, faults = aws
     put(dynamodb, *(lock_item(f"tf-state/dev/{n:02d}.tfstate", created=OLD) for n in range(5)))
     get_paginator = clients.dynamodb().get_paginator
@@ -270,6 +315,7 @@ def test_a_failing_get_item_on_the_lock_table_is_the_documented_error(aws, dynam
 # -- the state table --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("error", [THROTTLED, UNAVAILABLE], ids=lambda e: e[1])
 def test_an_unreadable_state_table_deletes_nothing(aws, dynamodb, error):
+    _full_sweeps_only("an incremental sweep finds its observations in the open set: no state-table BatchGetItem")
     clients, faults = aws
     put(dynamodb, lock_item(A, created=OLD))
     faults.fail("BatchGetItem", error, table=None)
