@@ -14,7 +14,7 @@ import pytest
 def _fresh_process_caches() -> Iterator[None]:
     """A warm Lambda keeps its boto3 clients (and secret caches) across invocations; tests are separate
     "processes", each with its own moto backend, so they start cold."""
-    from tflock_reaper.adapters import lock_table  # noqa: PLC0415
+    from tflock_reaper.adapters import lock_table, notification_ledger  # noqa: PLC0415
     from tflock_reaper.adapters.channels import factory as channels  # noqa: PLC0415
     from tflock_reaper.entrypoints import wiring  # noqa: PLC0415 - after pytest set the import path
 
@@ -23,6 +23,7 @@ def _fresh_process_caches() -> Iterator[None]:
     wiring._process_redaction.cache_clear()
     channels._RESOLVERS.clear()
     lock_table._SEGMENTS.clear()
+    notification_ledger._SENT.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -179,3 +179,35 @@ def test_a_claim_dynamodb_refuses_for_its_key_is_not_a_channel_outage(dynamodb):
     dynamodb.meta.events.register("before-call.dynamodb.PutItem", throttle)
     result = dispatch(notification("stale"), [FakeNotifier("slack")], DynamoLedger(dynamodb, STATE_TABLE))
     assert [(r.channel, r.retryable) for r in result.failed] == [("slack", True)]
+
+
+def test_a_warm_process_does_not_claim_again_what_it_knows_was_sent(dynamodb):
+    """At rate(1 minute) every sweep offers a stale lock's notifications again: a sent one must not cost a refused
+    conditional write each time. Sent is final, so the process remembers it; a `sending` claim is not (its lease may
+    pass), so a refusal of that kind is asked again."""
+    from tflock_reaper.adapters import notification_ledger  # noqa: PLC0415
+
+    puts: list[str] = []
+    dynamodb.meta.events.register("before-call.dynamodb.PutItem", lambda **_: puts.append("PutItem"))
+    ledger = DynamoLedger(dynamodb, STATE_TABLE, clock=Clock())
+    assert ledger.claim("slack", KEY)
+    ledger.complete("slack", KEY)
+    assert len(puts) == 1
+    for _ in range(3):  # the next sweeps of this warm process
+        assert DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()).claim("slack", KEY) is False
+    assert len(puts) == 1
+
+    notification_ledger._SENT.clear()  # another process (or a cold start): DynamoDB refuses, and says it was sent
+    assert DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()).claim("slack", KEY) is False
+    assert DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()).claim("slack", KEY) is False
+    # dynalite (4.0) predates ReturnValuesOnConditionCheckFailure: its refusal carries no item, so nothing is
+    # learned from it and each claim asks again, as before the cache (DynamoDB and moto return the item).
+    says_why = "127.0.0.1" not in str(dynamodb.meta.endpoint_url)
+    assert len(puts) == (2 if says_why else 3)
+
+    other = DedupKey(KEY.lock_path, "lock-2", "stale")
+    asked = len(puts)
+    assert ledger.claim("slack", other)  # claimed, not sent: a refusal now is asked again every time
+    assert DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()).claim("slack", other) is False
+    assert DynamoLedger(dynamodb, STATE_TABLE, clock=Clock()).claim("slack", other) is False
+    assert len(puts) == asked + 3

@@ -17,7 +17,9 @@ process's ``claim_id``, so a process whose lease was taken over never completes 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,30 @@ NOTIFY_TTL = timedelta(days=30)
 CLAIM_LEASE = timedelta(minutes=20)
 
 _CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+
+#: Notifications this process knows are ``sent`` (final: a sent record is never released or taken over), so that a
+#: warm sweeper does not claim them again every sweep only to be refused: at ``rate(1 minute)`` a stale lock's
+#: ``stale`` and ``still_stale`` would otherwise cost a refused conditional write (a write unit) per channel per
+#: minute. Bounded; the oldest are forgotten first (they are then refused by DynamoDB, as before).
+SENT_CACHE_SIZE = 50_000
+_SENT: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+_SENT_LOCK = threading.Lock()
+
+
+def _known_sent(entry: tuple[str, str, str]) -> bool:
+    with _SENT_LOCK:
+        if entry in _SENT:
+            _SENT.move_to_end(entry)
+            return True
+        return False
+
+
+def _remember_sent(entry: tuple[str, str, str]) -> None:
+    with _SENT_LOCK:
+        _SENT[entry] = None
+        _SENT.move_to_end(entry)
+        while len(_SENT) > SENT_CACHE_SIZE:
+            _SENT.popitem(last=False)
 
 
 def _utcnow() -> datetime:
@@ -91,6 +117,10 @@ class DynamoLedger:
             "event": {"S": key.event},
             "channel": {"S": channel},
         }
+        entry = (self.name, channel, str(key))
+        if _known_sent(entry):
+            return False
+        refused: dict[str, Any] = {}
         claimed = self._write(
             "claim a notification",
             lambda: self._client.put_item(
@@ -101,9 +131,13 @@ class DynamoLedger:
                     ":sending": {"S": "sending"},
                     ":stale": {"N": str(int((now - self._lease).timestamp()))},
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             ),
+            refused=refused,
         )
         if not claimed:
+            if refused.get("notify_status", {}).get("S") == "sent":
+                _remember_sent(entry)
             return False
         self._claims[(channel, str(key))] = claim_id
         return True
@@ -128,6 +162,8 @@ class DynamoLedger:
         )
         if not completed:  # the lease passed and another process took the claim over
             logger.warning("notification claim taken over", extra={"channel": channel, "dedup_key": str(key)})
+            return
+        _remember_sent((self.name, channel, str(key)))
 
     def release(self, channel: str, key: DedupKey) -> None:
         claim_id = self._claims.pop((channel, str(key)), None)
@@ -144,14 +180,17 @@ class DynamoLedger:
             ),
         )
 
-    def _write(self, what: str, write: Callable[[], object]) -> bool:
-        """One conditional write; ``False`` when its condition failed. Any other failure raises
-        :class:`AwsAccessError` ("cannot <what> in <table>"): transient or not as DynamoDB says (a key it refuses,
-        a ValidationException, fails this notification alone, not the channel)."""
+    def _write(self, what: str, write: Callable[[], object], *, refused: dict[str, Any] | None = None) -> bool:
+        """One conditional write; ``False`` when its condition failed (``refused`` then gets the item that failed it,
+        when DynamoDB returns it). Any other failure raises :class:`AwsAccessError` ("cannot <what> in <table>"):
+        transient or not as DynamoDB says (a key it refuses, a ValidationException, fails this notification alone,
+        not the channel)."""
         try:
             write()
         except ClientError as err:
             if _is_condition_failure(err):
+                if refused is not None:
+                    refused.update(err.response.get("Item", {}))  # type: ignore[call-overload]
                 return False
             raise AwsAccessError(
                 f"cannot {what} in {self.name!r}: {describe(err)}", transient=is_transient(err)
