@@ -352,3 +352,47 @@ class _Raw:
 
     def read(self, *_: Any) -> bytes:
         return self._body.read()
+
+
+def test_a_dual_backend_stays_in_both_open_sets_and_is_read_whole_by_incremental_sweeps(s3, dynamodb):
+    """The stream records a dual backend's lock item under the table's scope and the lockfile audit its lockfile
+    under the bucket's: a sweep that merges them into one lock must close neither, and an incremental sweep must
+    read both sides (a reap of the item alone would leave the lockfile blocking Terraform)."""
+    from tables import STATE_TABLE  # noqa: PLC0415
+    from tflock_reaper.adapters.state_table import StateTable  # noqa: PLC0415
+    from tflock_reaper.domain.lock import classify_item  # noqa: PLC0415
+    from tflock_reaper.services.reconcile import Reconciler  # noqa: PLC0415
+
+    body = _body(lock_id="dual-id")
+    etag = _put(s3, f"{KEY}.tflock", body)
+    put(dynamodb, {"LockID": {"S": PATH}, "Info": {"S": body}})
+    arn = dynamodb.describe_table(TableName=LOCK_TABLE)["Table"]["TableArn"]
+    store = StateTable(dynamodb, STATE_TABLE)
+    now = datetime.now(UTC)
+    item_side = classify_item({"LockID": {"S": PATH}, "Info": {"S": body}}, now, table=LOCK_TABLE, table_arn=arn)
+    file_side = classify_lockfile(_buckets(s3).get(PATH), now)  # type: ignore[arg-type]
+    assert isinstance(item_side, LockRecord)
+    assert isinstance(file_side, LockRecord)
+    assert file_side.lockfile is not None
+    assert file_side.lockfile.etag == etag
+    store.record_acquired(item_side, now, "1" * 21)  # the stream function
+    store.record_acquired(file_side, now, "evt-1")  # the lockfile audit
+
+    def run() -> Any:
+        state = StateTable(dynamodb, STATE_TABLE)
+        return sweep(
+            lock_table=LockTable(dynamodb, LOCK_TABLE),
+            lockfiles=_buckets(s3),
+            state=state,
+            policy=parse_policy("mode: dry-run\n"),
+            mode="dry-run",
+            reconciler=Reconciler(store=state, probe=_Healthy(), deployment="d1"),  # type: ignore[arg-type]
+        )
+
+    assert run().sweep_kind.value == "full"
+    assert [h.lock_id for h in store.held(f"s3://{BUCKET}")] == ["dual-id"]  # not closed by the merge
+    assert [h.lock_id for h in store.held(arn)] == ["dual-id"]
+    incremental = run()
+    assert incremental.sweep_kind.value == "incremental"
+    [entry] = incremental.locks
+    assert entry.lock.backend == "dual"

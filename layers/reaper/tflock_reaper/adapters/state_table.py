@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tflock_reaper.adapters.errors import AwsAccessError, describe
-from tflock_reaper.domain.lock import DynamoItem, LockRecord
+from tflock_reaper.domain.lock import DynamoItem, LockRecord, lockfile_scope
 from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, lock_key
 from tflock_reaper.domain.reconcile import ReconcileRecord
 from tflock_reaper.domain.records import Acquisition, LockfileEntry, ReleaseRecord
@@ -228,7 +228,14 @@ class StateTable:
                 found[by_keys[_key_strings(item)]] = item
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot use state table {self.name!r}: {describe(err)}") from err
-        self._gone = sorted(keys for keys in open_keys if keys not in by_keys)
+        # A dual backend's lock (item and lockfile, one record under the table's scope) is in the open set twice: the
+        # lockfile audit records its lockfile under the bucket's scope. Both are present.
+        present = set(by_keys) | {
+            _key_strings(_key(lockfile_scope(lock.bucket), lock.lock_path, lock.lock_id))
+            for lock in locks
+            if lock.lockfile is not None and lock.in_table
+        }
+        self._gone = sorted(keys for keys in open_keys if keys not in present)
         states: dict[LockKey, LockState] = {}
         for lock in locks:
             key = lock_key(lock)
