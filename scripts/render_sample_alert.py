@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,6 +52,15 @@ class _OneLock:
 
     def scan(self) -> Iterator[DynamoItem]:
         yield self._item
+
+    def read(self, lock_paths: Sequence[str]) -> list[DynamoItem]:
+        return [self._item] if self._item["LockID"]["S"] in lock_paths else []
+
+    def size_bytes(self) -> int:
+        return 0
+
+    def latest_stream_arn(self) -> str | None:
+        return None
 
     def delete_if_unchanged(self, lock_path: str, raw_info: str) -> Any:
         raise AssertionError("a dry run never deletes")

@@ -189,6 +189,7 @@ def test_sweep_of_a_dual_backend_whose_item_changed_reports_the_item_side(s3, dy
     class ReplacedTable:
         name = lock_table.name
         scan = lock_table.scan
+        read = lock_table.read
 
         @property
         def arn(self) -> str | None:

@@ -7,10 +7,11 @@ store, holder checks, the clock) are parameters; the handler and the CLI wire th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Generic, TypeVar
 
 from tflock_reaper.domain.decision import (
     STALE_OUTCOMES,
@@ -150,27 +151,18 @@ def _read_table(
     table: LockSource, plan: ReadPlan, state: StateStore, now: datetime, report: SweepReport
 ) -> tuple[list[Classified], _SourceRead]:
     """Read one table as planned. The open set is read first, in both kinds: an entry that the read then does not
-    find was released before the read (:meth:`StateStore.settle` closes it). An incremental read that fails falls
-    back to a full one."""
+    find was released before the read (:meth:`StateStore.settle` closes it). A Scan is planned instead when it costs
+    fewer read units than the open set's locks one by one."""
     held = state.held(table_scope(table.arn, table.name))
-    items: list[DynamoItem] | None = None
     if plan.kind is SweepKind.INCREMENTAL and (dearer := cheaper_to_scan(len(held), table.size_bytes())):
         plan = full(dearer)
-    if plan.kind is SweepKind.INCREMENTAL:
-        try:
-            items = table.read([entry.lock_path for entry in held])
-        except AwsAccessError as err:
-            logger.warning("incremental read failed, reading every item", extra={"lock_table": table.name})
-            plan = full(f"the incremental read failed: {err}")
-    if items is None:
-        items = list(table.scan())
-    entries = [classify_item(item, now, table=table.name, table_arn=table.arn) for item in items]
-    report.reads.append(SourceRead(table.name, plan.kind, plan.reason, len(held), len(items)))
-    read = _SourceRead(table_scope(table.arn, table.name), plan)
-    if plan.kind is SweepKind.INCREMENTAL:
-        read.unlisted = _unlisted(held, entries)
-    _log_read(report.reads[-1])
-    return entries, read
+    return _read_planned(
+        _Source(table.name, table_scope(table.arn, table.name), table.read, table.scan),
+        plan,
+        held,
+        lambda item: classify_item(item, now, table=table.name, table_arn=table.arn),
+        report,
+    )
 
 
 def _read_lockfiles(
@@ -179,18 +171,44 @@ def _read_lockfiles(
     """The buckets' lockfiles, read as planned: incrementally, a GetObject per lockfile of their open sets (no
     listing); in full, listed. The open sets are read first in both kinds, as a table's is."""
     held = [entry for scope in lockfiles.scopes for entry in state.held(scope)]
-    objects: list[LockfileObject] | None = None
+    source = _Source(lockfiles.name, lockfiles_key(lockfiles), lockfiles.read, lockfiles.scan)
+    return _read_planned(source, plan, held, lambda obj: classify_lockfile(obj, now), report)
+
+
+_Item = TypeVar("_Item")
+_Entry = TypeVar("_Entry", bound="LockRecord | DigestRecord | SkippedItem")
+
+
+@dataclass(frozen=True)
+class _Source(Generic[_Item]):
+    name: str
+    key: str
+    """Its reconciliation key: a table's scope, or the buckets' (``reconcile.lockfiles_key``)."""
+    read: Callable[[Sequence[str]], Sequence[_Item]]
+    scan: Callable[[], Iterable[_Item]]
+
+
+def _read_planned(
+    source: _Source[_Item],
+    plan: ReadPlan,
+    held: Sequence[HeldLock],
+    classify: Callable[[_Item], _Entry],
+    report: SweepReport,
+) -> tuple[list[_Entry], _SourceRead]:
+    """The open set's locks (incremental: read one by one), or every item (full); an incremental read that fails
+    falls back to a full one. Reported and logged with its kind and reason."""
+    items: Sequence[_Item] | None = None
     if plan.kind is SweepKind.INCREMENTAL:
         try:
-            objects = lockfiles.read([entry.lock_path for entry in held])
+            items = source.read([entry.lock_path for entry in held])
         except AwsAccessError as err:
-            logger.warning("incremental read failed, listing the buckets", extra={"buckets": lockfiles.name})
+            logger.warning("incremental read failed, reading every item", extra={"source": source.name})
             plan = full(f"the incremental read failed: {err}")
-    if objects is None:
-        objects = list(lockfiles.scan())
-    entries = [classify_lockfile(obj, now) for obj in objects]
-    report.reads.append(SourceRead(lockfiles.name, plan.kind, plan.reason, len(held), len(objects)))
-    read = _SourceRead(lockfiles_key(lockfiles), plan)
+    if items is None:
+        items = list(source.scan())
+    entries = [classify(item) for item in items]
+    report.reads.append(SourceRead(source.name, plan.kind, plan.reason, len(held), len(items)))
+    read = _SourceRead(source.key, plan)
     if plan.kind is SweepKind.INCREMENTAL:
         read.unlisted = _unlisted(held, entries)
     _log_read(report.reads[-1])
