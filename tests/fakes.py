@@ -100,6 +100,7 @@ class MemoryAuditStore:
         self.persisted: dict[str, tuple[Any, str]] = {}
         self.reap_status: dict[tuple[str, str], tuple[str, Any]] = {}
         self.scopes: set[str] = set()
+        self.full_requests: list[tuple[str, str]] = []
 
     def record_acquired(self, lock: Any, server_time: Any, sequence: str) -> bool:
         key = (lock.lock_path, lock.lock_id)
@@ -120,6 +121,9 @@ class MemoryAuditStore:
         return ReleaseRecord(
             acquired_at=self.acquired.get(key), reap_status=status, reap_started_at=started, first=first
         )
+
+    def request_full(self, scope: str, reason: str, now: Any) -> None:
+        self.full_requests.append((scope, reason))
 
     def record_persisted(self, scope: str, state_path: str, server_time: Any, sequence: str) -> bool:
         self.scopes.add(scope)

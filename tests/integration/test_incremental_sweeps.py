@@ -235,7 +235,7 @@ def test_a_path_reacquired_under_an_unreported_id_is_judged_from_the_read_and_th
     after = estate.sweep(NOW + timedelta(minutes=3))
     kind, why = _kind(after)
     assert kind == "full"
-    assert "found the open set out of step" in why
+    assert "a full read was requested" in why
     assert "not reported by the stream" in why
     assert _record(second, estate.scope()).lock_id in why
     assert _kind(estate.sweep(NOW + timedelta(minutes=4)))[0] == "incremental"
@@ -311,3 +311,37 @@ def test_an_incremental_sweep_logs_the_verdicts_of_stale_locks_and_a_full_one_of
     assert report.sweep_kind.value == "incremental"
     assert len(report.locks) == 2  # both judged and reported (--json, metrics): only the log line is spared
     assert verdicts() == ["tf-state/stale.tfstate"]
+
+
+def test_an_unreadable_lock_written_makes_the_next_sweep_full_so_it_is_alerted_at_once(estate: Estate) -> None:
+    """The stream function cannot record an unreadable lock as an acquisition, so incremental sweeps would not read
+    it: it asks for a full sweep instead, and the next sweep finds it."""
+    from streams import stream_record  # noqa: PLC0415
+    from tflock_reaper.domain.audit import parse_record  # noqa: PLC0415
+    from tflock_reaper.services.recorder import record_change  # noqa: PLC0415
+
+    put(estate.client, lock_item("tf-state/a.tfstate", created=NOW))
+    estate.sweep(NOW)
+    assert _kind(estate.sweep(NOW + timedelta(minutes=1)))[0] == "incremental"
+    garbage = {"LockID": {"S": "tf-state/b.tfstate"}, "Info": {"S": "{not json"}}
+    put(estate.client, garbage)
+    record = stream_record("INSERT", new=garbage, at=NOW + timedelta(minutes=1, seconds=10))
+    record["eventSourceARN"] = f"{estate.scope()}/stream/2026-12-02T00:00:00.000"
+    record_change(parse_record(record), StateTable(estate.client, STATE_TABLE))
+
+    report = estate.sweep(NOW + timedelta(minutes=2))
+    assert _kind(report) == ("full", "a full read was requested: an unreadable lock was written at tf-state/b.tfstate")
+    assert [item.lock_id for item in report.unreadable] == ["tf-state/b.tfstate"]
+    assert _kind(estate.sweep(NOW + timedelta(minutes=3)))[0] == "incremental"  # the request was met
+
+
+def test_a_request_made_while_a_full_sweep_runs_is_kept_for_the_next(estate: Estate) -> None:
+    store = StateTable(estate.client, STATE_TABLE)
+    scope = estate.scope()
+    store.request_full(scope, "before", NOW - timedelta(seconds=5))
+    store.record_full(scope, NOW, deployment="deploy-1", failed_records=0)
+    assert store.reconcile_record(scope).requested is None  # made before the sweep began: met by it
+    store.request_full(scope, "during", NOW + timedelta(seconds=5))
+    store.record_full(scope, NOW, deployment="deploy-1", failed_records=0)
+    record = store.reconcile_record(scope)
+    assert (record.requested, record.last_full_at) == ("during", NOW)

@@ -126,7 +126,11 @@ def test_foreign_item_is_ignored_with_its_reason(deliver, dynamodb):
     assert line["event"] == "item_ignored"
     assert line["lock_path"] == FOREIGN_PATH
     assert "Info is not valid JSON" in line["reason"]
-    assert state_items(dynamodb) == []
+    # Nothing recorded of it but a request that the next sweep read every item: at a lock's key, it is an unreadable
+    # lock, which the sweeps alert about, and incremental sweeps would not read it.
+    [request] = state_items(dynamodb)
+    assert request["sk"] == {"S": "RECONCILE"}
+    assert request["full_requested"] == {"S": f"an unreadable lock was written at {FOREIGN_PATH}"}
 
 
 def test_batch_pairs_the_release_with_its_acquisition_on_stream_time(deliver):
@@ -170,4 +174,5 @@ def test_lambda_handler_on_the_batch_emits_the_metrics(stream_handler, dynamodb,
     assert counts["_aws"]["CloudWatchMetrics"][0]["Namespace"] == NAMESPACE
     for name in ("LocksAcquired", "LocksReleased", "StatePersisted", "RecordsIgnored"):
         assert counts[name] == [1.0], name
-    assert len(state_items(dynamodb)) == 2  # the acquisition (now released) and the state's PERSISTED item
+    # the acquisition (now released), the state's PERSISTED item, and the full sweep the unreadable item asks for
+    assert len(state_items(dynamodb)) == 3

@@ -264,3 +264,27 @@ def test_a_resolved_not_sent_fails_its_record_only_when_a_retry_can_send_it(fail
     assert [e.event for e in log.events] == [EventKind.LOCK_ACQUIRED, EventKind.LOCK_RELEASED]
     sent = {} if failure == "no answer" else {"NotificationsSent": 0}
     assert log.counts == sent | {"NotificationFailures": 1}
+
+
+@pytest.mark.parametrize(
+    ("event", "item", "requested"),
+    [
+        ("INSERT", {"LockID": {"S": "tf-state/a.tfstate"}, "Info": {"S": "{not json"}}, True),  # unreadable lock
+        ("REMOVE", {"LockID": {"S": "tf-state/a.tfstate"}, "Info": {"S": "{not json"}}, False),  # gone: nothing to see
+        ("INSERT", {"LockID": {"S": "tf-state/a.tfstate"}, "Owner": {"S": "x"}}, False),  # not a lock: ignored
+        ("INSERT", lock_item("tf-state/a.tfstate"), False),  # an acquisition: recorded, read incrementally
+    ],
+)
+def test_an_unreadable_lock_written_asks_for_a_full_sweep(event, item, requested):
+    store = MemoryAuditStore()
+    record = stream_record(
+        event, new=item if event != "REMOVE" else None, old=item if event == "REMOVE" else None, at=NOW
+    )
+    record_change(parse_record(record), store)
+    expected = [
+        (
+            "arn:aws:dynamodb:us-east-1:123456789012:table/tf-locks",
+            "an unreadable lock was written at tf-state/a.tfstate",
+        )
+    ]
+    assert store.full_requests == (expected if requested else [])

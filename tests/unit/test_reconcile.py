@@ -27,7 +27,7 @@ def test_a_healthy_audit_and_a_recent_reconciliation_read_incrementally() -> Non
         (None, RECONCILED, "no audit"),
         (HEALTHY, ReconcileRecord(), "first sweep of this table"),
         (HEALTHY, ReconcileRecord(NOW, "d0"), "first sweep since a deployment"),
-        (HEALTHY, ReconcileRecord(NOW, "d1", 0, "lock x at p read but not in the open set"), "out of step: lock x"),
+        (HEALTHY, ReconcileRecord(NOW, "d1", 0, "lock x at p read but not reported"), "requested: lock x at p"),
         (AuditHealth(True, 0, None, problem="AccessDenied"), RECONCILED, "cannot be read: AccessDenied"),
         (AuditHealth(False, 0, None), RECONCILED, "no enabled stream consumer"),
         (AuditHealth(True, None, None), RECONCILED, "failure queue cannot be read"),

@@ -324,18 +324,24 @@ class StateTable:
         )
 
     def record_full(self, scope: str, now: datetime, *, deployment: str, failed_records: int) -> None:
-        """A full sweep of ``scope`` read every lock: record it, and clear a request for one made before it began."""
-        self._write_reconcile(
-            scope,
-            "SET last_full_at = :now, deployment = :deployment, failed_records = :failed, lock_scope = :scope "
-            "REMOVE full_requested, full_requested_at",
-            {
-                ":now": {"S": now.isoformat()},
-                ":deployment": {"S": deployment},
-                ":failed": {"N": str(max(failed_records, 0))},
-                ":scope": {"S": scope},
-            },
+        """A full sweep of ``scope``, begun at ``now``, read every lock: record it, and clear a request for one made
+        before it began (a request made since, e.g. by the stream function, is kept for the next sweep)."""
+        expression = "SET last_full_at = :now, deployment = :deployment, failed_records = :failed, lock_scope = :scope"
+        values = {
+            ":now": {"S": now.isoformat()},
+            ":deployment": {"S": deployment},
+            ":failed": {"N": str(max(failed_records, 0))},
+            ":scope": {"S": scope},
+        }
+        cleared, _ = self._conditional(
+            self._reconcile_key(scope),
+            expression + " REMOVE full_requested, full_requested_at",
+            "attribute_not_exists(full_requested_at) OR full_requested_at <= :now",
+            values,
         )
+        if cleared:
+            return
+        self._write_reconcile(scope, expression, values)
 
     def request_full(self, scope: str, reason: str, now: datetime) -> None:
         self._write_reconcile(

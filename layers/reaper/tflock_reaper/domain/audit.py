@@ -159,6 +159,9 @@ class Persisted:
 class Ignored:
     lock_path: str
     reason: str
+    unreadable: bool = False
+    """A lock by its key and shape that cannot be judged was written: the sweeps must see it (they alert about it),
+    and incremental sweeps read only the acquisitions the stream records, so the next sweep must read in full."""
 
 
 Meaning = Acquired | Released | Persisted | Ignored
@@ -174,7 +177,7 @@ def interpret(change: StreamChange) -> Meaning:
     # The skew check is the sweeper's business: the audit records what happened, skewed clocks included.
     item = classify_item(image, None, table=change.table or None, table_arn=change.table_arn or None)
     if isinstance(item, SkippedItem):
-        return Ignored(change.lock_path, item.reason)
+        return Ignored(change.lock_path, item.reason, unreadable=item.unreadable and change.event_name != "REMOVE")
     if isinstance(item, DigestRecord):
         if change.event_name == "REMOVE":
             return Ignored(change.lock_path, "digest item removed (state deleted, e.g. workspace delete)")
@@ -206,6 +209,10 @@ class AuditStore(AcquisitionStore, Protocol):
 
     def record_persisted(self, scope: str, state_path: str, server_time: datetime, sequence: str) -> bool:
         """False when this (or a later) digest write was already recorded."""
+        ...
+
+    def request_full(self, scope: str, reason: str, now: datetime) -> None:
+        """Make the next sweep of the lock table ``scope`` read every item (see ``domain.reconcile``)."""
         ...
 
 

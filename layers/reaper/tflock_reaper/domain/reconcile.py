@@ -69,7 +69,8 @@ class ReconcileRecord:
     failed_records: int = 0
     """The failure queue's depth then: records lost before it were made good by that full sweep."""
     requested: str | None = None
-    """Why a later sweep asked for the next one to be full (the open set disagreed with a read)."""
+    """Why the next sweep must be full, asked since the last one: a sweep read a lock the stream had not reported,
+    or the stream function saw an unreadable lock written (which it cannot record as an acquisition)."""
 
 
 def plan_read(
@@ -90,7 +91,7 @@ def plan_read(
     if record.deployment != deployment:
         return full("first sweep since a deployment (code or configuration changed)")
     if record.requested:
-        return full(f"a previous sweep found the open set out of step: {record.requested}")
+        return full(f"a full read was requested: {record.requested}")
     doubt = _audit_doubt(health, record, max_lag)
     if doubt:
         return full(doubt)

@@ -148,6 +148,11 @@ def record_change(change: StreamChange, store: AuditStore) -> Recorded | None:
 def _record(change: StreamChange, store: AuditStore) -> AuditEvent | Recorded | None:
     meaning = interpret(change)
     if isinstance(meaning, Ignored):
+        if meaning.unreadable and change.table_arn:
+            # Incremental sweeps read the acquisitions the stream records; this is none: the next sweep reads all.
+            store.request_full(
+                change.table_arn, f"an unreadable lock was written at {meaning.lock_path}", change.server_time
+            )
         return ignored_event(meaning.lock_path, change.server_time, meaning.reason)
     if isinstance(meaning, Acquired):
         if not store.record_acquired(meaning.lock, change.server_time, change.sequence_number):
