@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tflock_reaper.adapters.batch_get import batch_get
 from tflock_reaper.adapters.errors import AwsAccessError, describe
 from tflock_reaper.domain.lock import DynamoItem
 
@@ -35,8 +36,7 @@ SEGMENT_BYTES = 2 * 1024 * 1024
 MAX_SEGMENTS = 16
 
 
-#: BatchGetItem takes at most 100 keys; unprocessed keys (throttling) are asked again, with a growing pause.
-BATCH_GET_MAX = 100
+#: An incremental read's unprocessed keys (throttling) are asked again, with a growing pause.
 BATCH_GET_ATTEMPTS = 6
 BATCH_GET_BACKOFF = 0.05
 
@@ -78,16 +78,19 @@ class LockTable:
         key = (self._client.meta.region_name, self._client.meta.endpoint_url, self.name)
         cached = _SEGMENTS.get(key)
         if cached is None or time.monotonic() - cached[0] >= SIZE_CACHE_SECONDS:
-            try:
-                table = self._client.describe_table(TableName=self.name)["Table"]
-            except (ClientError, BotoCoreError) as err:
-                raise AwsAccessError(f"cannot describe lock table {self.name!r}: {describe(err)}") from err
+            table = self._describe_table()
             size = int(table.get("TableSizeBytes", 0))
             cached = (time.monotonic(), str(table["TableArn"]), segments_for(size), size)
             _SEGMENTS[key] = cached
         self._arn = cached[1]
         self._size = cached[3]
         return cached[1], cached[2]
+
+    def _describe_table(self) -> dict[str, Any]:
+        try:
+            return dict(self._client.describe_table(TableName=self.name)["Table"])
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot describe lock table {self.name!r}: {describe(err)}") from err
 
     def size_bytes(self) -> int:
         """The table's size as DynamoDB last published it (about every six hours; see :meth:`describe`)."""
@@ -97,10 +100,7 @@ class LockTable:
     def latest_stream_arn(self) -> str | None:
         """The table's current stream, if enabled: read now (DescribeTable, free of charge), never from a cache,
         since a stream turned off and on again is a new stream that no consumer may read yet."""
-        try:
-            table = self._client.describe_table(TableName=self.name)["Table"]
-        except (ClientError, BotoCoreError) as err:
-            raise AwsAccessError(f"cannot describe lock table {self.name!r}: {describe(err)}") from err
+        table = self._describe_table()
         self._arn = str(table["TableArn"])
         enabled = table.get("StreamSpecification", {}).get("StreamEnabled", False)
         stream = table.get("LatestStreamArn")
@@ -132,33 +132,24 @@ class LockTable:
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot scan lock table {self.name!r}: {describe(err)}") from err
 
-    def _read_chunk(self, paths: Sequence[str]) -> list[DynamoItem]:
-        items: list[DynamoItem] = []
-        keys = [{"LockID": {"S": path}} for path in paths]
-        pending: dict[str, Any] = {self.name: {"Keys": keys, "ConsistentRead": True}}
-        for attempt in range(BATCH_GET_ATTEMPTS):
-            if attempt:
-                time.sleep(min(BATCH_GET_BACKOFF * 2**attempt, 1.0))
-            response = self._client.batch_get_item(RequestItems=pending)
-            items.extend(response.get("Responses", {}).get(self.name, []))  # type: ignore[arg-type]
-            pending = dict(response.get("UnprocessedKeys") or {})
-            if not pending:
-                return items
-        raise AwsAccessError(f"lock table {self.name!r} kept keys unprocessed (throttled)")
-
     def read(self, lock_paths: Sequence[str]) -> list[DynamoItem]:
         """The items at ``lock_paths`` (those that exist), strongly consistent: one BatchGetItem per 100 paths (the
         API's maximum), several at a time. What an incremental sweep reads instead of a Scan."""
-        paths = sorted(set(lock_paths))
-        chunks = [paths[start : start + BATCH_GET_MAX] for start in range(0, len(paths), BATCH_GET_MAX)]
+        keys = [{"LockID": {"S": path}} for path in sorted(set(lock_paths))]
         self.describe()
         try:
-            if len(chunks) <= 1:
-                return [item for chunk in chunks for item in self._read_chunk(chunk)]
-            with ThreadPoolExecutor(max_workers=min(MAX_SEGMENTS, len(chunks)), thread_name_prefix="read") as pool:
-                return [item for items in pool.map(self._read_chunk, chunks) for item in items]
+            items = batch_get(
+                self._client,
+                self.name,
+                keys,
+                workers=MAX_SEGMENTS,
+                attempts=BATCH_GET_ATTEMPTS,
+                backoff=BATCH_GET_BACKOFF,
+                label=f"lock table {self.name!r}",
+            )
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot read locks from lock table {self.name!r}: {describe(err)}") from err
+        return items
 
     def get(self, lock_path: str) -> DynamoItem | None:
         try:

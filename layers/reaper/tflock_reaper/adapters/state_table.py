@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tflock_reaper.adapters.batch_get import batch_get
 from tflock_reaper.adapters.errors import AwsAccessError, describe
 from tflock_reaper.domain.lock import DynamoItem, LockRecord, lockfile_scope
 from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, lock_key
@@ -45,7 +46,6 @@ REAP_TTL = timedelta(days=90)
 PERSISTED_SK = "PERSISTED"
 #: DynamoDB stream sequence numbers have 21 to 40 digits.
 SEQUENCE_WIDTH = 40
-_BATCH_GET_MAX = 100
 _BATCH_GET_ATTEMPTS = 5
 #: The open set: a sparse index of the acquisitions whose release is not recorded. ``held_scope`` (the lock's scope:
 #: its lock table's ARN, or ``s3://<bucket>``) is set when the stream function records an acquisition or a sweep
@@ -149,21 +149,16 @@ class StateTable:
             return list(pool.map(work, tasks))
 
     # -- reads -----------------------------------------------------------------------------------------
-    def _batch_get_chunk(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        pending: dict[str, Any] = {self.name: {"Keys": keys, "ConsistentRead": True}}
-        for _ in range(_BATCH_GET_ATTEMPTS):
-            response = self._client.batch_get_item(RequestItems=pending)
-            items.extend(dict(item) for item in response.get("Responses", {}).get(self.name, []))
-            pending = dict(response.get("UnprocessedKeys") or {})
-            if not pending:
-                return items
-        raise AwsAccessError(f"state table {self.name!r} kept keys unprocessed (throttled)")
-
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Consistent reads of ``keys``, 100 to a BatchGetItem (the API's maximum), the batches concurrently."""
-        chunks = [keys[start : start + _BATCH_GET_MAX] for start in range(0, len(keys), _BATCH_GET_MAX)]
-        return [item for items in self._in_parallel(self._batch_get_chunk, chunks) for item in items]
+        """Consistent reads of ``keys``, 100 to a BatchGetItem, the batches concurrently."""
+        return batch_get(
+            self._client,
+            self.name,
+            keys,
+            workers=self._workers,
+            attempts=_BATCH_GET_ATTEMPTS,
+            label=f"state table {self.name!r}",
+        )
 
     def _query_held(self, scope: str) -> list[dict[str, Any]]:
         """The open set of one lock table (or bucket): one partition of the held-locks index, eventually consistent
