@@ -189,7 +189,7 @@ def reconciler(
     """Decides full or incremental reads of this account's lock tables: with a state table, and with the audit's
     health readable (its stream mappings, failure queue and function); None without a state table (every read is
     full)."""
-    if not settings.state_table_name or not isinstance(state, StateTable):
+    if not isinstance(state, StateTable):  # no state table: the run's memory only
         return None
     probe = None
     if settings.audit_stream_mappings and settings.audit_function_name and settings.audit_failure_queue_url:

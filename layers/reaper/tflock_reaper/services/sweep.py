@@ -153,11 +153,12 @@ def _read_table(
     """Read one table as planned. The open set is read first, in both kinds: an entry that the read then does not
     find was released before the read (:meth:`StateStore.settle` closes it). A Scan is planned instead when it costs
     fewer read units than the open set's locks one by one."""
-    held = state.held(table_scope(table.arn, table.name))
+    scope = table_scope(table.arn, table.name)
+    held = state.held(scope)
     if plan.kind is SweepKind.INCREMENTAL and (dearer := cheaper_to_scan(len(held), table.size_bytes())):
         plan = full(dearer)
     return _read_planned(
-        _Source(table.name, table_scope(table.arn, table.name), table.read, table.scan),
+        _Source(table.name, scope, table.read, table.scan),
         plan,
         held,
         lambda item: classify_item(item, now, table=table.name, table_arn=table.arn),
@@ -241,24 +242,27 @@ def _read_locks(
         plan = reconciler.plan(table, now) if reconciler is not None else full(NO_AUDIT)
         entries, read = _read_table(table, plan, state, now, report)
         reads.append(read)
-        for entry in entries:
-            if isinstance(entry, LockRecord):
-                table_locks.append(entry)
-            elif isinstance(entry, DigestRecord):
-                report.digests += 1
-            else:
-                _skip(entry, report)
+        table_locks += _locks_of(entries, report)
     file_locks: list[LockRecord] = []
     if lockfiles is not None:
         plan = reconciler.plan_lockfiles(lockfiles, now) if reconciler is not None else full(NO_AUDIT)
         parsed, read = _read_lockfiles(lockfiles, plan, state, now, report)
         reads.append(read)
-        for entry in parsed:
-            if isinstance(entry, LockRecord):
-                file_locks.append(entry)
-            else:
-                _skip(entry, report)
+        file_locks = _locks_of(parsed, report)
     return merge_backends(table_locks, file_locks), reads
+
+
+def _locks_of(entries: Sequence[LockRecord | DigestRecord | SkippedItem], report: SweepReport) -> list[LockRecord]:
+    """The well-formed locks of what was read; digests are counted, everything else is reported as skipped."""
+    locks: list[LockRecord] = []
+    for entry in entries:
+        if isinstance(entry, LockRecord):
+            locks.append(entry)
+        elif isinstance(entry, DigestRecord):
+            report.digests += 1
+        else:
+            _skip(entry, report)
+    return locks
 
 
 def _skip(skipped: SkippedItem, report: SweepReport) -> None:
