@@ -62,14 +62,14 @@ class AuditHealthProbe:
         try:
             consumed, failed, age = self._read_once()
         except (ClientError, BotoCoreError) as err:
-            return AuditHealth(consumer=False, failed_records=None, iterator_age=None, problem=describe(err))
+            return AuditHealth.unknown(describe(err))
         return AuditHealth(consumer=stream_arn in consumed, failed_records=failed, iterator_age=age)
 
     def lockfile_health(self, buckets: Sequence[str]) -> AuditHealth:
         """Consumed when the rule is enabled and every bucket sends its events to EventBridge (S3's notification
         configuration has ``EventBridgeConfiguration``): otherwise a lockfile's acquisition reaches nobody."""
         if self._lockfile_rule is None or self._events is None or self._s3 is None:
-            return AuditHealth(consumer=False, failed_records=None, iterator_age=None, problem="no lockfile audit")
+            return AuditHealth.unknown("no lockfile audit")
         try:
             _, failed, _ = self._read_once()
             rule = self._events.describe_rule(Name=self._lockfile_rule)
@@ -78,7 +78,7 @@ class AuditHealthProbe:
                 for bucket in buckets
             )
         except (ClientError, BotoCoreError) as err:
-            return AuditHealth(consumer=False, failed_records=None, iterator_age=None, problem=describe(err))
+            return AuditHealth.unknown(describe(err))
         # EventBridge invokes the function asynchronously: no iterator age; what fails every retry is queued.
         return AuditHealth(consumer=consumed, failed_records=failed, iterator_age=None)
 

@@ -173,12 +173,6 @@ class StateTable:
             items.extend(dict(item) for item in page.get("Items", []))
         return items
 
-    def _held_items(self, scope: str) -> list[dict[str, Any]]:
-        """The scope's open set: the snapshot :meth:`held` took in this sweep, else read now."""
-        if scope not in self._held:
-            self._held[scope] = self._query_held(scope)
-        return self._held[scope]
-
     def held(self, scope: str) -> list[HeldLock]:
         """The open set of ``scope`` as of now (a snapshot kept until :meth:`settle`): read it BEFORE reading the
         locks, so that an entry a later read does not find was released before that read."""

@@ -58,6 +58,11 @@ class AuditHealth:
     problem: str | None = None
     """Why the health could not be read (then nothing above is trusted)."""
 
+    @classmethod
+    def unknown(cls, problem: str) -> AuditHealth:
+        """The health could not be read: in doubt, so the read is full."""
+        return cls(consumer=False, failed_records=None, iterator_age=None, problem=problem)
+
 
 @dataclass(frozen=True)
 class ReconcileRecord:

@@ -71,7 +71,7 @@ class Reconciler:
         try:
             stream = table.latest_stream_arn()
         except AwsAccessError as err:
-            return AuditHealth(consumer=False, failed_records=None, iterator_age=None, problem=str(err))
+            return AuditHealth.unknown(str(err))
         return probe.health(stream)
 
     @staticmethod
