@@ -212,17 +212,13 @@ def _read_planned(
     read = _SourceRead(source.key, plan)
     if plan.kind is SweepKind.INCREMENTAL:
         read.unlisted = _unlisted(held, entries)
-    _log_read(report.reads[-1])
+    logger.info("lock source read", extra=report.reads[-1].to_dict())
     return entries, read
 
 
 def _unlisted(held: Sequence[HeldLock], entries: Sequence[object]) -> list[LockRecord]:
     listed = {(entry.lock_path, entry.lock_id) for entry in held}
     return [e for e in entries if isinstance(e, LockRecord) and (e.lock_path, e.lock_id) not in listed]
-
-
-def _log_read(read: SourceRead) -> None:
-    logger.info("lock source read", extra={"source": read.source, **read.to_dict()})
 
 
 def _read_locks(
