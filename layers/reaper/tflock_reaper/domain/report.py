@@ -74,8 +74,8 @@ class SourceRead:
     source: str
     kind: SweepKind
     reason: str
-    held: int | None = None
-    """Entries of the open set (incremental reads: the locks asked for)."""
+    held: int = 0
+    """Entries of the open set, read first in both kinds (an incremental read asks for their locks)."""
     items: int = 0
     """Items read."""
 
