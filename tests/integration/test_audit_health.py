@@ -164,8 +164,24 @@ def _emf(out: str) -> dict[str, Any]:
     return next(json.loads(line) for line in out.splitlines() if line.startswith("{") and "FullSweeps" in line)
 
 
+@pytest.fixture
+def logs(sweeper: Any) -> Any:
+    """What the function logs (Powertools binds its handler to the stdout of import time: redirect it)."""
+    import sweeper_handler  # noqa: PLC0415
+
+    buffer = io.StringIO()
+    previous = sweeper_handler.logger.registered_handler.setStream(buffer)
+    yield buffer
+    sweeper_handler.logger.registered_handler.setStream(previous)
+
+
+def _lines(buffer: io.StringIO, message: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("message") == message]
+
+
 def test_the_sweeper_reads_incrementally_what_the_stream_function_recorded(
-    sweeper: Any, audit: Audit, dynamodb: Any, capsys: pytest.CaptureFixture[str]
+    sweeper: Any, audit: Audit, dynamodb: Any, capsys: pytest.CaptureFixture[str], logs: io.StringIO
 ) -> None:
     put(dynamodb, lock_item("tf-state/a.tfstate"))
     first = sweeper(EVENT, FakeLambdaContext())
@@ -184,8 +200,16 @@ def test_the_sweeper_reads_incrementally_what_the_stream_function_recorded(
     result = stream_handler.handle_batch({"Records": [record]}, FakeLambdaContext(), StateTable(dynamodb, STATE_TABLE))
     assert result == {"batchItemFailures": []}
 
+    logs.truncate(0)
+    logs.seek(0)
     second = sweeper(EVENT, FakeLambdaContext())
     assert second["sweep_kind"] == "incremental"
+    [read] = _lines(logs, "lock source read")
+    assert (read["source"], read["kind"], read["held"], read["items"]) == (LOCK_TABLE, "incremental", 2, 2)
+    assert read["reason"].startswith("the audit is healthy")
+    [complete] = _lines(logs, "sweep complete")
+    assert complete["sweep_kind"] == "incremental"
+    assert complete["sweep_reasons"] == [f"{LOCK_TABLE}: incremental, {read['reason']}"]
     assert second["summary"]["locks"] == 2  # the one the full sweep recorded and the one the stream did
     emf = _emf(capsys.readouterr().out)
     assert (emf["FullSweeps"], emf["IncrementalSweeps"]) == ([0.0], [1.0])
