@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,13 @@ def function_policies(template: dict[str, Any], function: str) -> list[dict[str,
     function names (``Role: !GetAtt <Role>.Arn``)."""
     role = template["Resources"][function]["Properties"]["Role"]["!GetAtt"].removesuffix(".Arn")
     return [policy["PolicyDocument"] for policy in template["Resources"][role]["Properties"]["Policies"]]
+
+
+def function_statements(template: dict[str, Any], function: str) -> Iterator[dict[str, Any]]:
+    """Every statement of a function's inline policies, both branches of each ``!If`` (``AWS::NoValue`` left out)."""
+    for policy in function_policies(template, function):
+        for statement in policy["Statement"]:
+            if "!If" in statement:
+                yield from (branch for branch in statement["!If"][1:] if branch != {"!Ref": "AWS::NoValue"})
+            else:
+                yield statement

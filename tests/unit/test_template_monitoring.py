@@ -21,6 +21,9 @@ REQUIRED_ON_DASHBOARD = {
     "NotificationFailures",
     "UnreadableLocks",
     "ItemsSkipped",
+    # issue 16: which kind each sweep was
+    "IncrementalSweeps",
+    "FullSweeps",
 }
 
 

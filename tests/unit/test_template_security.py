@@ -3,11 +3,10 @@ streams, data encrypted at rest, logs kept for a bounded time, and every scanner
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cfn_template import function_policies, load_template
+from cfn_template import function_statements, load_template
 
 FUNCTIONS = ("SweeperFunction", "StreamFunction")
 
@@ -17,14 +16,7 @@ def template() -> dict[str, Any]:
     return load_template()
 
 
-def _statements(template: dict[str, Any], function: str) -> Iterator[dict[str, Any]]:
-    """Every statement of a function's inline policies, both branches of each ``!If``."""
-    for policy in function_policies(template, function):
-        for statement in policy["Statement"]:
-            if "!If" in statement:
-                yield from (branch for branch in statement["!If"][1:] if branch != {"!Ref": "AWS::NoValue"})
-            else:
-                yield statement
+_statements = function_statements
 
 
 def _listed(value: Any) -> list[Any]:
