@@ -272,11 +272,15 @@ class Rule(_Strict):
     notify: NotifySpec | None = None
 
     def matches(self, lock: LockRecord) -> bool:
-        if not fnmatchcase(lock.lock_path, self.match):
+        return self.matches_fields(lock.lock_path, lock.info.operation, lock.info.who)
+
+    def matches_fields(self, lock_path: str, operation: str, who: str) -> bool:
+        """:meth:`matches` for a lock known by its path, operation and holder (a recorded acquisition)."""
+        if not fnmatchcase(lock_path, self.match):
             return False
-        if self.operations is not None and lock.info.operation not in self.operations:
+        if self.operations is not None and operation not in self.operations:
             return False
-        return self.who is None or self.who.search(lock.info.who)
+        return self.who is None or self.who.search(who)
 
 
 @dataclass(frozen=True)
@@ -346,8 +350,12 @@ class Policy(_Strict):
 
     def rule_for(self, lock: LockRecord) -> EffectiveRule:
         """The first rule that matches the lock, completed from defaults; the defaults if none does."""
+        return self.rule_for_fields(lock.lock_path, lock.info.operation, lock.info.who)
+
+    def rule_for_fields(self, lock_path: str, operation: str, who: str) -> EffectiveRule:
+        """:meth:`rule_for` a lock known by its path, operation and holder (the backtest's recorded acquisitions)."""
         for index, rule in enumerate(self.rules):
-            if rule.matches(lock):
+            if rule.matches_fields(lock_path, operation, who):
                 return self._effective(rule, f"rules[{index}] {rule.match}")
         return self._effective(None, "defaults")
 
