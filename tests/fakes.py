@@ -101,6 +101,7 @@ class MemoryAuditStore:
         self.reap_status: dict[tuple[str, str], tuple[str, Any]] = {}
         self.scopes: set[str] = set()
         self.full_requests: list[tuple[str, str]] = []
+        self.principals: dict[tuple[str, str], str | None] = {}
 
     def record_acquired(self, lock: Any, server_time: Any, sequence: str) -> bool:
         key = (lock.lock_path, lock.lock_id)
@@ -110,8 +111,11 @@ class MemoryAuditStore:
         self.acquired[key] = server_time
         return True
 
-    def record_released(self, lock: Any, server_time: Any, sequence: str, *, position: str | None = None) -> Any:
+    def record_released(
+        self, lock: Any, server_time: Any, sequence: str, *, position: str | None = None, principal: str | None = None
+    ) -> Any:
         self.scopes.add(lock.scope)
+        self.principals[(lock.lock_path, lock.lock_id)] = principal
         from tflock_reaper.domain.records import ReleaseRecord  # noqa: PLC0415
 
         key = (lock.lock_path, lock.lock_id)

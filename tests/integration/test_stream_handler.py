@@ -213,3 +213,34 @@ def test_a_resolved_that_failed_is_retried_with_its_record_and_sent_once(dynamod
     assert channel.delivered[0].endswith("#resolved")
     audit = [e["event"] for e in _events(logs) if e["message"] == e["event"]]
     assert audit == ["lock_released", "lock_acquired"]
+
+
+def test_a_terraform_release_after_an_alert_is_logged_and_counted_as_by_hand(dynamodb, stream):
+    """The stream cannot tell ``terraform force-unlock`` from the holder's own release; a release of a lock the
+    reaper had reported stale is most likely the former: ``by_hand`` in the log line, and ForceUnlocks."""
+    from aws_lambda_powertools import Metrics  # noqa: PLC0415
+    from tflock_reaper.domain.lock import LockRecord, classify_item  # noqa: PLC0415
+    from tflock_reaper.entrypoints.stream import PowertoolsAuditLog  # noqa: PLC0415
+    from tflock_reaper.services.recorder import audit_stream_record  # noqa: PLC0415
+
+    module, logs = stream
+    store = StateTable(dynamodb, STATE_TABLE)
+    stuck, quick = lock_item("tf-state/stuck.tfstate", created=NOW), lock_item("tf-state/quick.tfstate", created=NOW)
+    batch = [stream_record("INSERT", new=stuck, at=NOW), stream_record("INSERT", new=quick, at=NOW)]
+    module.handle_batch(_batch(*batch), FakeLambdaContext(), store)
+    warned = classify_item(stuck, NOW, table="tf-locks", table_arn=TABLE_ARN)
+    assert isinstance(warned, LockRecord)
+    store.observe([warned], NOW + timedelta(hours=1))
+    store.settle([warned], NOW + timedelta(hours=1))
+
+    metrics = Metrics(namespace="TflockReaper", service="test")
+    metrics.clear_metrics()  # Powertools keeps one metric set per process
+    log = PowertoolsAuditLog(module.logger, metrics)
+    for old in (stuck, quick):
+        audit_stream_record(stream_record("REMOVE", old=old, at=NOW + timedelta(hours=2)), store, None, log)  # type: ignore[arg-type]
+
+    released = {e["lock_path"]: e for e in _events(logs) if e["event"] == "lock_released"}
+    assert released["tf-state/stuck.tfstate"]["by_hand"] is True
+    assert released["tf-state/quick.tfstate"]["by_hand"] is False
+    assert metrics.metric_set["ForceUnlocks"]["Value"] == [1.0]
+    assert metrics.metric_set["LocksReleased"]["Value"] == [1.0, 1.0]

@@ -31,7 +31,7 @@ class MemoryStateStore:
             self.states.setdefault(lock_key(lock), LockState(first_seen=now))
         return {lock_key(lock): self.states[lock_key(lock)] for lock in locks}
 
-    def settle(self, warned: Iterable[LockRecord], now: datetime) -> None:
+    def settle(self, warned: Iterable[LockRecord], now: datetime, blocked: Iterable[LockRecord] = ()) -> None:
         for lock in warned:
             key = lock_key(lock)
             self.states[key] = replace(self.states[key], warned_at=self.states[key].warned_at or now)
@@ -39,8 +39,8 @@ class MemoryStateStore:
     def mark_alerted(self, lock: LockRecord, channels: str) -> None:
         self.alerted.setdefault(lock_key(lock), channels)
 
-    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
-        self.reaps[lock_key(lock)] = {"status": "pending", "started_at": now, "item": lock.item}
+    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str], by: str = "sweep") -> None:
+        self.reaps[lock_key(lock)] = {"status": "pending", "started_at": now, "item": lock.item, "by": by}
 
     def last_persisted(self, scope: str, state_path: str) -> datetime | None:
         return self.persisted.get((scope, state_path))

@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,17 +32,46 @@ from tflock_reaper.adapters.errors import AwsAccessError, describe
 from tflock_reaper.domain.lock import DynamoItem, LockRecord, lockfile_scope
 from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, lock_key
 from tflock_reaper.domain.reconcile import ReconcileRecord
-from tflock_reaper.domain.records import Acquisition, LockfileEntry, ReleaseRecord
+from tflock_reaper.domain.records import TTL_PRINCIPAL, Acquisition, LockfileEntry, ReleaseRecord, release_author
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from tflock_reaper.domain.history import HistoryRecord
 
 #: Observation records expire this long after they were last refreshed (a lock held longer is refreshed).
 OBSERVATION_TTL = timedelta(days=30)
 #: A record closer than this to expiry is refreshed when its lock is seen again.
 REFRESH_WITHIN = timedelta(days=7)
-#: Reap records (with the deleted item) are kept this long for follow-up.
+#: Reap records (with the deleted item) are kept this long for follow-up (or the history's retention, if longer).
 REAP_TTL = timedelta(days=90)
+#: How long an acquisition's record is kept after its release, by default (the stack's ``HistoryRetentionDays``).
+HISTORY_RETENTION = timedelta(days=90)
+#: The history: an index of every acquisition by the day (UTC) of its server-side acquisition time, sorted by that
+#: time. A time range is one Query per day (in parallel), never a Scan; one state's history is its own partition
+#: (``pk``), read with :meth:`StateTable.state_history`.
+HISTORY_INDEX = "history-by-day"
+HISTORY_KEY = "history_day"
+#: What the history index projects besides its keys (``acquired_at``) and the table's (template.yaml, checked by
+#: the template tests): what ``domain.history.HistoryRecord`` is made of, never the reaped item.
+HISTORY_PROJECTION = (
+    "lock_scope",
+    "lock_path",
+    "lock_id",
+    "lock_table",
+    "who",
+    "operation",
+    "released_at",
+    "released_by",
+    "reap_started_at",
+    "warned_at",
+    "blocked_at",
+    "reap_status",
+    "reap_finished_at",
+    "reaped_by",
+    "first_seen",
+    "gone_at",
+)
 #: Sort key of the per-state item holding the last digest write seen on the stream.
 PERSISTED_SK = "PERSISTED"
 #: DynamoDB stream sequence numbers have 21 to 40 digits.
@@ -129,11 +159,71 @@ def _epoch(when: datetime) -> dict[str, str]:
     return {"N": str(int(when.timestamp()))}
 
 
+def history_day(when: datetime) -> str:
+    """The history index's partition of an acquisition: the day (UTC) of its server-side acquisition time."""
+    return when.astimezone(UTC).date().isoformat()
+
+
+def _history_records(items: Iterable[dict[str, Any]]) -> list[HistoryRecord]:
+    """The acquisitions among ``items`` (those with a server-side acquisition time), as the history reads them."""
+    # Imported here: the functions never read the history, and the domain's history imports the policy (cold start).
+    from tflock_reaper.domain.history import HistoryRecord  # noqa: PLC0415
+
+    def text(item: dict[str, Any], name: str) -> str | None:
+        value = item.get(name, {}).get("S")
+        return value if isinstance(value, str) else None
+
+    records = []
+    for item in items:
+        acquired, lock_id = _time(item, "acquired_at"), text(item, "lock_id")
+        if acquired is None or lock_id is None:
+            continue
+        released = _time(item, "released_at")
+        reap = ReleaseRecord(None, text(item, "reap_status"), _time(item, "reap_started_at"))
+        records.append(
+            HistoryRecord(
+                scope=text(item, "lock_scope") or "",
+                lock_path=text(item, "lock_path") or "",
+                lock_id=lock_id,
+                who=text(item, "who") or "",
+                operation=text(item, "operation") or "",
+                acquired_at=acquired,
+                released_at=released,
+                released_by=release_author(released, text(item, "released_by"), reap) if released else None,
+                warned_at=_time(item, "warned_at"),
+                blocked_at=_time(item, "blocked_at"),
+                reap_status=reap.reap_status,
+                reaped_by=text(item, "reaped_by"),
+                gone_at=_time(item, "gone_at"),
+                table=text(item, "lock_table"),
+            )
+        )
+    return records
+
+
+@dataclass(frozen=True)
+class _Observation:
+    """One lock's writes at the end of a sweep (see :meth:`StateTable.settle`)."""
+
+    lock: LockRecord
+    seen: datetime | None = None
+    warned: datetime | None = None
+    blocked: datetime | None = None
+
+
 class StateTable:
-    def __init__(self, client: DynamoDBClient, name: str, *, workers: int = WORKERS) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        name: str,
+        *,
+        workers: int = WORKERS,
+        history_retention: timedelta = HISTORY_RETENTION,
+    ) -> None:
         self._client = client
         self.name = name
         self._workers = workers
+        self._retention = history_retention
         self._unrecorded: dict[LockKey, tuple[LockRecord, datetime]] = {}
         """Locks observed by the current sweep whose observation is still to be written (see :meth:`settle`)."""
         self._gone: list[tuple[str, str]] = []
@@ -239,21 +329,25 @@ class StateTable:
             )
         return states
 
-    def settle(self, warned: Iterable[LockRecord], now: datetime) -> None:
+    def settle(self, warned: Iterable[LockRecord], now: datetime, blocked: Iterable[LockRecord] = ()) -> None:
         """Write the sweep's observations: first seen (``if_not_exists``: an overlapping sweep's earlier time
-        stays) for the locks :meth:`observe` had no record of, and ``warned_at`` for ``warned``. One UpdateItem
+        stays) for the locks :meth:`observe` had no record of, ``warned_at`` for ``warned`` and ``blocked_at`` for
+        ``blocked`` (each kept from the first time: the history says whether a lock was ever so). One UpdateItem
         per lock that needs a write, several at a time: BatchWriteItem cannot update (it would replace the
         stream function's attributes), and TransactWriteItems would double the write cost.
 
         Every write is attempted; if some fail, :class:`AwsAccessError` says how many (those locks are simply
         first seen again by the next sweep)."""
-        writes: dict[LockKey, tuple[LockRecord, datetime | None, datetime | None]] = {
-            key: (lock, seen, None) for key, (lock, seen) in self._unrecorded.items()
+        writes: dict[LockKey, _Observation] = {
+            key: _Observation(lock, seen) for key, (lock, seen) in self._unrecorded.items()
         }
         self._unrecorded = {}
         for lock in warned:
-            recorded, seen, _ = writes.get(lock_key(lock), (lock, None, None))
-            writes[lock_key(lock)] = (recorded, seen, now)
+            write = writes.get(lock_key(lock), _Observation(lock))
+            writes[lock_key(lock)] = replace(write, warned=now)
+        for lock in blocked:
+            write = writes.get(lock_key(lock), _Observation(lock))
+            writes[lock_key(lock)] = replace(write, blocked=now)
         gone, self._gone, self._held = self._gone, [], {}
         errors = [err for err in self._in_parallel(self._settle_one, list(writes.values())) if err is not None]
         errors += [err for err in self._in_parallel(partial(self._close, now=now), gone) if err is not None]
@@ -269,24 +363,28 @@ class StateTable:
             self._client.update_item(
                 TableName=self.name,
                 Key=key,
-                UpdateExpression=f"SET gone_at = if_not_exists(gone_at, :now) REMOVE {HELD_KEY}, {LEGACY_OPEN_KEY}",
-                ExpressionAttributeValues={":now": {"S": now.isoformat()}},
+                UpdateExpression=f"SET gone_at = if_not_exists(gone_at, :now), expires_at = :ttl "
+                f"REMOVE {HELD_KEY}, {LEGACY_OPEN_KEY}",
+                ExpressionAttributeValues={":now": {"S": now.isoformat()}, ":ttl": _epoch(now + self._retention)},
             )
         except (ClientError, BotoCoreError) as err:
             return describe(err)
         return None
 
-    def _settle_one(self, write: tuple[LockRecord, datetime | None, datetime | None]) -> str | None:
-        lock, seen, warned = write
+    def _settle_one(self, write: _Observation) -> str | None:
+        lock, seen = write.lock, write.seen
         parts: list[str] = []
         values: dict[str, Any] = {}
         if seen is not None:
             parts.append("first_seen = if_not_exists(first_seen, :seen)")
             parts.append(f"expires_at = :ttl, {HELD_KEY} = :scope")
             values |= {":seen": {"S": seen.isoformat()}, ":ttl": _epoch(seen + OBSERVATION_TTL)}
-        if warned is not None:
+        if write.warned is not None:
             parts.append("warned_at = if_not_exists(warned_at, :warned)")
-            values[":warned"] = {"S": warned.isoformat()}
+            values[":warned"] = {"S": write.warned.isoformat()}
+        if write.blocked is not None:
+            parts.append("blocked_at = if_not_exists(blocked_at, :blocked)")
+            values[":blocked"] = {"S": write.blocked.isoformat()}
         remove = f" REMOVE {LEGACY_OPEN_KEY}" if seen is not None else ""
         try:
             self._update(lock, "SET " + ", ".join(parts), values, remove=remove)
@@ -389,6 +487,47 @@ class StateTable:
             if isinstance(item.get("lock_id", {}).get("S"), str)
         ]
 
+    # -- the history -----------------------------------------------------------------------------------
+    def history(self, since: datetime, until: datetime) -> list[HistoryRecord]:
+        """Every acquisition recorded between ``since`` and ``until`` (server time), oldest first: one Query of the
+        history index per day (UTC) of the range, several at a time; never a Scan."""
+        first, last = since.astimezone(UTC).date(), until.astimezone(UTC).date()
+        days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+        bounds = {":lo": {"S": since.isoformat()}, ":hi": {"S": until.isoformat()}}
+
+        def day_items(day: str) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
+            for page in self._client.get_paginator("query").paginate(
+                TableName=self.name,
+                IndexName=HISTORY_INDEX,
+                KeyConditionExpression=f"{HISTORY_KEY} = :day AND acquired_at BETWEEN :lo AND :hi",
+                ExpressionAttributeValues={":day": {"S": day}, **bounds},
+            ):
+                items.extend(dict(item) for item in page.get("Items", []))
+            return items
+
+        try:
+            pages = self._in_parallel(day_items, days)
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read the history in state table {self.name!r}: {describe(err)}") from err
+        records = [record for items in pages for record in _history_records(items)]
+        return sorted(records, key=lambda r: r.acquired_at)
+
+    def state_history(self, scope: str, lock_path: str) -> list[HistoryRecord]:
+        """Every acquisition recorded for one state (its partition of the table, consistent), oldest first."""
+        items: list[dict[str, Any]] = []
+        try:
+            for page in self._client.get_paginator("query").paginate(
+                TableName=self.name,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :id)",
+                ExpressionAttributeValues={":pk": {"S": state_pk(scope, lock_path)}, ":id": {"S": "ID#"}},
+                ConsistentRead=True,
+            ):
+                items.extend(dict(item) for item in page.get("Items", []))
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read the history in state table {self.name!r}: {describe(err)}") from err
+        return sorted(_history_records(items), key=lambda r: r.acquired_at)
+
     def open_acquisitions(self, scope: str, lock_path: str) -> list[Acquisition]:
         """The acquisitions of ``lock_path`` in ``scope`` whose release is not recorded."""
         return [a for a in self.acquisitions(scope, lock_path) if a.open]
@@ -414,17 +553,18 @@ class StateTable:
     def mark_alerted(self, lock: LockRecord, channels: str) -> None:
         self._write(lock, "SET alert_channels = if_not_exists(alert_channels, :c)", {":c": {"S": channels}})
 
-    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
+    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str], by: str = "sweep") -> None:
         self._write(
             lock,
             "SET reap_status = :pending, reap_started_at = :now, reaped_item = :item, reap_reasons = :reasons, "
-            "expires_at = :ttl",
+            "reaped_by = :by, expires_at = :ttl",
             {
                 ":pending": {"S": "pending"},
                 ":now": {"S": now.isoformat()},
                 ":item": {"M": lock.item},
                 ":reasons": {"L": [{"S": r} for r in reasons]},
-                ":ttl": _epoch(now + REAP_TTL),
+                ":by": {"S": by},
+                ":ttl": _epoch(now + max(REAP_TTL, self._retention)),
             },
         )
 
@@ -461,15 +601,18 @@ class StateTable:
         return True, dict(response.get("Attributes", {}))
 
     def record_acquired(self, lock: LockRecord, server_time: datetime, sequence: str) -> bool:
+        """The acquisition, in the open set and in the history (``history_day``: its day, UTC)."""
         info = lock.info
         table = ", lock_table = :table" if lock.table is not None else ""
         written, _ = self._conditional(
             _lock_key(lock),
             "SET acquired_at = :t, acquired_seq = :seq, lock_scope = :scope, lock_path = :path, lock_id = :id, "
-            f"who = :who, operation = :op, expires_at = if_not_exists(expires_at, :ttl), {HELD_KEY} = :scope{table}",
+            f"who = :who, operation = :op, expires_at = if_not_exists(expires_at, :ttl), {HELD_KEY} = :scope, "
+            f"{HISTORY_KEY} = :day{table}",
             "attribute_not_exists(acquired_at)",
             {
                 ":t": {"S": server_time.isoformat()},
+                ":day": {"S": history_day(server_time)},
                 ":seq": {"S": sequence},
                 **_readable(lock),
                 **({":table": {"S": lock.table}} if lock.table is not None else {}),
@@ -481,15 +624,27 @@ class StateTable:
         return written
 
     def record_released(
-        self, lock: LockRecord, server_time: datetime, sequence: str, *, position: str | None = None
+        self,
+        lock: LockRecord,
+        server_time: datetime,
+        sequence: str,
+        *,
+        position: str | None = None,
+        principal: str | None = None,
     ) -> ReleaseRecord:
         """With ``position`` (a lockfile deletion's sequencer position), the release replaces one recorded from a
-        later deletion: S3 events arrive in any order, and the earliest deletion after the create is the release."""
+        later deletion: S3 events arrive in any order, and the earliest deletion after the create is the release.
+
+        ``released_by`` is written from the stream record's ``principal`` (``ttl`` for DynamoDB's TTL process, else
+        ``terraform``); a reader takes the reap record over it (``domain.records.release_author``): the stream may
+        deliver the release before the sweeper records its reap. The record is then kept for the history's
+        retention after the release."""
         values: dict[str, Any] = {
             ":t": {"S": server_time.isoformat()},
             ":seq": {"S": sequence},
             **_readable(lock),
-            ":ttl": _epoch(server_time + OBSERVATION_TTL),
+            ":ttl": _epoch(server_time + self._retention),
+            ":by": {"S": "ttl" if principal == TTL_PRINCIPAL else "terraform"},
         }
         by_position, condition = "", "attribute_not_exists(released_at)"
         if position is not None:
@@ -498,7 +653,7 @@ class StateTable:
         written, attributes = self._conditional(
             _lock_key(lock),
             "SET released_at = :t, released_seq = :seq, lock_scope = :scope, lock_path = :path, lock_id = :id, "
-            f"expires_at = if_not_exists(expires_at, :ttl){by_position} REMOVE {HELD_KEY}, {LEGACY_OPEN_KEY}",
+            f"released_by = :by, expires_at = :ttl{by_position} REMOVE {HELD_KEY}, {LEGACY_OPEN_KEY}",
             condition,
             values,
         )
@@ -508,6 +663,8 @@ class StateTable:
             reap_started_at=_time(attributes, "reap_started_at"),
             alert_channels=attributes.get("alert_channels", {}).get("S"),
             first=written,
+            warned_at=_time(attributes, "warned_at"),
+            reaped_by=attributes.get("reaped_by", {}).get("S"),
         )
 
     def revoke_release(self, scope: str, lock_path: str, lock_id: str, position: str) -> bool:

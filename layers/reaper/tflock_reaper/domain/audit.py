@@ -13,7 +13,7 @@ This module is pure: :func:`parse_record` turns a Lambda stream record into a :c
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -28,10 +28,7 @@ from tflock_reaper.domain.lock import (
     classify_item,
     describe_validation_error,
 )
-from tflock_reaper.domain.records import ReleaseRecord
-
-#: The stream's user identity on deletions made by DynamoDB's TTL process.
-TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+from tflock_reaper.domain.records import TTL_PRINCIPAL, ReleaseRecord, reaped_by_us
 
 
 class EventKind(StrEnum):
@@ -197,10 +194,17 @@ class AcquisitionStore(Protocol):
         ...
 
     def record_released(
-        self, lock: LockRecord, server_time: datetime, sequence: str, *, position: str | None = None
+        self,
+        lock: LockRecord,
+        server_time: datetime,
+        sequence: str,
+        *,
+        position: str | None = None,
+        principal: str | None = None,
     ) -> ReleaseRecord:
         """The acquisition's record; ``first`` is False when this release was already recorded. With ``position``
-        (a lockfile deletion's), the release replaces one recorded from a later deletion."""
+        (a lockfile deletion's), the release replaces one recorded from a later deletion. ``principal``: the stream
+        record's user identity (DynamoDB's TTL process has one)."""
         ...
 
 
@@ -214,25 +218,6 @@ class AuditStore(AcquisitionStore, Protocol):
     def request_full(self, scope: str, reason: str, now: datetime) -> None:
         """Make the next sweep of the lock table ``scope`` read every item (see ``domain.reconcile``)."""
         ...
-
-
-#: A ``pending`` reap record (the delete's outcome not yet written) explains a removal this close to it.
-REAP_ATTRIBUTION_WINDOW = timedelta(minutes=5)
-
-
-def reaped_by_us(server_time: datetime, record: ReleaseRecord | None) -> bool:
-    """Whether a removal at ``server_time`` was the reaper's own, by the acquisition's reap record."""
-    if record is None:
-        return False
-    if record.reap_status == "reaped":
-        return True
-    # The stream can deliver the REMOVE before the sweeper writes "reaped"; but a reap that never got that far
-    # (a crash between intent and delete) must not claim a later ordinary release.
-    return (
-        record.reap_status == "pending"
-        and record.reap_started_at is not None
-        and abs(server_time - record.reap_started_at) <= REAP_ATTRIBUTION_WINDOW
-    )
 
 
 def released_by(
@@ -261,6 +246,8 @@ class AuditEvent:
     held_seconds: float | None = None
     released_by: ReleasedBy | None = None
     reason: str | None = None
+    by_hand: bool = False
+    """A release by a person (see ``ReleaseRecord.by_hand``): counted as ``ForceUnlocks``."""
 
     def log_fields(self) -> dict[str, Any]:
         """The structured log line's fields (``lock_created``: ``created`` is a LogRecord attribute)."""
@@ -276,6 +263,7 @@ class AuditEvent:
         if self.event is EventKind.LOCK_RELEASED:
             fields["held_seconds"] = self.held_seconds
             fields["released_by"] = self.released_by
+            fields["by_hand"] = self.by_hand
         if self.reason is not None:
             fields["reason"] = self.reason
         return fields
@@ -302,11 +290,16 @@ def released_event(
     since: datetime | None,
     by: ReleasedBy,
     reason: str | None = None,
+    record: ReleaseRecord | None = None,
 ) -> AuditEvent:
     """``lock_released`` at the server's time of the release (a lock item's ``REMOVE``, a lockfile's deletion).
 
     ``lock`` is None when the events do not say which lock it was (``lock_path`` is the lock's when they do);
-    ``held_seconds`` runs from ``since`` (None: unknown)."""
+    ``held_seconds`` runs from ``since`` (None: unknown); ``record``, the state table's, says whether it was
+    released by hand."""
     base = acquired_event(lock, server_time) if lock else AuditEvent(EventKind.LOCK_RELEASED, lock_path, server_time)
     held = round((server_time - since).total_seconds(), 3) if since else None
-    return replace(base, event=EventKind.LOCK_RELEASED, held_seconds=held, released_by=by, reason=reason)
+    by_hand = record is not None and record.by_hand(by)
+    return replace(
+        base, event=EventKind.LOCK_RELEASED, held_seconds=held, released_by=by, reason=reason, by_hand=by_hand
+    )

@@ -51,17 +51,18 @@ class StateStore(Protocol):
         recording that until :meth:`settle`."""
         ...
 
-    def settle(self, warned: Iterable[LockRecord], now: datetime) -> None:
+    def settle(self, warned: Iterable[LockRecord], now: datetime, blocked: Iterable[LockRecord] = ()) -> None:
         """End of a sweep: record what :meth:`observe` deferred, and ``now`` as the warning time of ``warned``
-        (kept from the first warning)."""
+        (kept from the first warning) and as the time the reap of ``blocked`` was first blocked (the history)."""
         ...
 
     def mark_alerted(self, lock: LockRecord, channels: str) -> None:
         """Remember (once) the channels alerted about this lock, as JSON, so its release can be announced."""
         ...
 
-    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str]) -> None:
-        """Record the intent (with the full item) before deleting: if this fails, nothing is deleted."""
+    def begin_reap(self, lock: LockRecord, now: datetime, reasons: Sequence[str], by: str = "sweep") -> None:
+        """Record the intent (with the full item, and ``by``: ``sweep`` or ``unlock by <user@host>``) before
+        deleting: if this fails, nothing is deleted."""
         ...
 
     def end_reap(self, lock: LockRecord, outcome: str, now: datetime, item: DynamoItem | None) -> None: ...

@@ -5,8 +5,13 @@ start)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
+
+#: The stream's user identity on deletions made by DynamoDB's TTL process.
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+#: A ``pending`` reap record (the delete's outcome not yet written) explains a removal this close to it.
+REAP_ATTRIBUTION_WINDOW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,42 @@ class ReleaseRecord:
     """JSON of the channels alerted about this lock (see ``alerting.channel_snapshot``), if any."""
     first: bool = True
     """False when the release had been recorded already (a redelivered record)."""
+    warned_at: datetime | None = None
+    """When the reaper first reported the lock stale, if it did."""
+    reaped_by: str | None = None
+    """Who asked for its reap, if one was attempted: ``sweep``, or ``unlock by <user@host>`` (by hand)."""
+
+    def by_hand(self, released_by: str) -> bool:
+        """Released by a person: with ``tflock-reaper unlock``, or by a Terraform principal after the reaper had
+        alerted about the lock (most likely ``terraform force-unlock``: the stream cannot tell it from the holder's
+        own unlock)."""
+        if released_by == "tflock-reaper":
+            return (self.reaped_by or "").startswith("unlock")
+        return released_by == "terraform" and self.warned_at is not None
+
+
+def reaped_by_us(server_time: datetime, record: ReleaseRecord | None) -> bool:
+    """Whether a removal at ``server_time`` was the reaper's own, by the acquisition's reap record."""
+    if record is None:
+        return False
+    if record.reap_status == "reaped":
+        return True
+    # The stream can deliver the REMOVE before the sweeper writes "reaped"; but a reap that never got that far
+    # (a crash between intent and delete) must not claim a later ordinary release.
+    return (
+        record.reap_status == "pending"
+        and record.reap_started_at is not None
+        and abs(server_time - record.reap_started_at) <= REAP_ATTRIBUTION_WINDOW
+    )
+
+
+def release_author(released_at: datetime, written: str | None, record: ReleaseRecord) -> str:
+    """Who released an acquisition, as its state-table record says when read back: the reaper when its reap record
+    explains the release (the stream may have recorded the release first, as ``terraform``), else what the stream
+    function wrote (``terraform`` or ``ttl``)."""
+    if reaped_by_us(released_at, record):
+        return "tflock-reaper"
+    return written or "unknown"
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class PowertoolsAuditLog:
 
     def _count_event(self, event: AuditEvent) -> None:
         self.count(_COUNTERS[event.event], 1)
+        if event.by_hand:
+            self.count("ForceUnlocks", 1)
         if event.event is EventKind.LOCK_RELEASED and event.held_seconds is not None:
             with single_metric(
                 name="LockHoldSeconds",

@@ -58,9 +58,11 @@ def reap(
     targets: Targets,
     state: StateStore,
     clock: Callable[[], datetime],
+    *,
+    by: str = "sweep",
 ) -> tuple[Outcome, list[str], DynamoItem | None]:
     try:
-        state.begin_reap(lock, clock(), verdict.reasons)
+        state.begin_reap(lock, clock(), verdict.reasons, by)
     except AwsAccessError as err:
         logger.error("reap not attempted", extra={"lock_path": lock.lock_path, "error": str(err)})
         return Outcome.FAILED, [f"could not record the reap before deleting ({err}): nothing deleted"], None

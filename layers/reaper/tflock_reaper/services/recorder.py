@@ -165,7 +165,7 @@ def _record(change: StreamChange, store: AuditStore) -> AuditEvent | Recorded | 
     if meaning.lock is None:
         return _released(change, meaning, None)
     lock = meaning.lock
-    record = store.record_released(lock, change.server_time, change.sequence_number)
+    record = store.record_released(lock, change.server_time, change.sequence_number, principal=change.principal)
     event = _released(change, meaning, record)
     resolved = _resolved(event, meaning.lock, record, change.table)
     if not record.first and resolved is None:
@@ -180,7 +180,7 @@ def _released(change: StreamChange, meaning: Released, record: ReleaseRecord | N
     lock = meaning.lock
     since = (record.acquired_at if record else None) or (lock.info.created if lock else None)
     by = released_by(change.server_time, lock, record, change.principal)
-    return released_event(meaning.lock_path, change.server_time, lock, since=since, by=by)
+    return released_event(meaning.lock_path, change.server_time, lock, since=since, by=by, record=record)
 
 
 def _resolved(event: AuditEvent, lock: LockRecord, record: ReleaseRecord, table: str) -> Notification | None:
@@ -353,7 +353,8 @@ def _release(
     # events of the same second may carry times in either order.
     at = deleted.server_time
     since = min(record.acquired_at or created.server_time, at)
-    event = released_event(change.lock_path, at, lock, since=since, by=released_by(at, lock, record), reason=note)
+    by = released_by(at, lock, record)
+    event = released_event(change.lock_path, at, lock, since=since, by=by, reason=note, record=record)
     # Without ``lock_created``, as lockfile releases have always been logged (their body was not kept at first).
     # README promises the same fields as a lock item's release: adding it is a change of its own, not issue 14's.
     return [replace(event, created=None)]

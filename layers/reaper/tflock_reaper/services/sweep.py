@@ -348,7 +348,7 @@ def sweep(
     if plan.breaker:
         logger.error("circuit breaker tripped", extra={"reason": plan.breaker})
 
-    warned: list[LockRecord] = []
+    stale: tuple[list[LockRecord], list[LockRecord]] = ([], [])
     for lock, verdict, planned in zip(locks, verdicts, plan.outcomes, strict=False):
         if no_time_left():
             break
@@ -360,14 +360,21 @@ def sweep(
             entry.notes.extend(extra)
         if alerts is not None:
             entry.notifications = _alert(alerts, entry, now)
-        if entry.outcome in STALE_OUTCOMES and entry.state.warned_at is None:
-            warned.append(lock)
+        _remember_stale(entry, *stale)
         report.locks.append(entry)
         _log_verdict(entry, quiet_kept=report.sweep_kind is SweepKind.INCREMENTAL)
     if alerts is not None:
         _alert_unreadables(alerts, report, no_time_left, now)
-    _finish(report, locks, state, warned, now, reconciled=partial(_reconciled, reconciler, reads, now))
+    _finish(report, locks, state, stale, now, reconciled=partial(_reconciled, reconciler, reads, now))
     return report
+
+
+def _remember_stale(entry: LockReport, warned: list[LockRecord], blocked: list[LockRecord]) -> None:
+    """The locks first reported stale by this sweep, and those whose reap it blocked (the history keeps both)."""
+    if entry.outcome in STALE_OUTCOMES and entry.state.warned_at is None:
+        warned.append(entry.lock)
+    if entry.outcome is Outcome.BLOCKED:
+        blocked.append(entry.lock)
 
 
 def _observe(
@@ -435,7 +442,7 @@ def _finish(
     report: SweepReport,
     locks: list[LockRecord],
     state: StateStore,
-    warned: list[LockRecord],
+    stale: tuple[list[LockRecord], list[LockRecord]],
     now: datetime,
     *,
     reconciled: Callable[[], None],
@@ -449,7 +456,8 @@ def _finish(
             extra={"deferred": len(report.deferred), "acted_on": len(report.locks), "locks": len(locks)},
         )
     try:
-        state.settle(warned, now)
+        warned, blocked = stale
+        state.settle(warned, now, blocked)
     except AwsAccessError as err:
         logger.error("cannot record the sweep's observations", extra={"error": str(err)})
         return
@@ -540,11 +548,12 @@ def unlock(
     reason: str,
     clock: Callable[[], datetime] = utcnow,
     alerts: AlertSink | None = None,
+    by: str = "unlock",
 ) -> LockReport:
     """Reap the one acquisition a human named (``tflock-reaper unlock``), as a sweep reaps: :func:`reap`'s record of
     the intent, conditional delete (on ``lock`` exactly as it was read and shown), log line and outcome, then the
     ``reaped`` alert on the lock's rule's channels. The policy's gates are not asked: the human is the gate.
-    ``reason`` is recorded with the reap."""
+    ``reason`` is recorded with the reap, and ``by`` (``unlock by <user@host>``) as who asked for it."""
     now = clock()
     lock_state = _server_time(state.observe([lock], now)[lock_key(lock)], lock)
     rule = policy.rule_for(lock)
@@ -554,7 +563,7 @@ def unlock(
         Action.REAP, (reason,), ages.age, ages.basis, observed, rule, None, False, ages.reap_age, ages.reap_basis
     )
     entry = LockReport(lock, verdict, Outcome.REAPED, lock_state)
-    entry.outcome, notes, entry.deleted_item = reap(lock, verdict, Targets(tables, lockfiles), state, clock)
+    entry.outcome, notes, entry.deleted_item = reap(lock, verdict, Targets(tables, lockfiles), state, clock, by=by)
     entry.notes.extend(notes)
     if alerts is not None and entry.outcome is Outcome.REAPED:
         entry.notifications = _alert(alerts, entry, now)

@@ -88,14 +88,16 @@ def run_unlock(run: Run) -> int:
             state_table=args.state_table,
             default_topic_arn=args.alert_topic_arn,
         )
+    operator = _operator()
     entry = unlock(
         lock,
         tables=tables,
         lockfiles=lockfiles,
         state=state,
         policy=policy,
-        reason=f"released by hand: tflock-reaper unlock --id {lock.lock_id}, run by {_operator()}",
+        reason=f"released by hand: tflock-reaper unlock --id {lock.lock_id}, run by {operator}",
         alerts=alerts,
+        by=f"unlock by {operator}",
     )
     return _report(run, entry, tables, lockfiles)
 
