@@ -39,8 +39,10 @@ UNLOCK_PREFIX = "unlock"
 DEFAULT_SWEEP_EVERY = timedelta(minutes=1)
 #: Below this many releases by their holders, a group's thresholds are not suggested: the data says too little.
 MIN_SAMPLES = 20
-#: ``reap_after`` is suggested at least this many times the p99 hold of the locks their holders released.
+#: ``reap_after`` is suggested at least this many times the p99 hold of the locks their holders released, above
+#: ``warn_after`` (an alert comes first) and never below :data:`MIN_REAP_AFTER`.
 REAP_HEADROOM = 2
+MIN_REAP_AFTER = timedelta(minutes=15)
 #: The thresholds ``suggest`` chooses from: round values a person would write.
 LADDER = tuple(
     timedelta(minutes=m)
@@ -458,10 +460,10 @@ def _propose(  # noqa: PLR0917 - one call site, each argument named there
     p99 = timedelta(seconds=percentile(holds, 99))
     reasoning = _describe_holds(by_holder, where, now)
     warn = next((step for step in LADDER if step >= p99), LADDER[-1])
-    floor = max(warn, p99 * REAP_HEADROOM)
+    floor = max(p99 * REAP_HEADROOM, MIN_REAP_AFTER)
     reap = None
     tried: list[tuple[timedelta, int]] = []
-    for step in (s for s in LADDER if s >= floor):
+    for step in (s for s in LADDER if s >= floor and s > warn):
         wrongful = _wrongful(by_holder, replace(current, warn_after=warn, reap_after=step), now, sweep_every)
         tried.append((step, wrongful))
         if wrongful == 0:
@@ -481,7 +483,8 @@ def _propose(  # noqa: PLR0917 - one call site, each argument named there
     reasoning.append("; ".join(comparisons))
     reasoning.append(
         f"suggested warn_after {format_duration(warn)} (the p99 hold, rounded up), reap_after "
-        f"{format_duration(reap)} (at least {REAP_HEADROOM}x the p99 hold, and no live lock reaped)"
+        f"{format_duration(reap)} (at least {REAP_HEADROOM}x the p99 hold, above warn_after, at least "
+        f"{format_duration(MIN_REAP_AFTER)}, and no live lock reaped)"
     )
     changed = (warn, reap) != (rule.warn_after, rule.reap_after)
     return Suggestion(name, glob, len(records), len(by_holder), warn, reap, tuple(reasoning), changed)

@@ -9,6 +9,7 @@ ones); the defaults are built on first use, never at import.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +82,11 @@ def default_store() -> StateTable:
     settings = get_settings()
     if not settings.state_table_name:
         raise RuntimeError("STATE_TABLE_NAME is not set: the stream function records into the state table")
-    return StateTable(default_clients().dynamodb(), settings.state_table_name)
+    return StateTable(
+        default_clients().dynamodb(),
+        settings.state_table_name,
+        history_retention=timedelta(days=settings.history_retention_days),
+    )
 
 
 def default_read(bucket: str, key: str) -> LockfileObject | None:

@@ -26,7 +26,7 @@ from tflock_reaper.adapters.holders import make_providers
 from tflock_reaper.adapters.lock_table import LockTable
 from tflock_reaper.adapters.log_redaction import LogRedaction, install_log_redaction
 from tflock_reaper.adapters.notification_ledger import DynamoLedger
-from tflock_reaper.adapters.state_table import StateTable
+from tflock_reaper.adapters.state_table import HISTORY_RETENTION, StateTable
 from tflock_reaper.domain.deadline import UNBOUNDED, Budget
 from tflock_reaper.domain.memory import StateStore
 from tflock_reaper.domain.notifier import NotificationLedger
@@ -129,10 +129,13 @@ def outbound_budget(remaining_seconds: Callable[[], float] | None) -> Budget:
     return Budget.keeping(remaining_seconds, TIME_RESERVE_SECONDS + OUTBOUND_MARGIN_SECONDS)
 
 
-def state_store(clients: AwsClients, state_table: str | None) -> StateStore:
-    """The reaper's state table, or (without one) a memory of this run only: first seen = now."""
+def state_store(
+    clients: AwsClients, state_table: str | None, *, history_retention: timedelta = HISTORY_RETENTION
+) -> StateStore:
+    """The reaper's state table, or (without one) a memory of this run only: first seen = now. Acquisitions the
+    table records are kept ``history_retention`` after their release (the stack's ``HistoryRetentionDays``)."""
     if state_table:
-        return StateTable(clients.dynamodb(), state_table)
+        return StateTable(clients.dynamodb(), state_table, history_retention=history_retention)
     from tflock_reaper.adapters.memory import MemoryStateStore  # noqa: PLC0415 - the CLI's, never the Lambda's
 
     return MemoryStateStore()
@@ -227,7 +230,9 @@ def run_sweep(
     every lock table in full, for this reason (an operator's request)."""
     clients = clients or default_clients()
     policy = load_deployed_policy(settings)
-    state = state_store(clients, settings.state_table_name)
+    state = state_store(
+        clients, settings.state_table_name, history_retention=timedelta(days=settings.history_retention_days)
+    )
     holders = holder_checks(clients, state, outbound_budget(remaining_seconds))
     reconciling = reconciler(settings, clients, state, policy, full_reason=full_reason)
     sweep_target = _TargetSweep(settings, clients, policy, state, holders, remaining_seconds, reconciling)

@@ -47,6 +47,7 @@ from tflock_reaper.entrypoints.cli.commands import (
     run_sweep,
 )
 from tflock_reaper.entrypoints.cli.errors import HANDLED, operator_error
+from tflock_reaper.entrypoints.cli.history import run_backtest, run_history, run_suggest
 from tflock_reaper.entrypoints.cli.parser import build_parser
 from tflock_reaper.entrypoints.cli.unlock import run_unlock
 
@@ -68,6 +69,9 @@ _COMMANDS: dict[str, Callable[[Run], int]] = {
     "explain": run_explain,
     "unlock": run_unlock,
     "enable-stream": run_enable_stream,
+    "history": run_history,
+    "backtest": run_backtest,
+    "suggest": run_suggest,
 }
 
 
