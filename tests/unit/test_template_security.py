@@ -1,4 +1,4 @@
-"""template.yaml is secure by default: no IAM wildcard of our own, the stream read scoped to the lock table's
+"""template.yaml is secure by default: no IAM wildcard of our own, the stream read scoped to the lock tables'
 streams, data encrypted at rest, logs kept for a bounded time, and every scanner skip explained."""
 
 from __future__ import annotations
@@ -88,14 +88,23 @@ def test_the_stream_is_read_through_an_explicit_mapping_not_a_sam_event(template
     """A SAM `DynamoDB` event would attach AWSLambdaDynamoDBExecutionRole: stream reads on every stream ("*")."""
     stream = template["Resources"]["StreamFunction"]
     assert "Events" not in stream["Properties"]
-    mapping = template["Resources"]["StreamFunctionLockTableStream"]
-    assert mapping["Type"] == "AWS::Lambda::EventSourceMapping"
-    assert mapping["Condition"] == stream["Condition"] == "HasLockTableStream"
-    properties = mapping["Properties"]
-    assert properties["EventSourceArn"] == {"!Ref": "LockTableStreamArn"}
-    assert properties["FunctionName"] == {"!Ref": "StreamFunction"}
-    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {"!GetAtt": "StreamFailureQueue.Arn"}
+    mappings = {name: r for name, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::EventSourceMapping"}
+    # One per stream (their streams and settings: tests/unit/test_template_streams.py), each only with the function.
+    assert [mappings[name]["Condition"] for name in sorted(mappings)] == [
+        "HasLockTableStream",
+        "HasLockTableStream2",
+        "HasLockTableStream3",
+        "HasLockTableStream4",
+        "HasLockTableStream5",
+    ]
+    assert stream["Condition"] == "HasLockTableStream"
+    for condition in ("HasLockTableStream2", "HasLockTableStream3", "HasLockTableStream4", "HasLockTableStream5"):
+        assert {"!Condition": "HasLockTableStreamList"} in template["Conditions"][condition]["!And"], condition
+    assert template["Conditions"]["HasLockTableStream"]["!Or"][0] == {"!Condition": "HasLockTableStreamList"}
+    for properties in (mapping["Properties"] for mapping in mappings.values()):
+        assert properties["FunctionName"] == {"!Ref": "StreamFunction"}
+        assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {"!GetAtt": "StreamFailureQueue.Arn"}
 
 
 def test_the_stream_role_reads_the_lock_tables_streams_only_and_sends_failures_to_its_queue(template):
@@ -107,10 +116,10 @@ def test_the_stream_role_reads_the_lock_tables_streams_only_and_sends_failures_t
         "dynamodb:GetShardIterator",
         "dynamodb:ListStreams",
     ]
-    # "<table ARN>/stream/*", the table ARN cut from the stream ARN parameter.
-    pattern, variables = read["Resource"]["!Sub"]
-    assert pattern == "${TableArn}/stream/*"
-    assert variables["TableArn"] == {"!Select": [0, {"!Split": ["/stream/", {"!Ref": "LockTableStreamArn"}]}]}
+    # Exactly the streams given (resolved for 1, 3 and 5 streams: tests/unit/test_template_streams.py).
+    assert read["Resource"] == {
+        "!If": ["HasLockTableStreamList", {"!Ref": "LockTableStreamArns"}, [{"!Ref": "LockTableStreamArn"}]]
+    }
     send = statements["FailureQueueSend"]
     assert send["Action"] == ["sqs:SendMessage"]
     assert send["Resource"] == {"!GetAtt": "StreamFailureQueue.Arn"}
