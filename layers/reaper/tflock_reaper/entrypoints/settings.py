@@ -76,6 +76,9 @@ class Settings(BaseModel):
     """With the audit: a full sweep at least this often (see :mod:`tflock_reaper.domain.reconcile`)."""
     deployment_id: str = Field(default="", alias="DEPLOYMENT_ID")
     """Changes with every deployment of the code (the layer's version ARN): the first sweep after one is full."""
+    history_retention_days: int = Field(default=90, alias="HISTORY_RETENTION_DAYS", ge=1, le=3650)
+    """Days each acquisition's record (the history) is kept in the state table after its release (its TTL); the
+    stack's HistoryRetentionDays."""
 
     _comma_separated = field_validator("lock_table_names", "state_buckets", "audit_stream_mappings", mode="before")(
         _comma_separated
