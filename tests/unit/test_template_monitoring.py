@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +26,15 @@ REQUIRED_ON_DASHBOARD = {
     # issue 16: which kind each sweep was
     "IncrementalSweeps",
     "FullSweeps",
+    # issue 17.6: locks released by hand after the reaper reported them stale (the stream function's)
+    "ForceUnlocks",
 }
+#: Hold-time percentiles per operation (issue 17.6), from the stream function's LockHoldSeconds.
+HOLD_PERCENTILES = {"p50", "p95", "p99"}
+_HOLD_SEARCH = re.compile(
+    r"SEARCH\('\{(?P<schema>[^}]*)\} MetricName=\"(?P<name>\w+)\" service=\"(?P<service>[^\"]+)\"', "
+    r"'(?P<stat>p\d+)', (?P<period>\d+)\)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -146,15 +156,50 @@ def _emitted_by_the_sweeper(monkeypatch: pytest.MonkeyPatch) -> set[str]:
         sweeper_handler.metrics.clear_metrics()
 
 
-def test_the_dashboard_plots_the_metrics_the_sweeper_emits_under_their_namespace_and_service(template, monkeypatch):
+def _named_by_the_stream_function() -> set[str]:
+    """The metric names the stream function's wiring publishes: the PascalCase string literals of
+    ``tflock_reaper.entrypoints.stream`` (its counters, LockHoldSeconds, ForceUnlocks), read without importing it."""
+    spec = find_spec("tflock_reaper.entrypoints.stream")
+    assert spec is not None
+    assert spec.origin is not None
+    return set(re.findall(r'"([A-Z][a-z]+(?:[A-Z][a-z]+)+)"', Path(spec.origin).read_text(encoding="utf-8")))
+
+
+def test_the_dashboard_plots_the_metrics_the_functions_emit_under_their_namespace_and_service(template, monkeypatch):
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     namespace, service = env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
     ours = [m for m in _dashboard_metrics(template) if m[0] == namespace]
     names = {m[1] for m in ours}
     assert names >= REQUIRED_ON_DASHBOARD
-    assert names <= _emitted_by_the_sweeper(monkeypatch)  # a name the code never emits would plot nothing, silently
+    # A name the code never emits would plot nothing, silently.
+    assert names - _emitted_by_the_sweeper(monkeypatch) <= _named_by_the_stream_function()
     for metric in ours:
         assert metric[2:4] == ["service", service], metric  # Powertools' only default dimension
+
+
+def test_the_dashboard_shows_hold_time_percentiles_per_operation(template):
+    """One series per operation (a SEARCH over the `operation` dimension the stream function adds to the default
+    `service`), for each of p50, p95 and p99, under the functions' namespace and service."""
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    namespace, service = env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
+    expressions = [m[0]["expression"] for m in _dashboard_metrics(template) if isinstance(m[0], dict)]
+    searches = [match.groupdict() for match in map(_HOLD_SEARCH.fullmatch, expressions) if match]
+    assert {s["stat"] for s in searches} == HOLD_PERCENTILES
+    for search in searches:
+        assert search["schema"].split(",") == [namespace, "operation", "service"], search
+        assert (search["name"], search["service"]) == ("LockHoldSeconds", service)
+    assert "LockHoldSeconds" in _named_by_the_stream_function()
+    body, _ = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["!Sub"]
+    # Each series is labelled with its operation (a dynamic label; "${!" is Fn::Sub's escape of "${").
+    assert body.count('"label": "${!PROP(\'Dim.operation\')}"') == len(HOLD_PERCENTILES)
+
+
+def test_the_dashboard_shows_the_locks_force_unlocked(template):
+    body, _ = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["!Sub"]
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+    [widget] = [w for w in widgets if any(m[1:2] == ["ForceUnlocks"] for m in w["properties"].get("metrics", []))]
+    assert widget["properties"]["stat"] == "Sum"  # a count of releases per period
+    assert "ForceUnlocks" in _named_by_the_stream_function()
 
 
 def test_the_dashboard_plots_the_functions_by_name(template):
