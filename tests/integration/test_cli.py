@@ -170,7 +170,7 @@ def test_enable_stream_turns_it_on_once_and_prints_the_arn(dynamodb):
     assert spec == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     code, out = _run("enable-stream", "--table", "tf-locks")
     assert code == EXIT_OK
-    assert f"LockTableStreamArn={first['stream_arn']}" in out
+    assert f"LockTableStreamArns={first['stream_arn']}" in out
     assert "already enabled" in out
 
 

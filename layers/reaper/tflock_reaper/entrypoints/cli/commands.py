@@ -12,9 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from tflock_reaper.adapters.aws import AwsClients
+from tflock_reaper.adapters.errors import AwsAccessError
 from tflock_reaper.adapters.lock_table import LockTable
 from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
-from tflock_reaper.adapters.table_admin import enable_stream
+from tflock_reaper.adapters.table_admin import (
+    StreamConfigError,
+    aws_managed_key,
+    enable_stream,
+    grant_stream_read,
+    reader_principal,
+)
 from tflock_reaper.domain.lock import DigestRecord, DynamoItem, SkippedItem
 from tflock_reaper.domain.policy import Policy, load_policy
 from tflock_reaper.domain.report import LockReport, Mode, SweepReport
@@ -239,11 +246,53 @@ def _holder_checks(report: LockReport) -> list[dict[str, str]]:
 
 
 def run_enable_stream(run: Run) -> int:
+    """Each table's stream on (in the order given, each once), then, with --grant-read-to, readable by another
+    account's stack; prints the LockTableStreamArns to deploy with."""
     args = run.args
-    status = enable_stream(run.clients.dynamodb(), args.table)
+    client = run.clients.dynamodb()
+    tables = list(dict.fromkeys(args.tables))
+    for reader in args.readers:  # refused before any table is changed
+        reader_principal(reader)
+    streams = []
+    for table in tables:
+        status = enable_stream(client, table)
+        if status.arn is None:
+            raise AwsAccessError(f"the stream of {table!r} has no ARN yet: run this again in a minute")
+        granted = None
+        if args.readers:
+            principals = [reader_principal(reader, partition=status.arn.split(":")[1]) for reader in args.readers]
+            granted = _grant(run, table, status.arn, status.kms_key_arn, principals)
+        streams.append({"table": table, "stream_arn": status.arn, "changed": status.changed, "granted": granted})
+        if not run.json:
+            verb = "enabled" if status.changed else "already enabled"
+            run.out.write(f"Stream {verb} on {table} ({status.view_type}).\n")
+            if granted is not None:
+                done = "granted to" if granted else "already granted to"
+                run.out.write(f"  Read {done} {', '.join(args.readers)} (its resource-based policy).\n")
+    arns = ",".join(str(stream["stream_arn"]) for stream in streams)
     if run.json:
-        run.write_json({"table": args.table, "stream_arn": status.arn, "changed": status.changed})
+        payload: dict[str, Any] = {"streams": streams, "lock_table_stream_arns": arns}
+        if len(streams) == 1:  # the one-table shape of 0.x, kept for scripts that read it
+            payload.update({key: streams[0][key] for key in ("table", "stream_arn", "changed")})
+        run.write_json(payload)
     else:
-        verb = "enabled" if status.changed else "already enabled"
-        run.out.write(f"Stream {verb} on {args.table} ({status.view_type}).\nLockTableStreamArn={status.arn}\n")
+        run.out.write(f"LockTableStreamArns={arns}\n")
     return EXIT_OK
+
+
+def _grant(run: Run, table: str, stream_arn: str, kms_key_arn: str | None, principals: list[str]) -> bool:
+    """The stream's policy lets ``principals`` read it; refused where AWS does not support it (an AWS managed key)."""
+    if kms_key_arn:
+        managed = aws_managed_key(run.clients.client("kms"), kms_key_arn)
+        if managed:
+            raise StreamConfigError(
+                f"lock table {table!r} is encrypted with the AWS managed key (aws/dynamodb): AWS does not let another "
+                "account read its stream through a resource-based policy. Its stream can be audited only by a stack "
+                "in its own account."
+            )
+        if managed is None:
+            run.complain(
+                f"warning: cannot tell whether {table!r}'s KMS key is AWS managed (kms:DescribeKey refused): if it is, "
+                "another account cannot read its stream"
+            )
+    return grant_stream_read(run.clients.dynamodb(), stream_arn, principals)

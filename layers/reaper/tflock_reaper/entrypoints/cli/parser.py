@@ -316,15 +316,39 @@ def _enable_stream(
         "enable-stream",
         parents=[common],
         formatter_class=_formatter,
-        help="turn on the lock table's stream (NEW_AND_OLD_IMAGES) for the audit; prints its ARN",
+        help="turn on the lock tables' streams (NEW_AND_OLD_IMAGES) for the audit; prints their ARNs",
         description=_wrapped(
-            "Turn on the lock table's stream (NEW_AND_OLD_IMAGES) and print the LockTableStreamArn to deploy "
-            "with. Idempotent; a stream of another view type is left alone (exit 2)."
+            "Turn on each lock table's stream (NEW_AND_OLD_IMAGES) and print the LockTableStreamArns to deploy with. "
+            "Idempotent; a stream of another view type is left alone (exit 2). In another account than the stack's, "
+            "--grant-read-to lets the stack's stream function read the streams (their resource-based policy)."
         ),
-        epilog=_epilog(f"  {PROG} enable-stream --table terraform-locks"),
+        epilog=_epilog(
+            f"  {PROG} enable-stream --table terraform-locks\n"
+            f"  {PROG} enable-stream --table terraform-locks --table platform-locks\n"
+            f"  {PROG} enable-stream --table terraform-locks --profile prod "
+            "--grant-read-to arn:aws:iam::111111111111:role/tflock-reaper-StreamRole-ABC"
+        ),
     )
     required = stream.add_argument_group("required")
-    required.add_argument("--table", required=True, metavar="TABLE", help="the Terraform lock table (DynamoDB)")
+    required.add_argument(
+        "--table",
+        dest="tables",
+        action="extend",
+        type=names,
+        required=True,
+        metavar="TABLE[,TABLE]",
+        help="a Terraform lock table (DynamoDB); repeatable, or comma-separated (at most 5 for one stack)",
+    )
+    grant = stream.add_argument_group("another account's stack")
+    grant.add_argument(
+        "--grant-read-to",
+        dest="readers",
+        action="append",
+        default=[],
+        metavar="ROLE_ARN|ACCOUNT",
+        help="let this role (the stack's StreamRoleArn output) or account read the streams: sets the "
+        "TflockReaperAuditRead statement of each stream's resource-based policy; repeatable",
+    )
 
 
 def _completion(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
