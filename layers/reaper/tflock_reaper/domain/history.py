@@ -96,13 +96,10 @@ class HistoryRecord:
 
     @property
     def after_alert(self) -> bool:
-        """Released by a Terraform principal after the reaper alerted about it: most likely ``force-unlock``."""
-        return (
-            self.released_by_holder
-            and self.warned_at is not None
-            and self.released_at is not None
-            and self.warned_at <= self.released_at
-        )
+        """Released by a Terraform principal after the reaper alerted about it: most likely ``force-unlock``. (The
+        reaper warns only about a lock it finds held, so the release came after; the stream's time of it is rounded
+        down to the second, and may read a moment earlier than the warning.)"""
+        return self.released_by_holder and self.warned_at is not None
 
     @property
     def by_hand(self) -> bool:
