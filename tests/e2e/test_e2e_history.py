@@ -153,7 +153,7 @@ def test_history_and_backtest_of_real_terraform_runs(  # noqa: PLR0915, PLR0917 
 
     # The backtest: reaping after 2 s would have hit the held apply and the force-unlocked lock (released by a
     # Terraform principal after an alert: marked); never the reaped or the expired one.
-    candidate = write_policy("defaults: {warn_after: 1s, reap_after: 2s, min_observed: 0s}\n")
+    candidate = write_policy("defaults: {warn_after: 1s, reap_after: 2s, min_observed: 0s, holder: {assume: gone}}\n")
     backtest = run_reaper(
         backend.server,
         "backtest",

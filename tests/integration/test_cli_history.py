@@ -20,8 +20,8 @@ from tflock_reaper.entrypoints.cli import EXIT_CONFIG, EXIT_FAIL_ON, EXIT_OK, ma
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TABLE_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/tf-locks"
-CANDIDATE = "defaults: {warn_after: 10m, reap_after: 30m, min_observed: 0s}\n"
-DEPLOYED = "defaults: {warn_after: 30m, reap_after: 4h}\n"
+CANDIDATE = "defaults: {warn_after: 10m, reap_after: 30m, min_observed: 0s, holder: {assume: gone}}\n"
+DEPLOYED = "defaults: {warn_after: 30m, reap_after: 4h, holder: {assume: gone}}\n"
 
 
 def run(*argv: str) -> tuple[int, str, str]:

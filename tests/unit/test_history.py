@@ -14,6 +14,8 @@ from tflock_reaper.domain.history import HistoryRecord, Thresholds
 from tflock_reaper.domain.policy import Policy, parse_policy
 
 NOW = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
+#: The defaults, with holders assumed gone: only then do the thresholds alone decide a reap.
+GONE = parse_policy("defaults: {holder: {assume: gone}}")
 MINUTE = timedelta(minutes=1)
 
 POLICY = """
@@ -22,6 +24,7 @@ defaults:
   reap_after: 2h
   min_observed: 10m
   notify: {renotify_every: 1h}
+  holder: {assume: gone}
 rules:
   - match: "tf-state/prod/*"
     operations: [OperationTypeApply]
@@ -32,6 +35,9 @@ rules:
     warn_after: 15m
     reap_after: 45m
     min_observed: 30m
+  - match: "other/*"
+    operations: [OperationTypePlan]
+    holder: {assume: unknown}
 """
 
 
@@ -115,7 +121,7 @@ def brute_force(records: list[HistoryRecord], policy: Policy, sweep_every: timed
                 del active[key]
                 continue
             age = tick - r.acquired_at
-            if age >= limits.reap_after and tick - first >= limits.min_observed:
+            if limits.reaps and age >= limits.reap_after and tick - first >= limits.min_observed:
                 result.reaped += 1
                 result.wrongful += r.released_by == history.BY_TERRAFORM
                 del active[key]
@@ -161,7 +167,7 @@ def test_the_backtest_follows_the_sweep_schedule(sweep_every: timedelta):
 
 
 def test_a_reap_is_wrongful_only_when_the_holder_released_the_lock_itself():
-    policy = parse_policy("defaults: {warn_after: 30m, reap_after: 1h, min_observed: 0s}")
+    policy = parse_policy("defaults: {warn_after: 30m, reap_after: 1h, min_observed: 0s, holder: {assume: gone}}")
     start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
     records = [
         record(start, timedelta(hours=3), lock_id="holder", by=history.BY_TERRAFORM),
@@ -189,7 +195,9 @@ def test_a_release_by_terraform_after_an_alert_is_counted_by_hand_and_marked_in_
     assert [r.by_hand for r in (forced, reaped_by_hand, swept, plain)] == [True, True, False, False]
     stats = history.hold_stats([forced, reaped_by_hand, swept, plain], NOW)
     assert (stats.by_hand, stats.reaped, stats.stale) == (2, 2, 1)
-    result = history.backtest("p", [forced], parse_policy("defaults: {reap_after: 2h, min_observed: 0s}"), NOW)
+    result = history.backtest(
+        "p", [forced], parse_policy("defaults: {reap_after: 2h, min_observed: 0s, holder: {assume: gone}}"), NOW
+    )
     assert result.wrongful[0].as_json()["after_alert"] is True
 
 
@@ -237,7 +245,12 @@ def test_suggest_never_proposes_a_threshold_the_backtest_rejects(seed: int):
     records = generated(4000, seed=seed)
     policy = parse_policy(POLICY)
     suggestions = history.suggest(records, policy, NOW)
-    assert {s.rule for s in suggestions} == {"defaults", "rules[0] tf-state/prod/*", "rules[1] tf-state/dev/*"}
+    assert {s.rule for s in suggestions} == {
+        "defaults",
+        "rules[0] tf-state/prod/*",
+        "rules[1] tf-state/dev/*",
+        "rules[2] other/*",
+    }
     suggested = parse_policy(yaml.safe_dump(history.apply_suggestions(yaml.safe_load(POLICY), suggestions)))
     result = history.backtest("suggested", records, suggested, NOW)
     assert result.wrongful == ()
@@ -253,7 +266,7 @@ def test_suggest_says_why_and_lower_thresholds_would_have_reaped_live_locks():
     start = NOW - timedelta(days=10)
     records = [record(start + timedelta(hours=n), timedelta(minutes=10 + n % 30), lock_id=f"{n}") for n in range(200)]
     records.append(record(start, timedelta(minutes=95), lock_id="slow"))
-    [s] = history.suggest(records, Policy(), NOW)
+    [s] = history.suggest(records, GONE, NOW)
     assert s.rule == "defaults"
     assert s.changed
     assert (
@@ -287,10 +300,10 @@ def test_per_glob_rules_are_suggested_for_the_defaults_locks_where_the_data_says
         record(start + timedelta(hours=n), timedelta(hours=3), path=f"big/estate/s{n}.tfstate", lock_id=f"b{n}")
         for n in range(60)
     ]
-    suggestions = history.suggest(fast + slow, Policy(), NOW)
+    suggestions = history.suggest(fast + slow, GONE, NOW)
     globs = {s.glob: s for s in suggestions if s.glob}
     assert set(globs) == {"quick/*"}
-    data = history.apply_suggestions({}, suggestions)
+    data = history.apply_suggestions({"defaults": {"holder": {"assume": "gone"}}}, suggestions)
     assert data["rules"][0]["match"] == "quick/*"
     policy = parse_policy(yaml.safe_dump(data))
     assert history.backtest("s", fast + slow, policy, NOW).wrongful == ()
@@ -304,3 +317,12 @@ def test_apply_suggestions_changes_only_the_thresholds_of_the_rules_it_names():
     assert result["rules"][1] == {**data["rules"][1], "warn_after": "20m", "reap_after": "1h"}
     assert result["rules"][0] == data["rules"][0]
     assert data["rules"][1]["reap_after"] == "45m"  # the input is not modified
+
+
+def test_a_rule_that_cannot_check_its_holder_never_reaps_and_keeps_alerting():
+    """``assume: unknown`` without checks: the sweeper blocks every reap and re-notifies until the release."""
+    policy = parse_policy("defaults: {warn_after: 30m, reap_after: 1h, min_observed: 0s}")
+    start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    result = history.backtest("p", [record(start, timedelta(hours=5))], policy, NOW)
+    assert result.reaps == ()
+    assert result.alerts == 5  # at 30m, then every renotify_every (1h) while held: 1h30m, 2h30m, 3h30m, 4h30m

@@ -5,8 +5,10 @@ The replay (:func:`backtest`) models the sweeper as it runs: a sweep every ``swe
 minute by default) on the epoch's grid of that period; a lock is seen by the first sweep at or after its server-side
 acquisition time, alerted from the first sweep at which it is ``warn_after`` old (and again every ``renotify_every``
 until it is gone or reaped), and reaped by the first sweep at which it is ``reap_after`` old and has been seen for
-``min_observed``. It assumes the holder checks would have allowed every reap and ignores ``mode`` and
-``max_reaps_per_sweep``: it counts what the thresholds alone would do, which is what a threshold change changes.
+``min_observed``. A rule whose holder is ``assume: unknown`` without checks never reaps (its locks are alerted
+about until released, as the sweeper does); for a rule with checks, the replay assumes they would have allowed the
+reap (what they answered then is not recorded). It ignores ``mode`` and ``max_reaps_per_sweep``: it counts what the
+thresholds would do, which is what a threshold change changes.
 
 A reap is *wrongful* when the lock's holder released it itself afterwards: the stream recorded the release by a
 Terraform principal after the reap would have happened. The stream cannot tell ``terraform force-unlock`` from the
@@ -247,10 +249,13 @@ class Thresholds:
     reap_after: timedelta
     min_observed: timedelta
     renotify_every: timedelta
+    reaps: bool = True
+    """False for a rule whose holder is ``assume: unknown`` without checks: the sweeper never reaps by it."""
 
     @classmethod
     def of(cls, rule: EffectiveRule) -> Thresholds:
-        return cls(rule.warn_after, rule.reap_after, rule.min_observed, rule.renotify_every)
+        reaps = bool(rule.holder.checks) or rule.holder.assume == "gone"
+        return cls(rule.warn_after, rule.reap_after, rule.min_observed, rule.renotify_every, reaps)
 
 
 @dataclass(frozen=True)
@@ -282,7 +287,7 @@ def replay(record: HistoryRecord, limits: Thresholds, now: datetime, sweep_every
         return Replayed(0, None)
     warn = max(_ceil(acquired + limits.warn_after // _US, period), first)
     reap = max(_ceil(acquired + limits.reap_after // _US, period), _ceil(first + limits.min_observed // _US, period))
-    reaped = reap <= last
+    reaped = limits.reaps and reap <= last
     alert_until = reap - period if reaped else last
     alerts = 0
     if warn <= alert_until:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from tflock_reaper import __version__
 from tflock_reaper.domain.durations import parse_duration
 from tflock_reaper.entrypoints.cli.codes import exit_codes_help
+from tflock_reaper.entrypoints.cli.history_args import add_history_commands
 
 PROG = "tflock-reaper"
 #: ``--fail-on`` conditions: what each command can check.
@@ -165,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     _explain(commands, common, sources)
     _unlock(commands, common, sources)
     _enable_stream(commands, common)
+    add_history_commands(
+        commands, common, formatter=_formatter, epilog=_epilog, duration=duration, prog=PROG, wrap=_wrapped
+    )
     _completion(commands)
     return parser
 
