@@ -7,14 +7,19 @@ Starts a moto server on 127.0.0.1, creates a Terraform s3 backend on it, and run
 * a STALE lock: an apply killed with SIGKILL, like a cancelled CI job (`terraform plan` now fails).
 
 Then it runs the reaper's CLI as an operator would (`locks`, `sweep` as a dry run, `sweep --enforce`) and
-shows `terraform plan` working again on the formerly stale state. Everything is stopped at the end, also on
-Ctrl-C or an error. Exits non-zero if anything did not happen as described.
+shows `terraform plan` working again on the formerly stale state. The lock table streams its changes to the
+stream function (run in this process, fed the stream's records as Lambda delivers them), which records every
+acquisition in the reaper's state table: the demo ends with `history` and a `backtest` of a stricter policy over
+the demo's own locks. Everything is stopped at the end, also on Ctrl-C or an error. Exits non-zero if anything did
+not happen as described.
 
 Run as `PYTHONPATH=tests .venv/bin/python scripts/demo.py` (what `make demo` does).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 import time
@@ -22,25 +27,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "functions" / "stream"))
+
 try:
+    from fakes import FakeLambdaContext
+    from streams import function_logs
+    from tables import create_state_table
     from tflab import (
         ApplyHandle,
+        Backend,
         HeldLock,
         MotoServer,
+        StreamReader,
         TerraformWorkspace,
         TfResult,
         create_backend,
+        enable_stream,
         policy_yaml,
         reaper_argv,
         reaper_env,
+        to_lambda_event,
         wait_until_older_than,
     )
 except ImportError:  # pragma: no cover - a usage error, not a failure
     sys.exit("demo.py needs the test lab on the path: run `make demo` (PYTHONPATH=tests .venv/bin/python ...)")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO_ROOT / ".demo"
-BUCKET, TABLE = "tf-state", "tf-locks"
+BUCKET, TABLE, STATE_TABLE = "tf-state", "tf-locks", "tflock-reaper-state"
 LIVE_KEY = "prod/app/terraform.tfstate"
 STALE_KEY = "dev/network/terraform.tfstate"
 LOCKFILE_KEY = "dev/dns/terraform.tfstate"  # S3-native locking (use_lockfile = true): a .tflock object
@@ -82,9 +96,9 @@ def show_plan(result: TfResult) -> None:
         print(f"   | {line}")
 
 
-def reaper(server: MotoServer, command: str, *args: str) -> None:
+def reaper(server: MotoServer, command: str, *args: str, table: str | None = TABLE) -> None:
     """Run the CLI as an operator types it, show the command and its human-readable output."""
-    argv = reaper_argv(server, command, *args, table=TABLE, json=False)
+    argv = reaper_argv(server, command, *args, table=table, json=False)
     shown = " ".join(argv[3:]).replace(str(REPO_ROOT) + "/", "")
     print(f"$ tflock-reaper {shown}\n", flush=True)
     proc = subprocess.run(argv, env=reaper_env(server), capture_output=True, text=True, timeout=120, check=False)
@@ -93,6 +107,35 @@ def reaper(server: MotoServer, command: str, *args: str) -> None:
         print(f"\n(stderr)\n{proc.stderr}", end="")
     if proc.returncode != 0:
         raise DemoError(f"tflock-reaper {command} exited {proc.returncode}")
+
+
+class Audit:
+    """The deployed audit, in this process: the lock table's stream (NEW_AND_OLD_IMAGES), read back as Lambda
+    delivers it to the stream function, which records each acquisition and release in the reaper's state table."""
+
+    def __init__(self, server: MotoServer, backend: Backend) -> None:
+        import stream_handler  # noqa: PLC0415 - functions/stream, put on the path above
+        from tflock_reaper.adapters.state_table import StateTable  # noqa: PLC0415
+
+        enable_stream(backend)
+        create_state_table(server.client("dynamodb"), STATE_TABLE)
+        self._reader = StreamReader.for_table(backend)
+        self._store = StateTable(server.client("dynamodb"), STATE_TABLE)
+        self._handler = stream_handler
+        stream_handler.metrics.namespace = "TflockReaperDemo"  # the stack sets POWERTOOLS_METRICS_NAMESPACE
+
+    def deliver(self) -> int:
+        """Hand the stream's new records to the stream function; how many there were."""
+        records = self._reader.read()
+        if not records:
+            return 0
+        # Its log lines and metrics (EMF on stdout, for CloudWatch) are kept out of the demo's output.
+        with function_logs(self._handler) as logs, contextlib.redirect_stdout(io.StringIO()):
+            result = self._handler.handle_batch(to_lambda_event(records), FakeLambdaContext(), store=self._store)
+            self._handler.metrics.clear_metrics()
+        if result["batchItemFailures"]:
+            raise DemoError(f"the stream function failed records: {logs.getvalue()}")
+        return len(records)
 
 
 def start_live_lock(workspace: TerraformWorkspace) -> tuple[ApplyHandle, HeldLock]:
@@ -156,11 +199,18 @@ def check_reaped(
         raise DemoError("the state digest item changed")
 
 
-def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
-    with section("A moto server on loopback, and a Terraform s3 backend on it"):
+def start(server: MotoServer) -> tuple[Backend, Audit]:
+    with section("A moto server on loopback, a Terraform s3 backend on it, and the audit of its lock table"):
         server.start()
         backend = create_backend(server, bucket=BUCKET, table=TABLE)
         print(f"   moto server {server.endpoint}; bucket {BUCKET}, lock table {TABLE} (LockID, on-demand)")
+        audit = Audit(server, backend)
+        print(f"   {TABLE} streams NEW_AND_OLD_IMAGES to the stream function, which records into {STATE_TABLE}")
+    return backend, audit
+
+
+def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
+    backend, audit = start(server)
 
     live = TerraformWorkspace(backend, LIVE_KEY, base_dir=DEMO_DIR)
     stale = TerraformWorkspace(backend, STALE_KEY, base_dir=DEMO_DIR)
@@ -174,6 +224,7 @@ def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
     with section(f"STALE lock: terraform apply killed with SIGKILL on {STALE_KEY}"):
         stale_lock = leave_stale_lock(stale)
         show_lock("stale", stale_lock)
+        audit.deliver()
         digest = stale.digest_item()
         print(f"   its state digest item {stale.digest_path} stays: Digest {digest and digest['Digest']['S']}")
 
@@ -193,16 +244,20 @@ def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
         wait_until_older_than(stale_lock, REAP_AFTER_S)
         wait_until_older_than(lockfile_lock, REAP_AFTER_S)
 
+    state = ("--state-table", STATE_TABLE)
     with section("tflock-reaper locks: what is held, how old, and the verdict"):
-        reaper(server, "locks", "--policy", str(policy), "--bucket", BUCKET)
+        audit.deliver()
+        reaper(server, "locks", "--policy", str(policy), "--bucket", BUCKET, *state)
 
     with section("tflock-reaper sweep --show-notifications: a dry run, with the alerts it would send"):
-        reaper(server, "sweep", "--policy", str(policy), "--bucket", BUCKET, "--show-notifications")
+        reaper(server, "sweep", "--policy", str(policy), "--bucket", BUCKET, "--show-notifications", *state)
         if stale.lock_item() is None:
             raise DemoError("the dry run deleted a lock")
 
     with section("tflock-reaper sweep --enforce: policy says enforce AND --enforce: the stale locks are reaped"):
-        reaper(server, "sweep", "--policy", str(policy), "--bucket", BUCKET, "--enforce", "--show-notifications")
+        reaper(
+            server, "sweep", "--policy", str(policy), "--bucket", BUCKET, "--enforce", "--show-notifications", *state
+        )
         check_reaped(live=live, live_apply=live_apply, stale=stale, lockfile=lockfile, digest=digest)
         print("\n   stale lock and stale lockfile gone; the -md5 digest unchanged; the live apply still holds its lock")
 
@@ -217,6 +272,35 @@ def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
     with section("Stop: interrupt the live apply (Terraform releases its own lock)"):
         live_apply.terminate()
         print(f"   live apply stopped; its lock released by Terraform: {live.lock_item() is None}")
+
+    show_history(server, audit, policy)
+
+
+def show_history(server: MotoServer, audit: Audit, policy: Path) -> None:
+    """The history the stream function recorded of the demo's locks, and a backtest of a stricter policy on it."""
+    with section("tflock-reaper history: every acquisition of the lock table, as the stream function recorded it"):
+        print(f"   {audit.deliver()} new stream records delivered to the stream function\n")
+        reaper(server, "history", "--state-table", STATE_TABLE, "--since", "1h", table=None)
+
+    with section("tflock-reaper backtest: what if every lock were reaped after 1s? Replayed over that history"):
+        candidate = DEMO_DIR / "candidate.yaml"
+        candidate.write_text("defaults: {warn_after: 1s, reap_after: 1s, min_observed: 0s, holder: {assume: gone}}\n")
+        print(f"   | {candidate.read_text().strip()}\n")
+        reaper(
+            server,
+            "backtest",
+            "--state-table",
+            STATE_TABLE,
+            "--since",
+            "1h",
+            "--policy",
+            str(candidate),
+            "--deployed",
+            str(policy),
+            "--sweep-every",
+            "1s",
+            table=None,
+        )
 
 
 def cleanup(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
