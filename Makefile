@@ -49,10 +49,11 @@ demo: venv ## Local demo: moto server + real Terraform, a live and a stale lock,
 	PYTHONPATH=tests $(PY) scripts/demo.py
 
 .PHONY: bench
-bench: venv dynalite sam-build ## Benchmarks: sweep, stream, cold start and package sizes, as ratios to baselines of the same run
+bench: venv dynalite sam-build ## Benchmarks: sweep, stream, backtest, cold start and package sizes, as ratios to baselines of the same run
 	PYTHONPATH=tests $(PY) scripts/bench_stream.py --server
 	PYTHONPATH=tests $(PY) scripts/bench_sweep.py
 	PYTHONPATH=tests $(PY) scripts/bench_alert_delay.py
+	PYTHONPATH=tests $(PY) scripts/bench_backtest.py
 	$(PY) scripts/bench_coldstart.py
 
 .PHONY: soak
