@@ -125,3 +125,16 @@ def test_hostile_paths_and_ids_are_recorded_and_read_back(dynamodb):
     store.record_acquired(lock, NOW, "1")
     [record] = store.history(NOW - timedelta(hours=1), NOW)
     assert (record.lock_path, record.lock_id, record.who) == (path, "i" * 1100, "<script>alert(1)</script>")
+
+
+def test_a_short_retention_never_shortens_a_reap_record(dynamodb):
+    """Reap records (with the deleted item) stay 90 days after the reap, whatever HistoryRetentionDays says."""
+    store = StateTable(dynamodb, STATE_TABLE, history_retention=timedelta(days=7))
+    lock = _lock("tf-state/reaped.tfstate")
+    store.record_acquired(lock, NOW - timedelta(hours=3), "1")
+    store.begin_reap(lock, NOW, ["past reap_after"], "sweep")
+    store.record_released(lock, NOW + timedelta(seconds=1), "2")
+    store.end_reap(lock, "reaped", NOW + timedelta(seconds=2), None)
+    (item,) = table_items(dynamodb, STATE_TABLE)
+    assert int(item["expires_at"]["N"]) == int((NOW + timedelta(days=90)).timestamp())
+    assert item["reaped_item"]["M"] == lock.item

@@ -657,6 +657,8 @@ class StateTable:
             condition,
             values,
         )
+        if written:
+            self._keep_reap_record(lock, attributes)
         return ReleaseRecord(
             acquired_at=_time(attributes, "acquired_at"),
             reap_status=attributes.get("reap_status", {}).get("S"),
@@ -666,6 +668,25 @@ class StateTable:
             warned_at=_time(attributes, "warned_at"),
             reaped_by=attributes.get("reaped_by", {}).get("S"),
         )
+
+    def _keep_reap_record(self, lock: LockRecord, attributes: dict[str, Any]) -> None:
+        """A release keeps the record for the history's retention; a reap record (with the deleted item) is kept at
+        least :data:`REAP_TTL` after its reap, whatever the retention: the release does not shorten it."""
+        started = _time(attributes, "reap_started_at")
+        if started is None:
+            return
+        keep = _epoch(started + max(REAP_TTL, self._retention))
+        if int(attributes.get("expires_at", {}).get("N", "0")) >= int(keep["N"]):
+            return
+        try:
+            self._client.update_item(
+                TableName=self.name,
+                Key=_lock_key(lock),
+                UpdateExpression="SET expires_at = :keep",
+                ExpressionAttributeValues={":keep": keep},
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot write to state table {self.name!r}: {describe(err)}") from err
 
     def revoke_release(self, scope: str, lock_path: str, lock_id: str, position: str) -> bool:
         """Forget a release recorded from the lockfile deletion at ``position`` (and only that one)."""
