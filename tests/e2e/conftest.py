@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tables import create_state_table
 from tflab import Backend, CliResult, MotoServer, TerraformWorkspace, create_backend, delete_backend, run_reaper
 
 DEFAULT_KEY = "dev/network/terraform.tfstate"
@@ -38,6 +39,16 @@ def backend(moto_server: MotoServer) -> Iterator[Backend]:
     created = create_backend(moto_server, bucket=f"tf-state-{suffix}", table=f"tf-locks-{suffix}")
     yield created
     delete_backend(created)
+
+
+@pytest.fixture
+def state_table(moto_server: MotoServer) -> Iterator[str]:
+    """The reaper's state table (pk/sk, as template.yaml declares it), of this test's own."""
+    name = f"reaper-state-{uuid.uuid4().hex[:10]}"
+    client = moto_server.client("dynamodb")
+    create_state_table(client, name)
+    yield name
+    client.delete_table(TableName=name)
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ stream's own times."""
 from __future__ import annotations
 
 import dataclasses
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import pytest
 import stream_handler
 from fakes import FakeLambdaContext
 from streams import function_logs
-from tables import create_state_table
 from tflab import (
     Backend,
     CapturedRecord,
@@ -36,15 +34,6 @@ pytestmark = pytest.mark.e2e
 
 #: The user identity AWS puts on the stream record of a deletion by DynamoDB's TTL process (moto runs no TTL).
 TTL_IDENTITY = {"type": "Service", "principalId": TTL_PRINCIPAL}
-
-
-@pytest.fixture
-def state_table(moto_server: MotoServer) -> Iterator[str]:
-    name = f"reaper-state-{uuid.uuid4().hex[:10]}"
-    client = moto_server.client("dynamodb")
-    create_state_table(client, name)
-    yield name
-    client.delete_table(TableName=name)
 
 
 def seconds(record: CapturedRecord) -> int:

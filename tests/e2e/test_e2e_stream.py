@@ -25,7 +25,6 @@ import pytest
 import stream_handler
 from fakes import FakeLambdaContext
 from streams import function_logs, logged_events
-from tables import create_state_table
 from tflab import (
     Backend,
     CapturedRecord,
@@ -97,16 +96,6 @@ def terraform_run(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFact
     finally:
         workspace.close()
         delete_backend(backend)
-
-
-@pytest.fixture
-def state_table(moto_server: MotoServer) -> Iterator[str]:
-    """The reaper's state table (pk/sk), of this test's own."""
-    name = f"reaper-state-{uuid.uuid4().hex[:10]}"
-    client = moto_server.client("dynamodb")
-    create_state_table(client, name)
-    yield name
-    client.delete_table(TableName=name)
 
 
 @pytest.fixture

@@ -459,13 +459,12 @@ class StateTable:
             raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
         return _time(dict(response.get("Item", {})), "last_persisted_at")
 
-    def acquisitions(self, scope: str, lock_path: str) -> list[Acquisition]:
-        """Every acquisition recorded for ``lock_path`` in ``scope`` (its ``ID#`` items; not ``PERSISTED`` nor
-        ledger items)."""
+    def _acquisition_items(self, scope: str, lock_path: str) -> list[dict[str, Any]]:
+        """The ``ID#`` items of one state's partition (its acquisitions; not ``PERSISTED`` nor ledger items),
+        read consistently."""
         items: list[dict[str, Any]] = []
         try:
-            paginator = self._client.get_paginator("query")
-            for page in paginator.paginate(
+            for page in self._client.get_paginator("query").paginate(
                 TableName=self.name,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :id)",
                 ExpressionAttributeValues={":pk": {"S": state_pk(scope, lock_path)}, ":id": {"S": "ID#"}},
@@ -474,6 +473,11 @@ class StateTable:
                 items.extend(dict(item) for item in page.get("Items", []))
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
+        return items
+
+    def acquisitions(self, scope: str, lock_path: str) -> list[Acquisition]:
+        """Every acquisition recorded for ``lock_path`` in ``scope``."""
+        items = self._acquisition_items(scope, lock_path)
         return [
             Acquisition(
                 lock_id=item.get("lock_id", {}).get("S", ""),
@@ -515,18 +519,7 @@ class StateTable:
 
     def state_history(self, scope: str, lock_path: str) -> list[HistoryRecord]:
         """Every acquisition recorded for one state (its partition of the table, consistent), oldest first."""
-        items: list[dict[str, Any]] = []
-        try:
-            for page in self._client.get_paginator("query").paginate(
-                TableName=self.name,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :id)",
-                ExpressionAttributeValues={":pk": {"S": state_pk(scope, lock_path)}, ":id": {"S": "ID#"}},
-                ConsistentRead=True,
-            ):
-                items.extend(dict(item) for item in page.get("Items", []))
-        except (ClientError, BotoCoreError) as err:
-            raise AwsAccessError(f"cannot read the history in state table {self.name!r}: {describe(err)}") from err
-        return sorted(_history_records(items), key=lambda r: r.acquired_at)
+        return sorted(_history_records(self._acquisition_items(scope, lock_path)), key=lambda r: r.acquired_at)
 
     def open_acquisitions(self, scope: str, lock_path: str) -> list[Acquisition]:
         """The acquisitions of ``lock_path`` in ``scope`` whose release is not recorded."""

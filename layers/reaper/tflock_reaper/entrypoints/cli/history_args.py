@@ -71,9 +71,10 @@ def add_history_commands(
         description=wrap(
             "Replay every recorded acquisition against the candidate policy (and the deployed one, side by side): "
             "the alerts it would have sent, the locks it would have reaped, and the reaps that would have hit a "
-            "lock its holder later released itself (wrongful), each listed. The replay assumes every holder "
-            "check would have allowed the reap: it measures the thresholds. A Terraform release cannot be told from "
-            "a force-unlock; one that came after an alert is marked."
+            "lock its holder later released itself (wrongful), each listed. A rule whose holder is assume: unknown "
+            "without checks never reaps; for one with checks, the replay assumes they would have allowed the reap: "
+            "it measures the thresholds. A Terraform release cannot be told from a force-unlock; one that came after "
+            "an alert is marked."
         ),
         epilog=epilog(
             f"  {prog} backtest --state-table tflock-reaper-state --policy candidate.yaml --deployed policy.yaml\n"
