@@ -172,3 +172,24 @@ def test_a_bad_window_or_policy_is_a_configuration_error(recorded: StateTable, t
     code, _, err = run("backtest", "--state-table", STATE_TABLE, "--policy", str(bad))
     assert code == EXIT_CONFIG
     assert "bad.yaml:2" in err
+
+
+def test_one_states_history_is_read_from_its_partition(recorded: StateTable, monkeypatch: pytest.MonkeyPatch):
+    """A path without wildcards and its table (the fixture's tf-locks): that state's own partition, not the days of
+    the history index."""
+    from tflock_reaper.adapters import state_table  # noqa: PLC0415
+
+    def no_index(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the history index was read")
+
+    argv = ["history", "--state-table", STATE_TABLE, "--table", "tf-locks", "--json"]
+    with monkeypatch.context() as patched:
+        patched.setattr(state_table.StateTable, "history", no_index)
+        code, out, err = run(*argv, "--path", "tf-state/prod/forced.tfstate")
+    assert code == EXIT_OK, err
+    overall = json.loads(out)["overall"]
+    assert (overall["count"], overall["force_unlocked"], overall["stale"]) == (1, 1, 1)
+    code, out, _ = run(*argv, "--path", "tf-state/dev/*")
+    assert json.loads(out)["overall"]["count"] == 30
+    code, out, _ = run("history", "--state-table", STATE_TABLE, "--table", "other-table", "--json")
+    assert json.loads(out)["overall"]["count"] == 0

@@ -23,6 +23,8 @@ from tflock_reaper.services.sweep import utcnow
 
 #: Rows of the per-state table in ``history`` (the JSON output has every state).
 TOP_STATES = 20
+#: What makes ``--path`` a glob rather than one state's path (``fnmatch``'s special characters).
+_WILDCARDS = frozenset("*?[")
 
 
 # -- reading -------------------------------------------------------------------------------------------------
@@ -31,8 +33,14 @@ def _records(run: Run, now: datetime) -> list[HistoryRecord]:
     if args.since <= timedelta(0):
         raise ConfigError("--since must be a positive duration, e.g. 30d")
     since = now - args.since
-    table = StateTable(run.clients.dynamodb(), args.state_table)
-    return history.select(table.history(since, now), since=since, path_glob=args.path)
+    client = run.clients.dynamodb()
+    table = StateTable(client, args.state_table)
+    if args.lock_table and args.path and not _WILDCARDS.intersection(args.path):
+        # One state of one table: its own partition (a consistent Query), not the days of the index.
+        arn = str(client.describe_table(TableName=args.lock_table)["Table"]["TableArn"])
+        return history.select(table.state_history(arn, args.path), since=since)
+    records = history.select(table.history(since, now), since=since, path_glob=args.path)
+    return [r for r in records if r.table == args.lock_table] if args.lock_table else records
 
 
 @dataclass(frozen=True)

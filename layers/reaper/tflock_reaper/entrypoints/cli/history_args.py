@@ -35,6 +35,13 @@ def add_history_commands(
     )
     where.add_argument("--path", metavar="GLOB", help="only lock paths matching this glob (* matches / too)")
     where.add_argument(
+        "--table",
+        dest="lock_table",
+        metavar="TABLE",
+        help="only the locks of this lock table; with a --path without wildcards, that one state's history is read "
+        "from its own partition of the state table",
+    )
+    where.add_argument(
         "--sweep-every",
         type=duration,
         default=DEFAULT_SWEEP_EVERY,
