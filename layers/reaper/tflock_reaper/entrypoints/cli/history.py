@@ -208,7 +208,8 @@ def _print_backtest(run: Run, results: Sequence[BacktestResult]) -> None:
     out.write(
         f"Replayed {candidate.locks} acquisitions of the last {format_duration(run.args.since)}"
         f"{f' under {run.args.path}' if run.args.path else ''} (a sweep every "
-        f"{format_duration(run.args.sweep_every)}; holder checks assumed to allow every reap)\n\n"
+        f"{format_duration(run.args.sweep_every)}; holder checks assumed to allow the reaps; assume: unknown never "
+        "reaps)\n\n"
     )
     width = max(len("deployed: " + deployed.name), len("candidate: " + candidate.name), 20)
     out.write(f"{'':<{width}} {'alerts':>8} {'alerted locks':>14} {'reaps':>6} {'wrongful reaps':>15}\n")
