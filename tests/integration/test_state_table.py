@@ -95,7 +95,8 @@ def test_observe_only_reads_and_settle_writes_once_per_new_lock_with_its_warning
     locks = _locks(3)
     calls = _count_updates(dynamodb)
     store.observe(locks, NOW)
-    assert calls == ["Query", "BatchGetItem"]  # the bucket's open observations, then the locks not among them
+    # The bucket's open observations, the locks not among them, then the table's holds (one record per table).
+    assert calls == ["Query", "BatchGetItem", "GetItem"]
     assert table_items(dynamodb, STATE_TABLE) == []  # nothing written until the sweep settles
 
     calls.clear()
@@ -151,7 +152,8 @@ def test_a_steady_sweep_reads_its_observations_with_one_query_per_lock_table_and
     states = store.observe(locks, NOW + timedelta(minutes=5))
     store.settle([], NOW + timedelta(minutes=5))
 
-    assert sorted(calls) == ["Query"]  # the table's open set: no BatchGetItem, no write
+    # The lock table's open set and its holds record: no BatchGetItem, no write.
+    assert sorted(calls) == ["GetItem", "Query"]
     assert len(states) == 152
     assert {s.first_seen for s in states.values()} == {NOW}
 

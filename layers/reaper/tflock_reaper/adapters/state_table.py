@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tflock_reaper.adapters.batch_get import batch_get
 from tflock_reaper.adapters.errors import AwsAccessError, describe
+from tflock_reaper.domain.holds import HOLD_KEEP, Hold, HoldKind
 from tflock_reaper.domain.lock import DynamoItem, LockRecord, lockfile_scope
 from tflock_reaper.domain.memory import HeldLock, LockKey, LockState, lock_key
 from tflock_reaper.domain.reconcile import ReconcileRecord
@@ -162,6 +163,54 @@ def _epoch(when: datetime) -> dict[str, str]:
 def history_day(when: datetime) -> str:
     """The history index's partition of an acquisition: the day (UTC) of its server-side acquisition time."""
     return when.astimezone(UTC).date().isoformat()
+
+
+#: Sort key of a lock table's (or bucket's) holds record (``pk = HOLDS#<digest of the scope>``).
+HOLDS_SK = "HOLDS"
+_HOLD_WRITE_ATTEMPTS = 5
+
+
+def _holds_key(scope: str) -> dict[str, Any]:
+    return {"pk": {"S": f"HOLDS#{digest(scope)}"}, "sk": {"S": HOLDS_SK}}
+
+
+def _hold_entry_key(lock_path: str, lock_id: str, kind: str) -> str:
+    return f"{digest(lock_path, lock_id)}:{kind}"
+
+
+def _hold_entry(lock_path: str, lock_id: str, hold: Hold) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "kind": {"S": hold.kind.value},
+        "by": {"S": hold.by},
+        "at": {"S": hold.at.isoformat()},
+        "lock_path": {"S": lock_path},
+        "lock_id": {"S": lock_id},
+    }
+    if hold.until is not None:
+        values["until"] = {"S": hold.until.isoformat()}
+    return {"M": values}
+
+
+def _holds_of(record: dict[str, Any], lock_path: str, lock_id: str) -> tuple[Hold, ...]:
+    """The holds the record keeps for one acquisition; an entry that cannot be read is a claim by "unknown" (a
+    hold whose end is unknown must keep the reap, never release it)."""
+    entries = record.get("holds", {}).get("M", {})
+    found = []
+    for kind in HoldKind:
+        entry = entries.get(_hold_entry_key(lock_path, lock_id, kind))
+        if entry is None:
+            continue
+        fields = entry.get("M", {})
+        by = str(fields.get("by", {}).get("S", "unknown"))
+        try:
+            at, until = _time(fields, "at"), _time(fields, "until")
+        except ValueError:
+            at = until = None
+        if at is None or (kind is HoldKind.SNOOZE and until is None):
+            found.append(Hold(HoldKind.CLAIM, f"{by} (unreadable hold record)", at or datetime.now(UTC)))
+            continue
+        found.append(Hold(kind, by, at, until))
+    return tuple(found)
 
 
 def _history_records(items: Iterable[dict[str, Any]]) -> list[HistoryRecord]:
@@ -305,6 +354,8 @@ class StateTable:
             missing = [_key(*key) for key in wanted - indexed]
             for item in self._batch_get(missing):
                 found[by_keys[_key_strings(item)]] = item
+            lock_scopes = sorted({lock.scope for lock in locks})
+            holds = dict(zip(lock_scopes, self._in_parallel(self._read_holds, lock_scopes), strict=True))
         except (ClientError, BotoCoreError) as err:
             raise AwsAccessError(f"cannot use state table {self.name!r}: {describe(err)}") from err
         # A dual backend's lock (item and lockfile, one record under the table's scope) is in the open set twice: the
@@ -326,8 +377,52 @@ class StateTable:
                 first_seen=_time(item, "first_seen") or now,
                 acquired_at=_time(item, "acquired_at"),
                 warned_at=_time(item, "warned_at"),
+                holds=_holds_of(holds[lock.scope], lock.lock_path, lock.lock_id),
             )
         return states
+
+    # -- holds: what people said of an acquisition from the Slack app ----------------------------------
+    def _read_holds(self, scope: str) -> dict[str, Any]:
+        """The holds record of one lock table (or bucket): a map of hold entries (consistent: a snooze given a
+        moment ago must keep the very next sweep's reap)."""
+        response = self._client.get_item(TableName=self.name, Key=_holds_key(scope), ConsistentRead=True)
+        return dict(response.get("Item", {}))
+
+    def record_hold(self, scope: str, lock_path: str, lock_id: str, hold: Hold) -> None:
+        """Record ``hold`` on one acquisition (replacing a hold of the same kind on it), and forget the holds older
+        than :data:`~tflock_reaper.domain.holds.HOLD_KEEP`. One record per lock table: holds are few (people press
+        buttons) and a sweep reads them with one GetItem per table. The write is conditional on the record as read
+        (its version), retried a few times when another press wrote it meanwhile."""
+        entry = _hold_entry(lock_path, lock_id, hold)
+        for _ in range(_HOLD_WRITE_ATTEMPTS):
+            try:
+                record = self._read_holds(scope)
+                version = int(record.get("version", {}).get("N", "0"))
+                entries = {
+                    k: v
+                    for k, v in record.get("holds", {}).get("M", {}).items()
+                    if (_time(v.get("M", {}), "at") or hold.at) > hold.at - HOLD_KEEP
+                }
+                entries[_hold_entry_key(lock_path, lock_id, hold.kind)] = entry
+                self._client.put_item(
+                    TableName=self.name,
+                    Item={
+                        **_holds_key(scope),
+                        "lock_scope": {"S": scope},
+                        "holds": {"M": entries},
+                        "version": {"N": str(version + 1)},
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR version = :v",
+                    ExpressionAttributeValues={":v": {"N": str(version)}},
+                )
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    continue
+                raise AwsAccessError(f"cannot record the hold in state table {self.name!r}: {describe(err)}") from err
+            except BotoCoreError as err:
+                raise AwsAccessError(f"cannot record the hold in state table {self.name!r}: {describe(err)}") from err
+            return
+        raise AwsAccessError(f"cannot record the hold in state table {self.name!r}: written by others meanwhile")
 
     def settle(self, warned: Iterable[LockRecord], now: datetime, blocked: Iterable[LockRecord] = ()) -> None:
         """Write the sweep's observations: first seen (``if_not_exists``: an overlapping sweep's earlier time

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from tflock_reaper.domain.durations import format_duration
+from tflock_reaper.domain.holds import Hold, active_holds
 from tflock_reaper.domain.liveness import HolderState, HolderStatus
 from tflock_reaper.domain.lock import DIGEST_SUFFIX, LockRecord
 from tflock_reaper.domain.policy import EffectiveRule
@@ -55,6 +56,8 @@ class Gate(StrEnum):
     HOLDER_NOT_CHECKED = "holder-not-checked"
     HOLDER_RUNNING = "holder-running"
     HOLDER_UNKNOWN = "holder-unknown"
+    HUMAN_HOLD = "human-hold"
+    """Snoozed, or claimed (It's mine), from the Slack app: no automatic reap of this acquisition."""
 
 
 #: Outcomes that mean "this lock is stale and still held": alerted about, and remembered as ``warned_at``.
@@ -133,6 +136,7 @@ def decide(
     now: datetime,
     holder: HolderStatus | None,
     acquired_at: datetime | None = None,
+    holds: tuple[Hold, ...] = (),
 ) -> Verdict:
     ages = lock_ages(lock, rule, first_seen=first_seen, now=now, acquired_at=acquired_at)
     age = ages.age
@@ -171,6 +175,7 @@ def decide(
     gates = _closed_gates(
         lock, rule=rule, ages=ages, first_seen=first_seen, observed=observed, holder=holder, acquired_at=acquired_at
     )
+    gates += [(Gate.HUMAN_HOLD, hold.reason(now)) for hold in active_holds(holds, now)]
     if gates:
         return verdict(Action.WARN, reasons + [text for _, text in gates], tuple(gate for gate, _ in gates))
     assert holder is not None  # an open holder gate means a not_running answer  # noqa: S101

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from tflock_reaper.domain.holds import Hold
 from tflock_reaper.domain.lock import DynamoItem, LockRecord
 
 LockKey = tuple[str, str, str]
@@ -28,6 +29,8 @@ class LockState:
     acquired_at: datetime | None = None
     """Server-side acquisition time (from the lock table's stream), when known."""
     warned_at: datetime | None = None
+    holds: tuple[Hold, ...] = ()
+    """What people said of this acquisition from the Slack app (snoozed, claimed): see ``domain.holds``."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ and a gate keeps it), ``still_stale`` once per ``renotify_every`` after that, ``
 a gate keeps it past ``reap_after``, and ``reaped`` with the deleted item. Every notification is keyed by
 (lock path, lock ID, event[, repetition]) in the ledger, so overlapping sweeps and retries send it once.
 The stream function sends ``resolved`` when a lock that was alerted about is released.
+
+A person's hold from the Slack app (``domain.holds``) quiets the repeats: while an acquisition is snoozed, nothing
+but ``reaped`` is sent about it; once claimed (It's mine), ``still_stale`` comes at most daily, its repetitions
+counted on from the last one before the claim (so that each is a new event for the ledger).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tflock_reaper.domain.decision import STALE_OUTCOMES, Outcome
+from tflock_reaper.domain.holds import CLAIM_RENOTIFY, Hold, claim_of, snoozed
 from tflock_reaper.domain.lock import SkippedItem, workspace_of
 from tflock_reaper.domain.memory import StateStore
 from tflock_reaper.domain.notification import Notification, NotificationKind
@@ -37,14 +42,14 @@ STALE_RETRY = timedelta(days=1)
 def notifications_for(entry: LockReport, *, table: str, now: datetime) -> list[Notification]:
     """The notifications one sweep's verdict calls for. Pure: the ledger decides whether each was sent."""
     kinds: list[tuple[NotificationKind, int]] = []
+    quiet = snoozed(entry.state.holds, now)
     if entry.outcome is Outcome.REAPED:
         kinds.append((NotificationKind.REAPED, 0))
-    elif entry.outcome in (Outcome.BLOCKED, Outcome.FAILED):
+    elif entry.outcome in (Outcome.BLOCKED, Outcome.FAILED) and not quiet:
         kinds.append((NotificationKind.REAP_BLOCKED, 0))
-    if entry.outcome in STALE_OUTCOMES:
+    if entry.outcome in STALE_OUTCOMES and not quiet:
         warned_at = entry.state.warned_at
-        renotify = entry.verdict.rule.renotify_every
-        repetition = int((now - warned_at) / renotify) if warned_at and renotify > timedelta(0) else 0
+        repetition = _repetition(warned_at, entry.verdict.rule.renotify_every, claim_of(entry.state.holds), now)
         if repetition >= 1:
             kinds.append((NotificationKind.STILL_STALE, repetition))
         elif not kinds and (warned_at is None or now - warned_at < STALE_RETRY):
@@ -67,6 +72,17 @@ def notifications_for(entry: LockReport, *, table: str, now: datetime) -> list[N
         )
         for kind, repetition in kinds
     ]
+
+
+def _repetition(warned_at: datetime | None, renotify: timedelta, claim: Hold | None, now: datetime) -> int:
+    """Which ``still_stale`` is due: one per ``renotify_every`` since the first warning; once claimed, one per
+    :data:`CLAIM_RENOTIFY` since the claim at most, numbered on from the last one before it."""
+    if warned_at is None or renotify <= timedelta(0):
+        return 0
+    if claim is None or claim.at < warned_at:
+        return int((now - warned_at) / renotify) if claim is None else int((now - claim.at) / CLAIM_RENOTIFY)
+    before = int((claim.at - warned_at) / renotify)
+    return before + int((now - claim.at) / max(renotify, CLAIM_RENOTIFY))
 
 
 ChannelFactory = Callable[[str, Channel], Notifier]

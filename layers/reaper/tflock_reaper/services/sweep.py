@@ -120,7 +120,15 @@ def judge(
     holder = None
     if needs_holder_check(ages, rule):
         holder = holders.status(rule.holder, lock, now, ages.acquired_by)
-    return decide(lock, rule=rule, first_seen=state.first_seen, now=now, holder=holder, acquired_at=state.acquired_at)
+    return decide(
+        lock,
+        rule=rule,
+        first_seen=state.first_seen,
+        now=now,
+        holder=holder,
+        acquired_at=state.acquired_at,
+        holds=state.holds,
+    )
 
 
 @dataclass
