@@ -105,3 +105,22 @@ def test_hostile_paths_and_ids_are_held_by_digest(dynamodb):
     [entry] = _sweep(dynamodb).locks
     assert entry.outcome.value == "blocked"
     assert entry.state.holds == (snooze,)
+
+
+def test_a_buttons_keys_name_the_acquisition_in_words(dynamodb):
+    from tflock_reaper.adapters.state_table import digest as key_digest  # noqa: PLC0415
+    from tflock_reaper.adapters.state_table import state_pk  # noqa: PLC0415
+
+    lock = _held(dynamodb, "tf-state/" + "p" * 2000, lock_id="i" * 1100)
+    store = StateTable(dynamodb, STATE_TABLE)
+    store.record_acquired(lock, NOW - timedelta(hours=3), "1")
+    ref = store.acquisition_by_keys(state_pk(lock.scope, lock.lock_path), f"ID#{key_digest(lock.lock_id)}")
+    assert ref is not None
+    assert (ref.scope, ref.lock_path, ref.lock_id, ref.table, ref.released_at) == (
+        lock.scope,
+        lock.lock_path,
+        lock.lock_id,
+        LOCK_TABLE,
+        None,
+    )
+    assert store.acquisition_by_keys(state_pk(lock.scope, lock.lock_path), "ID#" + "0" * 32) is None

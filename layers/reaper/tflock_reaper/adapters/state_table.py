@@ -251,6 +251,17 @@ def _history_records(items: Iterable[dict[str, Any]]) -> list[HistoryRecord]:
 
 
 @dataclass(frozen=True)
+class AcquisitionRef:
+    """An acquisition as its state-table item names it in words (see :meth:`StateTable.acquisition_by_keys`)."""
+
+    scope: str
+    lock_path: str
+    lock_id: str
+    table: str | None
+    released_at: datetime | None
+
+
+@dataclass(frozen=True)
 class _Observation:
     """One lock's writes at the end of a sweep (see :meth:`StateTable.settle`)."""
 
@@ -380,6 +391,29 @@ class StateTable:
                 holds=_holds_of(holds[lock.scope], lock.lock_path, lock.lock_id),
             )
         return states
+
+    def acquisition_by_keys(self, pk: str, sk: str) -> AcquisitionRef | None:
+        """Which acquisition the item ``pk``/``sk`` records (a Slack button carries these keys, not the lock's own
+        text), read consistently; None when there is no such acquisition item."""
+        try:
+            response = self._client.get_item(
+                TableName=self.name, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise AwsAccessError(f"cannot read state table {self.name!r}: {describe(err)}") from err
+        item = dict(response.get("Item", {}))
+        scope, path, lock_id = (item.get(name, {}).get("S") for name in ("lock_scope", "lock_path", "lock_id"))
+        if not sk.startswith("ID#") or not (
+            isinstance(scope, str) and isinstance(path, str) and isinstance(lock_id, str)
+        ):
+            return None
+        return AcquisitionRef(
+            scope=scope,
+            lock_path=path,
+            lock_id=lock_id,
+            table=item.get("lock_table", {}).get("S"),
+            released_at=_time(item, "released_at"),
+        )
 
     # -- holds: what people said of an acquisition from the Slack app ----------------------------------
     def _read_holds(self, scope: str) -> dict[str, Any]:
