@@ -295,6 +295,64 @@ def test_a_secret_reference_of_another_shape_says_how_to_name_it():
     ]
 
 
+SLACK_APP = """\
+channels:
+  chatops:
+    type: slack_app
+    bot_token: {secret: tflock-reaper/slack-bot-token}
+    channel_id: C0123456789
+defaults:
+  notify: {channels: [chatops]}
+"""
+
+
+def test_a_slack_app_channel_names_its_token_and_channel_id():
+    from tflock_reaper.domain.policy import SlackAppChannel  # noqa: PLC0415
+
+    channel = parse_policy(SLACK_APP).channels["chatops"]
+    assert isinstance(channel, SlackAppChannel)
+    assert (channel.bot_token.secret, channel.channel_id) == ("tflock-reaper/slack-bot-token", "C0123456789")
+    assert channel.api_url == "https://slack.com/api/"
+    private = parse_policy(SLACK_APP.replace("C0123456789", "G01234567"))
+    assert private.channels["chatops"].channel_id == "G01234567"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            SLACK_APP.replace("C0123456789", "'#terraform'"),
+            "policy.yaml:5:17: channels.chatops.channel_id: must be a Slack channel ID such as C0123456789",
+        ),
+        (
+            SLACK_APP.replace("C0123456789", "C0123"),
+            "policy.yaml:5:17: channels.chatops.channel_id: must be a Slack channel ID",
+        ),
+        (SLACK_APP.replace("C0123456789", "c0123456789"), "policy.yaml:5:17: channels.chatops.channel_id:"),
+        (SLACK_APP.replace("C0123456789", "D0123456789"), "policy.yaml:5:17: channels.chatops.channel_id:"),
+        (SLACK_APP.replace("    channel_id: C0123456789\n", ""), "policy.yaml:3:5: channels.chatops.channel_id: Field"),
+        (
+            SLACK_APP.replace("{secret: tflock-reaper/slack-bot-token}", "xoxb-1234-pasted"),
+            f"policy.yaml:4:16: channels.chatops.bot_token: {HOW_TO_NAME_A_SECRET}",
+        ),
+        (SLACK_APP.replace("{secret: tflock-reaper/slack-bot-token}", "{}"), "policy.yaml:4:16: channels.chatops."),
+        (
+            SLACK_APP.replace("    channel_id", "    webhook: {secret: x}\n    channel_id"),
+            "policy.yaml:5:14: channels.chatops.webhook: unknown field",
+        ),
+        (
+            SLACK_APP.replace("channel_id: C0123456789", "channel_id: C0123456789\n    api_url: slack.com"),
+            "policy.yaml:6:14: channels.chatops.api_url: String should match",
+        ),
+    ],
+)
+def test_bad_slack_app_channels_are_refused_with_their_line_and_field(text, expected):
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(text, source="policy.yaml")
+    assert any(p.startswith(expected) for p in raised.value.problems), raised.value.problems
+    assert "xoxb-1234-pasted" not in "".join(traceback.format_exception(raised.value))
+
+
 EVERY_PROBLEM = """\
 mode: yolo
 channels:

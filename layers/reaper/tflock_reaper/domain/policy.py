@@ -9,6 +9,7 @@ would not. Rules are tried in order and the first match wins; a field a rule doe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -148,8 +150,35 @@ class PagerDutyChannel(_Strict):
     url: str = Field(default="https://events.pagerduty.com/v2/enqueue", pattern=r"^https?://")
 
 
-Channel = Annotated[SlackChannel | SnsChannel | PagerDutyChannel, Field(discriminator="type")]
-_CHANNEL_TYPES = ("slack", "sns", "pagerduty")
+_SLACK_CHANNEL_ID = r"^[CG][A-Z0-9]{8,}$"
+
+
+def _slack_channel_id(value: str) -> str:
+    # Python's re, not RE2: the pattern is ours and fixed (nothing to backtrack on), and runs on the policy's text.
+    if re.fullmatch(_SLACK_CHANNEL_ID, value) is None:
+        raise ValueError(
+            "must be a Slack channel ID such as C0123456789 (the channel's details show it at the bottom), "
+            "not its name: chat.postMessage and chat.update need the ID"
+        )
+    return value
+
+
+class SlackAppChannel(_Strict):
+    """Slack through the tflock-reaper Slack app (its bot token): one message per lock acquisition, updated in
+    place as the lock's state changes, with buttons while the lock is held (docs/slack-app.md)."""
+
+    type: Literal["slack_app"]
+    bot_token: SecretRef
+    channel_id: Annotated[str, AfterValidator(_slack_channel_id)] = Field(
+        description="the Slack channel's ID (C... or G...), not its name"
+    )
+    api_url: str = Field(
+        default="https://slack.com/api/", pattern=r"^https?://", description="GovSlack: https://slack-gov.com/api/"
+    )
+
+
+Channel = Annotated[SlackChannel | SlackAppChannel | SnsChannel | PagerDutyChannel, Field(discriminator="type")]
+_CHANNEL_TYPES = ("slack", "slack_app", "sns", "pagerduty")
 
 
 class NotifySpec(_Strict):
