@@ -30,6 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 from tflock_reaper.domain.lock import LockRecord
+from tflock_reaper.domain.slack_actions import info_digest
 from tflock_reaper.domain.text import human_age, shell_word
 
 
@@ -156,6 +157,9 @@ class Notification:
     """What ``age_seconds`` was measured from (server time, the holder's Created, the reaper's first sighting)."""
     identity: str = ""
     """For ``unreadable_lock``: a digest of the item, so that each distinct unreadable item is announced once."""
+    info_digest: str = ""
+    """SHA-256 of the lock's raw ``Info`` (a lockfile's body) as read (:func:`~tflock_reaper.domain.slack_actions.
+    info_digest`): what the Slack app's buttons carry, so that *Reap now* acts on this very lock. Not shown."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", NotificationKind(self.kind))
@@ -234,6 +238,7 @@ class Notification:
             sequence=sequence,
             scope=lock.scope,
             age_basis=age_basis,
+            info_digest=info_digest(lock.raw_info),
         )
 
     # -- derived -----------------------------------------------------------------------------------------
