@@ -25,6 +25,9 @@ NEVER_AT_IMPORT = (
     "tflock_reaper.adapters.channels.sns",
     "tflock_reaper.adapters.channels.pagerduty",
     "tflock_reaper.adapters.channels.webhook",
+    "tflock_reaper.adapters.channels.slack_app",
+    "tflock_reaper.adapters.slack_messages",
+    "slack_sdk",
     # holder checks: built when the policy asks for one
     "tflock_reaper.adapters.holders.aws_ci",
     "tflock_reaper.adapters.holders.base",

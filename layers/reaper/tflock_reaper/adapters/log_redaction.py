@@ -6,6 +6,7 @@
   cut from those records as they are logged; the rest of the body stays for debugging.
 * urllib3 logs the request path (a Slack webhook's secret) at DEBUG, and in its "Retrying ... after connection
   broken" warning: every URL's path, and every secret this process has used (:class:`LogRedaction`), is cut.
+  So is the same from slack_sdk's WebClient's records (the Slack app's bot token).
 
 Nothing is installed on import: the wiring that builds the clients and channels calls
 :func:`install_log_redaction` with the process's :class:`LogRedaction`, and the notifiers it builds add the
@@ -27,6 +28,9 @@ _REDACTED = rb'\1"<redacted>"'
 #: A filter applies to the records of the logger it is added to, not to its children's: each urllib3 module that
 #: may log a request's URL gets one.
 URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager", "urllib3.connection")
+#: slack_sdk's WebClient (the Slack app channel) logs its requests and answers at DEBUG, and a failed request at
+#: ERROR; it leaves the Authorization header out, and these filters cut the bot token from anything else.
+SLACK_SDK_LOGGERS = ("slack_sdk.web.base_client",)
 BOTOCORE_PARSERS = "botocore.parsers"
 
 
@@ -83,7 +87,7 @@ def install_log_redaction(redaction: LogRedaction) -> None:
     parsers = logging.getLogger(BOTOCORE_PARSERS)
     if not any(isinstance(f, _RedactSecretResponses) for f in parsers.filters):
         parsers.addFilter(_RedactSecretResponses())
-    for name in URLLIB3_LOGGERS:
+    for name in (*URLLIB3_LOGGERS, *SLACK_SDK_LOGGERS):
         log = logging.getLogger(name)
         installed = [f for f in log.filters if isinstance(f, _RedactUrls)]
         for existing in installed:

@@ -12,9 +12,10 @@ from tflock_reaper.adapters.log_redaction import LogRedaction
 from tflock_reaper.adapters.secret_store import unavailable
 from tflock_reaper.domain.deadline import UNBOUNDED, Budget
 from tflock_reaper.domain.notifier import Notifier, NotifyError
-from tflock_reaper.domain.policy import Channel, PagerDutyChannel, SecretRef, SlackChannel
+from tflock_reaper.domain.policy import Channel, PagerDutyChannel, SecretRef, SlackAppChannel, SlackChannel
 
 if TYPE_CHECKING:
+    from tflock_reaper.adapters.slack_messages import SlackMessages
     from tflock_reaper.domain.notification import Notification
 
 #: Secrets are re-read at most this often by a warm function (rotation is picked up within this time).
@@ -87,11 +88,30 @@ def make_channel_factory(
     redaction: LogRedaction | None = None,
     resolve: Callable[[SecretRef], str] | None = None,
     budget: Budget = UNBOUNDED,
+    state_table: str | None = None,
 ) -> Callable[[str, Channel], Notifier]:
     """The notifier of each channel. Slack and PagerDuty sends draw on ``budget`` (the sweep's time for outbound
     requests): once it is spent they fail at once, retryably. They tell ``redaction`` (installed by the wiring) of
-    every secret they read, so that no library's log shows it."""
+    every secret they read, so that no library's log shows it.
+
+    ``state_table``: where the Slack app's channels keep each acquisition's message (its ``ts``), so that every
+    process updates the same message. Without one (the CLI), the messages a run posted are known to that run only.
+    """
     secret = resolve or secret_resolver(clients)
+    stores: list[SlackMessages] = []
+
+    def slack_messages() -> SlackMessages:
+        """One store for every slack_app channel of this factory, made when the first one is built."""
+        if not stores:
+            from tflock_reaper.adapters import slack_messages as messages  # noqa: PLC0415
+
+            store: SlackMessages = (
+                messages.DynamoSlackMessages(clients.dynamodb(), state_table)
+                if state_table
+                else messages.MemorySlackMessages()
+            )
+            stores.append(store)
+        return stores[0]
 
     # Each adapter is imported when a channel of its kind is first built, not at a cold start: urllib3 and the
     # others cost a Lambda's init time even when the policy names no such channel.
@@ -101,6 +121,19 @@ def make_channel_factory(
 
             ref = channel.webhook
             return SlackNotifier(lambda: secret(ref), name=name, budget=budget, redaction=redaction)
+        if isinstance(channel, SlackAppChannel):
+            from tflock_reaper.adapters.channels.slack_app import SlackAppNotifier  # noqa: PLC0415
+
+            token = channel.bot_token
+            return SlackAppNotifier(
+                lambda: secret(token),
+                channel=channel.channel_id,
+                messages=slack_messages(),
+                name=name,
+                api_url=channel.api_url,
+                budget=budget,
+                redaction=redaction,
+            )
         if isinstance(channel, PagerDutyChannel):
             from tflock_reaper.adapters.channels.pagerduty import PagerDutyNotifier  # noqa: PLC0415
 
