@@ -215,7 +215,7 @@ def test_one_message_per_acquisition_updated_in_place_with_its_history_in_the_th
     message = slack.messages[(CHANNEL, ts)]
     assert _header(message) == ":white_check_mark: Terraform lock released: blocked/network/terraform.tfstate"
     assert "actions" not in _types(message)
-    assert slack.thread(ts)[-1]["text"].startswith(":white_check_mark: *reap blocked* → *released*: Released: ")
+    assert slack.thread(ts)[-1]["text"].startswith(":white_check_mark: *reap blocked* → *released*: Released by ")
     calls = len(slack.calls)
     reaper.deliver(removal)  # a redelivered batch
     reaper.sweep(T0 + timedelta(hours=4))

@@ -133,6 +133,11 @@ def test_a_thread_reply_says_what_changed_in_one_short_escaped_line():
     assert reply.startswith(":red_circle: *still stale* → *reap blocked*: Past reap_after")
     assert "&lt;!here&gt;" in reply
     assert "\n" not in reply
+    released = notification("resolved", reasons=("released by terraform after 2h",))
+    assert thread_reply(released, previous="stale", state=K.RESOLVED) == (
+        ":white_check_mark: *stale* → *released*: Released by terraform after 2h. Nothing more will be posted about "
+        "this lock."
+    )
     long = notification("resolved", reasons=("released by " + "<@U1>" * 2000,))
     assert len(thread_reply(long, previous="stale", state=K.RESOLVED)) <= REPLY_MAX
 

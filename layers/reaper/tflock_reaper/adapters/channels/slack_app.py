@@ -260,8 +260,8 @@ def _what_happened(n: Notification) -> str:
     if n.kind is K.REAPED:
         return f"Reaped by tflock-reaper after {n.age}. {n.follow_up or ''}"
     if n.kind is K.RESOLVED:
-        why = n.reasons[0] if n.reasons else "by its holder"
-        return f"Released: {why}. Nothing more will be posted about this lock."
+        why = n.reasons[0] if n.reasons else "released by its holder"
+        return f"{why[:1].upper()}{why[1:]}. Nothing more will be posted about this lock."
     return f"{TITLES[n.kind]}: held {n.held}."
 
 
