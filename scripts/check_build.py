@@ -32,8 +32,9 @@ from typing import Any
 import yaml
 
 # The import names that must be in the reaper layer: our package and its runtime dependencies
-# (layers/reaper/requirements.txt: aws-lambda-powertools, pydantic (with pydantic-core), PyYAML, google-re2).
-REQUIRED_PACKAGES = ("tflock_reaper", "aws_lambda_powertools", "pydantic", "pydantic_core", "yaml", "re2")
+# (layers/reaper/requirements.txt: aws-lambda-powertools, pydantic (with pydantic-core), PyYAML, google-re2,
+# slack_sdk).
+REQUIRED_PACKAGES = ("tflock_reaper", "aws_lambda_powertools", "pydantic", "pydantic_core", "yaml", "re2", "slack_sdk")
 
 # Lambda architecture name -> (ELF e_machine, the architecture in wheel and extension-module tags).
 ARCHITECTURES: dict[str, tuple[int, str]] = {
