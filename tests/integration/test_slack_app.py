@@ -21,7 +21,6 @@ from typing import Any
 import boto3
 import pytest
 from factories import lock_item
-from pydantic import TypeAdapter
 from slack_api import CHANNEL, TOKEN, SlackApi, error, ratelimited, slow
 from streams import stream_record
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
@@ -30,16 +29,16 @@ from tflock_reaper.adapters.channels.factory import make_channel_factory
 from tflock_reaper.adapters.channels.slack_app import SlackAppNotifier
 from tflock_reaper.adapters.lock_table import LockTable
 from tflock_reaper.adapters.log_redaction import LogRedaction, install_log_redaction
-from tflock_reaper.adapters.notification_ledger import DynamoLedger
 from tflock_reaper.adapters.slack_messages import DynamoSlackMessages
 from tflock_reaper.adapters.state_table import StateTable
 from tflock_reaper.domain.lock import LockRecord, classify_item
 from tflock_reaper.domain.notification import Notification
-from tflock_reaper.domain.policy import Channel, Policy, parse_policy
+from tflock_reaper.domain.policy import Policy, parse_policy
 from tflock_reaper.domain.report import SweepReport
 from tflock_reaper.domain.slack_actions import ButtonValue, SlackAction, SnoozeFor, info_digest
-from tflock_reaper.services.alerting import Alerter
-from tflock_reaper.services.dispatch import DispatchResult, dispatch
+from tflock_reaper.entrypoints.settings import Settings
+from tflock_reaper.entrypoints.wiring import make_alerter, send_resolved
+from tflock_reaper.services.dispatch import DispatchResult
 from tflock_reaper.services.recorder import audit_stream_record
 from tflock_reaper.services.sweep import sweep
 
@@ -110,12 +109,14 @@ class Reaper:
         )
 
     def sweep(self, at: datetime) -> SweepReport:
-        alerts = Alerter(
+        """One sweep, its alerter built by the deployed wiring (each sweep a new one, as each invocation is)."""
+        alerts = make_alerter(
             self.policy,
             table=LOCK_TABLE,
-            factory=self.factory(),
-            ledger=DynamoLedger(self.dynamodb, STATE_TABLE),
+            clients=self.clients,
             state=self.state,
+            state_table=STATE_TABLE,
+            default_topic_arn=None,
         )
         return sweep(
             lock_table=LockTable(self.dynamodb, LOCK_TABLE),
@@ -143,11 +144,9 @@ class Reaper:
         audit_stream_record(record, self.state, self.announce, self.log)
 
     def announce(self, notification: Notification, channels_json: str) -> DispatchResult:
-        """The stream function's ``resolved``: the channels the sweeper recorded, through a factory of its own."""
-        channels = TypeAdapter(dict[str, Channel]).validate_json(channels_json)
-        factory = self.factory()
-        notifiers = [factory(name, channel) for name, channel in channels.items()]
-        return dispatch(notification, notifiers, DynamoLedger(self.dynamodb, STATE_TABLE))
+        """The stream function's ``resolved``: the channels the sweeper recorded, as the deployed wiring sends it."""
+        settings = Settings.model_validate({"STATE_TABLE_NAME": STATE_TABLE, "LOCK_TABLE_NAME": LOCK_TABLE})
+        return send_resolved(notification, channels_json, settings=settings, clients=self.clients)
 
 
 @pytest.fixture

@@ -91,10 +91,17 @@ def notification_ledger(clients: AwsClients, state_table: str | None) -> Notific
 
 
 def channel_factory(
-    clients: AwsClients, *, default_topic_arn: str | None, budget: Budget = UNBOUNDED
+    clients: AwsClients, *, default_topic_arn: str | None, state_table: str | None, budget: Budget = UNBOUNDED
 ) -> ChannelFactory:
-    """The policy's channels, their secrets read through Powertools Parameters and kept out of every log."""
-    return make_channel_factory(clients, default_topic_arn=default_topic_arn, redaction=log_redaction(), budget=budget)
+    """The policy's channels, their secrets read through Powertools Parameters and kept out of every log; the Slack
+    app's messages (one per acquisition, updated in place) remembered in ``state_table``."""
+    return make_channel_factory(
+        clients,
+        default_topic_arn=default_topic_arn,
+        redaction=log_redaction(),
+        budget=budget,
+        state_table=state_table,
+    )
 
 
 def make_alerter(
@@ -109,7 +116,7 @@ def make_alerter(
     budget: Budget = UNBOUNDED,
 ) -> Alerter:
     """Alerts through the policy's channels, exactly once per event (:func:`notification_ledger`)."""
-    factory = channel_factory(clients, default_topic_arn=default_topic_arn, budget=budget)
+    factory = channel_factory(clients, default_topic_arn=default_topic_arn, state_table=state_table, budget=budget)
     ledger = notification_ledger(clients, state_table)
     return Alerter(policy, table=table, factory=factory, ledger=ledger, state=state, send=send)
 
@@ -304,7 +311,9 @@ def send_resolved(
 ) -> DispatchResult:
     """Announce a release on the channels that were alerted about the lock (recorded by the sweeper)."""
     channels = _channels().validate_json(channels_json)
-    factory = channel_factory(clients, default_topic_arn=settings.alert_topic_arn)
+    factory = channel_factory(
+        clients, default_topic_arn=settings.alert_topic_arn, state_table=settings.state_table_name
+    )
     ledger = notification_ledger(clients, settings.state_table_name)
     from tflock_reaper.services.dispatch import dispatch  # noqa: PLC0415 - the stream function's, on a release only
 
