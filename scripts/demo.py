@@ -9,9 +9,10 @@ Starts a moto server on 127.0.0.1, creates a Terraform s3 backend on it, and run
 Then it runs the reaper's CLI as an operator would (`locks`, `sweep` as a dry run, `sweep --enforce`) and
 shows `terraform plan` working again on the formerly stale state. The lock table streams its changes to the
 stream function (run in this process, fed the stream's records as Lambda delivers them), which records every
-acquisition in the reaper's state table: the demo ends with `history` and a `backtest` of a stricter policy over
-the demo's own locks. Everything is stopped at the end, also on Ctrl-C or an error. Exits non-zero if anything did
-not happen as described.
+acquisition in the reaper's state table: the demo shows `history` and a `backtest` of a stricter policy over the
+demo's own locks, and ends with the Slack app's message about the stale lock in each state it can go through
+(rendered by the `slack_app` channel, nothing sent; `scripts/render_slack_app_samples.py`). Everything is
+stopped at the end, also on Ctrl-C or an error. Exits non-zero if anything did not happen as described.
 
 Run as `PYTHONPATH=tests .venv/bin/python scripts/demo.py` (what `make demo` does).
 """
@@ -22,10 +23,14 @@ import contextlib
 import io
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# scripts/, this script's directory, is first on sys.path: the Slack app's message states, as docs/ renders them.
+from render_slack_app_samples import as_read, lifecycle, message_as_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "functions" / "stream"))
@@ -274,6 +279,7 @@ def run_demo(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
         print(f"   live apply stopped; its lock released by Terraform: {live.lock_item() is None}")
 
     show_history(server, audit, policy)
+    show_slack_app(stale_lock)
 
 
 def show_history(server: MotoServer, audit: Audit, policy: Path) -> None:
@@ -301,6 +307,31 @@ def show_history(server: MotoServer, audit: Audit, policy: Path) -> None:
             "1s",
             table=None,
         )
+
+
+def show_slack_app(lock: HeldLock) -> None:
+    """The Slack app's one message about the demo's stale lock, compactly, in each state it can go through: the lock
+    replayed on the clock of ``scripts/render_slack_app_samples.py`` (``docs/slack-app-samples.md`` has the full
+    messages and their Web API payloads), rendered by the ``slack_app`` channel; nothing is sent."""
+    title = "The Slack app's message for the reaped lock, as each state renders it (no Slack account needed)"
+    with section(title):
+        steps = lifecycle({"LockID": {"S": lock.lock_id}, "Info": {"S": lock.raw_info}})
+        print(f"   {STALE_KEY}, replayed on the clock and policy of docs/slack-app-samples.md (no holder check):")
+        print("   one message, posted, then updated in place with a reply in its thread for each change")
+        for number, step in enumerate(steps, start=1):
+            print(f"\n   {number}. {step.state}: {step.what}")
+            for line in message_as_text(step.payload["blocks"], compact=True).splitlines():
+                print(f"   | {line}")
+            if not step.controls:
+                print("   | (no buttons: the message is final)")
+            reply = step.reply()
+            if reply is not None:
+                print(f"   thread: {textwrap.shorten(as_read(reply), WIDTH - 11, placeholder=' ...')}")
+        states = [step.state.value for step in steps]
+        if states != ["stale", "still_stale", "reap_blocked", "reaped", "resolved"]:
+            raise DemoError(f"the Slack app's message went through {states}")
+        if [step.controls for step in steps] != [True, True, True, False, False]:
+            raise DemoError("the Slack app's buttons must be there while the lock is held, and only then")
 
 
 def cleanup(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
