@@ -12,20 +12,11 @@ from __future__ import annotations
 import getpass
 import json
 import socket
-from dataclasses import dataclass, field
 
 from tflock_reaper.adapters.lock_table import LockTable
 from tflock_reaper.adapters.lockfiles import LockfileBuckets
 from tflock_reaper.domain.decision import Outcome
-from tflock_reaper.domain.lock import (
-    DIGEST_SUFFIX,
-    DigestRecord,
-    LockRecord,
-    SkippedItem,
-    classify_item,
-    classify_lockfile,
-    merge_backends,
-)
+from tflock_reaper.domain.lock import DIGEST_SUFFIX, DigestRecord, LockRecord, SkippedItem
 from tflock_reaper.domain.policy import Policy, load_policy
 from tflock_reaper.domain.report import LockReport
 from tflock_reaper.domain.text import one_line
@@ -35,15 +26,9 @@ from tflock_reaper.entrypoints.cli.errors import ConfigError
 from tflock_reaper.entrypoints.cli.prompt import ask, interactive
 from tflock_reaper.entrypoints.cli.render import describe_notification, lock_preview, where
 from tflock_reaper.entrypoints.wiring import make_alerter, state_store
+from tflock_reaper.services import lock_lookup
+from tflock_reaper.services.lock_lookup import Found, NotTheLockError, Refusal, choose
 from tflock_reaper.services.sweep import unlock, utcnow
-
-
-@dataclass
-class Found:
-    """What is at the lock path: the locks (a dual backend's two sides merged), and anything else."""
-
-    locks: list[LockRecord] = field(default_factory=list)
-    others: list[DigestRecord | SkippedItem] = field(default_factory=list)
 
 
 class RefusedError(Exception):
@@ -104,49 +89,31 @@ def run_unlock(run: Run) -> int:
 
 def read(lock_path: str, tables: list[LockTable], lockfiles: LockfileBuckets | None) -> Found:
     """Everything at ``lock_path``: each table's item and the lockfile, classified (consistent reads)."""
-    now = utcnow()
-    found = Found()
-    table_locks: list[LockRecord] = []
-    file_locks: list[LockRecord] = []
-    for table in tables:
-        item = table.get(lock_path)
-        if item is None:
-            continue
-        classified = classify_item(item, now, table=table.name, table_arn=table.describe()[0])
-        if isinstance(classified, LockRecord):
-            table_locks.append(classified)
-        else:
-            found.others.append(classified)
-    obj = lockfiles.get(lock_path) if lockfiles is not None else None
-    parsed = classify_lockfile(obj, now) if obj is not None else None
-    if isinstance(parsed, LockRecord):
-        file_locks.append(parsed)
-    elif parsed is not None:
-        found.others.append(parsed)
-    found.locks = merge_backends(table_locks, file_locks)
-    return found
+    return lock_lookup.read(lock_path, tables, lockfiles, utcnow())
 
 
 def _the_lock(
     found: Found, lock_path: str, lock_id: str, tables: list[LockTable], lockfiles: LockfileBuckets | None
 ) -> LockRecord:
-    """The acquisition ``lock_id`` names, or :class:`RefusedError` saying what is there instead."""
-    matching = [lock for lock in found.locks if lock.lock_id == lock_id]
-    if len(matching) > 1:
-        held_in = ", ".join(where(lock) for lock in matching)
-        raise ConfigError(f"{lock_path!r} is held with ID {lock_id!r} in {held_in}: give the one table (--table)")
-    if matching:
-        lock = matching[0]
-        if lock.digest_like_key:
+    """The acquisition ``lock_id`` names, or :class:`RefusedError` saying what is there instead (the choice is
+    :func:`tflock_reaper.services.lock_lookup.choose`'s, shared with the Slack app's *Reap now*)."""
+    try:
+        return choose(found, lock_id)
+    except NotTheLockError as refused:
+        if refused.refusal is Refusal.AMBIGUOUS:
+            held_in = ", ".join(where(lock) for lock in refused.matching)
+            raise ConfigError(
+                f"{lock_path!r} is held with ID {lock_id!r} in {held_in}: give the one table (--table)"
+            ) from None
+        if refused.refusal is Refusal.DIGEST_KEY:
             raise RefusedError(
                 f"{lock_path!r} ends in {DIGEST_SUFFIX}, as Terraform's digest items do: unlock never deletes such "
                 "a key (nor may the stack's role); check it is a lock, then delete the item by hand",
-                [lock_preview(lock, utcnow())],
-            )
-        return lock
-    if not found.locks and not found.others:
-        searched = [f"{t.name}" for t in tables] + ([lockfiles.name] if lockfiles else [])
-        raise RefusedError(f"no lock at {lock_path!r} in {', '.join(searched)}")
+                [lock_preview(refused.matching[0], utcnow())],
+            ) from None
+        if refused.refusal is Refusal.NOTHING:
+            searched = [f"{t.name}" for t in tables] + ([lockfiles.name] if lockfiles else [])
+            raise RefusedError(f"no lock at {lock_path!r} in {', '.join(searched)}") from None
     details = [
         f"Held now, by another acquisition (ID {one_line(lock.lock_id)}):\n{lock_preview(lock, utcnow())}"
         for lock in found.locks
