@@ -37,6 +37,8 @@ BY_TERRAFORM = "terraform"
 BY_REAPER = "tflock-reaper"
 #: ``reaped_by`` prefix of a reap made by hand with ``tflock-reaper unlock``.
 UNLOCK_PREFIX = "unlock"
+#: ``reaped_by`` prefix of a reap made by hand from the Slack app (*Reap now*).
+SLACK_PREFIX = "slack"
 #: The sweeper's schedule the replay assumes by default (the stack's ``SweepSchedule`` default).
 DEFAULT_SWEEP_EVERY = timedelta(minutes=1)
 #: Below this many releases by their holders, a group's thresholds are not suggested: the data says too little.
@@ -105,8 +107,9 @@ class HistoryRecord:
 
     @property
     def by_hand(self) -> bool:
-        """Unlocked by a person: ``tflock-reaper unlock``, or (most likely) ``force-unlock`` after an alert."""
-        return self.after_alert or (self.reaped_by or "").startswith(UNLOCK_PREFIX)
+        """Unlocked by a person: ``tflock-reaper unlock``, the Slack app's *Reap now*, or (most likely)
+        ``force-unlock`` after an alert."""
+        return self.after_alert or (self.reaped_by or "").startswith((UNLOCK_PREFIX, SLACK_PREFIX))
 
     @property
     def stale(self) -> bool:

@@ -276,6 +276,43 @@ class HolderSpec(_Strict):
         return self
 
 
+_SLACK_USER_ID = r"^[UW][A-Z0-9]{8,}$"
+_SLACK_USERGROUP_ID = r"^S[A-Z0-9]{8,}$"
+
+
+def _slack_approver(value: str) -> str:
+    """A Slack user ID. A user group's ID is refused by name: whether someone is in a group can only be asked with
+    ``usergroups.users.list``, which needs the ``usergroups:read`` scope, and the app does not ask for it."""
+    if re.fullmatch(_SLACK_USER_ID, value) is not None:
+        return value
+    if re.fullmatch(_SLACK_USERGROUP_ID, value) is not None:
+        raise ValueError(
+            f"{value} is a Slack user group: approvers are matched by user ID only (a group's members can only be "
+            "read with the usergroups:read scope, which the tflock-reaper app does not ask for): list its members' "
+            "user IDs"
+        )
+    raise ValueError(
+        "must be a Slack user ID such as U0123456789 (in Slack: a member's profile, More, Copy member ID), not a "
+        "name or an email address"
+    )
+
+
+SlackApprover = Annotated[str, AfterValidator(_slack_approver)]
+
+
+def _time_zone(value: str) -> str:
+    """An IANA time zone name (``Europe/Paris``), as :mod:`zoneinfo` knows it."""
+    if value == "UTC":
+        return value
+    import zoneinfo  # noqa: PLC0415 - only a policy with a time zone needs it (cold start)
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ValueError(f"unknown time zone {value!r}: give an IANA name such as Europe/Paris or UTC") from None
+    return value
+
+
 class Defaults(_Strict):
     warn_after: Duration = timedelta(minutes=30)
     reap_after: Duration = timedelta(hours=2)
@@ -287,6 +324,12 @@ class Defaults(_Strict):
     # Factories, not instances: an instance here would build its model at import (defer_build, cold start).
     holder: HolderSpec = Field(default_factory=HolderSpec)
     notify: NotifySpec = Field(default_factory=lambda: NotifySpec(channels=[], renotify_every=timedelta(hours=1)))
+    approvers: list[SlackApprover] | None = None
+    """The Slack users (user IDs) who may press *Reap now* on a lock's message; none: nobody may."""
+    holds_by_approvers_only: bool = Field(default=False, strict=True)
+    """Only the approvers may *Snooze* or claim (*It's mine*); off: anyone in the channel may."""
+    time_zone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
+    """Where *Snooze until tomorrow 09:00* is 09:00 (an IANA name such as Europe/Paris)."""
 
 
 class Rule(_Strict):
@@ -299,6 +342,9 @@ class Rule(_Strict):
     trust_holder_clock: bool | None = Field(default=None, strict=True)
     holder: HolderSpec | None = None
     notify: NotifySpec | None = None
+    approvers: list[SlackApprover] | None = None
+    """Instead of the defaults' (an empty list: nobody may *Reap now* this rule's locks from Slack)."""
+    holds_by_approvers_only: bool | None = Field(default=None, strict=True)
 
     def matches(self, lock: LockRecord) -> bool:
         return self.matches_fields(lock.lock_path, lock.info.operation, lock.info.who)
@@ -324,6 +370,9 @@ class EffectiveRule:
     channels: tuple[str, ...] = ()
     renotify_every: timedelta = timedelta(hours=1)
     trust_holder_clock: bool = False
+    approvers: tuple[str, ...] = ()
+    """The Slack user IDs who may press *Reap now* (the rule's, else the defaults'): none, nobody may."""
+    holds_by_approvers_only: bool = False
 
 
 class Policy(_Strict):
@@ -354,6 +403,7 @@ class Policy(_Strict):
 
         default_channels = tuple(d.notify.channels or ())
         default_renotify = pick(d.notify.renotify_every, timedelta(hours=1))
+        default_approvers = tuple(d.approvers or ())
         if rule is None:
             return EffectiveRule(
                 name,
@@ -364,6 +414,8 @@ class Policy(_Strict):
                 default_channels,
                 default_renotify,
                 d.trust_holder_clock,
+                default_approvers,
+                d.holds_by_approvers_only,
             )
         notify = rule.notify or NotifySpec()
         return EffectiveRule(
@@ -375,6 +427,10 @@ class Policy(_Strict):
             channels=default_channels if notify.channels is None else tuple(notify.channels),
             renotify_every=pick(notify.renotify_every, default_renotify),
             trust_holder_clock=d.trust_holder_clock if rule.trust_holder_clock is None else rule.trust_holder_clock,
+            approvers=default_approvers if rule.approvers is None else tuple(rule.approvers),
+            holds_by_approvers_only=d.holds_by_approvers_only
+            if rule.holds_by_approvers_only is None
+            else rule.holds_by_approvers_only,
         )
 
     def rule_for(self, lock: LockRecord) -> EffectiveRule:

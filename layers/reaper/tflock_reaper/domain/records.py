@@ -28,14 +28,15 @@ class ReleaseRecord:
     warned_at: datetime | None = None
     """When the reaper first reported the lock stale, if it did."""
     reaped_by: str | None = None
-    """Who asked for its reap, if one was attempted: ``sweep``, or ``unlock by <user@host>`` (by hand)."""
+    """Who asked for its reap, if one was attempted: ``sweep``, or (by hand) ``unlock by <user@host>`` or
+    ``slack by <name> (<user ID>)`` (the Slack app's *Reap now*)."""
 
     def by_hand(self, released_by: str) -> bool:
-        """Released by a person: with ``tflock-reaper unlock``, or by a Terraform principal after the reaper had
-        alerted about the lock (most likely ``terraform force-unlock``: the stream cannot tell it from the holder's
-        own unlock)."""
+        """Released by a person: with ``tflock-reaper unlock`` or the Slack app's *Reap now*, or by a Terraform
+        principal after the reaper had alerted about the lock (most likely ``terraform force-unlock``: the stream
+        cannot tell it from the holder's own unlock)."""
         if released_by == "tflock-reaper":
-            return (self.reaped_by or "").startswith("unlock")
+            return (self.reaped_by or "").startswith(("unlock", "slack"))
         return released_by == "terraform" and self.warned_at is not None
 
 
