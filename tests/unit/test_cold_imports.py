@@ -62,6 +62,20 @@ STREAM_NEVER_AT_IMPORT = (
     "aws_lambda_powertools.utilities.parser",
 )
 
+#: The interactions function's import: only what checks a request's headers; its signature (slack_sdk, whose package
+#: imports its Web API client), the press (services, policy, wiring) and the secret only for requests that need them.
+INTERACTIONS_NEVER_AT_IMPORT = (
+    *NEVER_AT_IMPORT,
+    "slack_sdk",
+    "tflock_reaper.entrypoints.wiring",
+    "tflock_reaper.domain.policy",
+    "tflock_reaper.services.interactions",
+    "tflock_reaper.services.sweep",
+    "tflock_reaper.adapters.state_table",
+    "tflock_reaper.adapters.lockfiles",
+    "tflock_reaper.adapters.channels.factory",
+)
+
 _REPORT = """
 import json, sys
 import {module}
@@ -110,6 +124,18 @@ def sweeper() -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def stream() -> dict[str, list[str]]:
     return _import_in_a_fresh_interpreter("stream_handler", "stream")
+
+
+@pytest.fixture(scope="module")
+def interactions() -> dict[str, list[str]]:
+    return _import_in_a_fresh_interpreter("interactions_handler", "interactions")
+
+
+def test_the_interactions_handler_imports_only_what_checks_a_request(interactions):
+    imported = set(interactions["modules"])
+    assert "tflock_reaper.adapters.slack_interactions" in imported  # what every request runs is there
+    assert sorted(imported.intersection(INTERACTIONS_NEVER_AT_IMPORT)) == []
+    assert interactions["built"] == []
 
 
 def test_the_sweeper_imports_no_channel_holder_check_regex_engine_or_yaml(sweeper):

@@ -79,6 +79,13 @@ class Settings(BaseModel):
     history_retention_days: int = Field(default=90, alias="HISTORY_RETENTION_DAYS", ge=1, le=3650)
     """Days each acquisition's record (the history) is kept in the state table after its release (its TTL); the
     stack's HistoryRetentionDays."""
+    slack_signing_secret_name: str | None = Field(default=None, alias="SLACK_SIGNING_SECRET_NAME")
+    """The interactions function: the Secrets Manager secret holding the Slack app's signing secret (its name or
+    ARN; the value is read at run time, cached, and never logged)."""
+    slack_response_url_prefix: str = Field(
+        default="https://hooks.slack.com/", alias="SLACK_RESPONSE_URL_PREFIX", pattern=r"^https?://[^/]+/"
+    )
+    """The interactions function answers the presser only through a ``response_url`` under this prefix (Slack's)."""
 
     _comma_separated = field_validator("lock_table_names", "state_buckets", "audit_stream_mappings", mode="before")(
         _comma_separated
@@ -107,6 +114,7 @@ class Settings(BaseModel):
         "audit_function_name",
         "audit_failure_queue_url",
         "audit_lockfile_rule",
+        "slack_signing_secret_name",
         mode="before",
     )
     @classmethod
