@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from cfn_template import function_statements, load_template
 
-FUNCTIONS = ("SweeperFunction", "StreamFunction")
+FUNCTIONS = ("SweeperFunction", "StreamFunction", "InteractionsFunction")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,12 @@ def test_no_statement_grants_a_wildcard_action_or_resource(template, function):
 
 
 @pytest.mark.parametrize(
-    ("function", "group"), [("SweeperFunction", "SweeperLogGroup"), ("StreamFunction", "StreamLogGroup")]
+    ("function", "group"),
+    [
+        ("SweeperFunction", "SweeperLogGroup"),
+        ("StreamFunction", "StreamLogGroup"),
+        ("InteractionsFunction", "InteractionsLogGroup"),
+    ],
 )
 def test_each_function_has_an_explicit_role_with_no_managed_policy_writing_only_its_own_logs(template, function, group):
     """With a role of its own making SAM attaches nothing: no AWSLambdaBasicExecutionRole (logs on "*")."""
@@ -133,7 +138,12 @@ def test_data_at_rest_is_encrypted(template):
 
 
 @pytest.mark.parametrize(
-    ("group", "function"), [("SweeperLogGroup", "SweeperFunction"), ("StreamLogGroup", "StreamFunction")]
+    ("group", "function"),
+    [
+        ("SweeperLogGroup", "SweeperFunction"),
+        ("StreamLogGroup", "StreamFunction"),
+        ("InteractionsLogGroup", "InteractionsFunction"),
+    ],
 )
 def test_each_function_has_its_log_group_with_a_retention(template, group, function):
     log_group = template["Resources"][group]
@@ -164,4 +174,5 @@ def test_every_scanner_skip_carries_its_reason(template):
         # The functions name their log groups in LoggingConfig; WS1004 knows only groups named after a function.
         "SweeperFunction": ["WS1004"],
         "StreamFunction": ["WS1004"],
+        "InteractionsFunction": ["WS1004"],
     }
