@@ -18,6 +18,8 @@ lockfile) keeps two tables or two accounts holding the same LockID apart.
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -167,7 +169,9 @@ def history_day(when: datetime) -> str:
 
 #: Sort key of a lock table's (or bucket's) holds record (``pk = HOLDS#<digest of the scope>``).
 HOLDS_SK = "HOLDS"
-_HOLD_WRITE_ATTEMPTS = 5
+_HOLD_WRITE_ATTEMPTS = 10
+#: Jittered wait (times the attempt) before writing the holds record again after another press won the race.
+_HOLD_BACKOFF_SECONDS = 0.05
 
 
 def _holds_key(scope: str) -> dict[str, Any]:
@@ -428,7 +432,7 @@ class StateTable:
         buttons) and a sweep reads them with one GetItem per table. The write is conditional on the record as read
         (its version), retried a few times when another press wrote it meanwhile."""
         entry = _hold_entry(lock_path, lock_id, hold)
-        for _ in range(_HOLD_WRITE_ATTEMPTS):
+        for attempt in range(_HOLD_WRITE_ATTEMPTS):
             try:
                 record = self._read_holds(scope)
                 version = int(record.get("version", {}).get("N", "0"))
@@ -451,6 +455,7 @@ class StateTable:
                 )
             except ClientError as err:
                 if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    time.sleep(random.uniform(0, _HOLD_BACKOFF_SECONDS * (attempt + 1)))  # noqa: S311 - jitter
                     continue
                 raise AwsAccessError(f"cannot record the hold in state table {self.name!r}: {describe(err)}") from err
             except BotoCoreError as err:
