@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlencode, urlsplit
 from urllib.request import Request, urlopen
 
 from fakes import FakeLambdaContext
+from http_stub import serve_loopback
 from tflock_reaper.adapters.slack_interactions import sign
 
 URL_ID = "a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6"
@@ -122,11 +122,7 @@ class FunctionUrl:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self._server = Server(("127.0.0.1", 0), Answer)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._server, self._thread = serve_loopback(Answer)
 
     @property
     def url(self) -> str:

@@ -92,14 +92,7 @@ class StubServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that timed out and hung up is expected here
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._server, self._thread = serve_loopback(Handler, quiet_errors=True)
 
     @property
     def port(self) -> int:
@@ -127,3 +120,23 @@ class StubServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class _LoopbackServer(ThreadingHTTPServer):
+    daemon_threads = True
+    quiet_errors = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not self.quiet_errors:
+            super().handle_error(request, client_address)
+
+
+def serve_loopback(
+    handler: type[BaseHTTPRequestHandler], *, quiet_errors: bool = False
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """A test's HTTP server on 127.0.0.1 (a free port), a daemon thread per request, and the (not yet started)
+    thread that serves it. ``quiet_errors``: no traceback for a client that timed out and hung up (expected there)."""
+    server = _LoopbackServer(("127.0.0.1", 0), handler)
+    server.quiet_errors = quiet_errors
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    return server, thread

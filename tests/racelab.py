@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from unittest import mock
 from urllib.parse import parse_qs, urlsplit
@@ -54,6 +54,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 from botocore.exceptions import ClientError
 from factories import lock_info
+from http_stub import serve_loopback
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 from tables import LOCK_TABLE, STATE_TABLE, create_lock_table, create_state_table
@@ -246,11 +247,7 @@ class RegistryServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._server, self._thread = serve_loopback(Handler)
 
     @property
     def url(self) -> str:

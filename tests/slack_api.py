@@ -15,12 +15,12 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from itertools import count
 from typing import Any
 from urllib.parse import parse_qs
 
-from http_stub import Reply
+from http_stub import Reply, serve_loopback
 
 TOKEN = "xoxb-1111111111-2222222222-T0kEnT0kEnT0kEnT0kEn"
 CHANNEL = "C0TFLOCK01"
@@ -167,14 +167,7 @@ class SlackApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that timed out and hung up is expected here
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._server, self._thread = serve_loopback(Handler, quiet_errors=True)
 
     # -- the test's side ----------------------------------------------------------------------------------------
     @property
