@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from notify_factories import HOSTILE, LOCK_ID, lock_record, notification
 from slack_api import block_problems
 from tflock_reaper.adapters.channels.slack_app import (
+    HOLD_BLOCK_ID,
     REPLY_MAX,
     SlackAppNotifier,
     button_value,
     headline,
+    hold_block,
+    hold_text,
     render_message,
     thread_reply,
+    with_holds,
 )
 from tflock_reaper.adapters.slack_messages import MemorySlackMessages
 from tflock_reaper.adapters.state_table import _key as acquisition_key
+from tflock_reaper.domain.holds import Hold, HoldKind
 from tflock_reaper.domain.notification import Notification, NotificationKind
 from tflock_reaper.domain.slack_actions import ButtonValue, SlackAction, SnoozeFor
 
@@ -178,3 +185,48 @@ def test_notification_for_lock_keeps_the_digest_of_the_raw_info():
         "stale", lock, table="t", age_seconds=1, verdict="warn", outcome="warned", reasons=(), rule="r"
     )
     assert n.info_digest == hashlib.sha256(lock.raw_info.encode("utf-8")).hexdigest()
+
+
+def test_a_held_message_says_who_holds_it_just_above_its_buttons_and_a_final_one_does_not():
+    at = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    snooze = Hold(HoldKind.SNOOZE, "alice (U0ALICE01)", at, at + timedelta(hours=4))
+    claim = Hold(HoldKind.CLAIM, "bob (U0BOB0002)", at)
+    held = render_message(replace(notification("stale"), holds=(snooze, claim)), channel=CHANNEL)
+    types = [b["type"] for b in held["blocks"]]
+    line = held["blocks"][types.index("actions") - 1]
+    assert line["block_id"] == HOLD_BLOCK_ID
+    snoozed = (
+        ":zzz: *Snoozed* by alice (U0ALICE01) until <!date^1796299200^{date_short_pretty} {time}|2026-12-03 12:00 UTC>"
+        ": no reminders and no automatic reap until then."
+    )
+    claimed = (
+        ":raised_hand: *Claimed* by bob (U0BOB0002) <!date^1796284800^{date_short_pretty} {time}|2026-12-03 08:00 UTC> "
+        "(It's mine): no automatic reap of this acquisition, reminders at most daily."
+    )
+    assert [e["text"] for e in line["elements"]] == [snoozed, claimed]
+    assert block_problems(held["blocks"]) == []
+    assert HOLD_BLOCK_ID not in json.dumps(render_message(notification("stale"), channel=CHANNEL))
+    final = render_message(replace(notification("reaped"), holds=(claim,)), channel=CHANNEL)
+    assert HOLD_BLOCK_ID not in json.dumps(final)
+
+
+def test_a_presser_name_cannot_mention_link_or_format_in_the_hold_line():
+    hostile = Hold(HoldKind.CLAIM, "<!channel> <https://evil.example|click> *bold* (U0X1)", datetime.now(UTC))
+    text = hold_text(hostile)
+    assert "<!channel>" not in text
+    assert "<https://" not in text
+    assert "&lt;!channel&gt;" in text
+
+
+def test_the_hold_line_replaces_the_one_before_and_a_message_without_buttons_is_left_alone():
+    at = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    first = Hold(HoldKind.SNOOZE, "alice (U0ALICE01)", at, at + timedelta(hours=1))
+    second = Hold(HoldKind.CLAIM, "bob (U0BOB0002)", at)
+    blocks = render_message(notification("stale"), channel=CHANNEL)["blocks"]
+    once = with_holds(blocks, (first,))
+    twice = with_holds(once or [], (second,))
+    assert twice is not None
+    assert [b for b in twice if b.get("block_id") == HOLD_BLOCK_ID] == [hold_block((second,))]
+    assert [b for b in twice if b.get("block_id") != HOLD_BLOCK_ID] == blocks
+    final = render_message(notification("reaped"), channel=CHANNEL)["blocks"]
+    assert with_holds(final, (first,)) is None

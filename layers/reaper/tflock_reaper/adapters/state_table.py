@@ -426,11 +426,12 @@ class StateTable:
         response = self._client.get_item(TableName=self.name, Key=_holds_key(scope), ConsistentRead=True)
         return dict(response.get("Item", {}))
 
-    def record_hold(self, scope: str, lock_path: str, lock_id: str, hold: Hold) -> None:
+    def record_hold(self, scope: str, lock_path: str, lock_id: str, hold: Hold) -> tuple[Hold, ...]:
         """Record ``hold`` on one acquisition (replacing a hold of the same kind on it), and forget the holds older
-        than :data:`~tflock_reaper.domain.holds.HOLD_KEEP`. One record per lock table: holds are few (people press
-        buttons) and a sweep reads them with one GetItem per table. The write is conditional on the record as read
-        (its version), retried a few times when another press wrote it meanwhile."""
+        than :data:`~tflock_reaper.domain.holds.HOLD_KEEP`; the acquisition's holds as written are returned. One
+        record per lock table: holds are few (people press buttons) and a sweep reads them with one GetItem per
+        table. The write is conditional on the record as read (its version), retried a few times when another
+        press wrote it meanwhile."""
         entry = _hold_entry(lock_path, lock_id, hold)
         for attempt in range(_HOLD_WRITE_ATTEMPTS):
             try:
@@ -460,7 +461,7 @@ class StateTable:
                 raise AwsAccessError(f"cannot record the hold in state table {self.name!r}: {describe(err)}") from err
             except BotoCoreError as err:
                 raise AwsAccessError(f"cannot record the hold in state table {self.name!r}: {describe(err)}") from err
-            return
+            return _holds_of({"holds": {"M": entries}}, lock_path, lock_id)
         raise AwsAccessError(f"cannot record the hold in state table {self.name!r}: written by others meanwhile")
 
     def settle(self, warned: Iterable[LockRecord], now: datetime, blocked: Iterable[LockRecord] = ()) -> None:

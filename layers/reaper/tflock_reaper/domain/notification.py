@@ -29,6 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from tflock_reaper.domain.holds import Hold
 from tflock_reaper.domain.lock import LockRecord
 from tflock_reaper.domain.slack_actions import info_digest
 from tflock_reaper.domain.text import human_age, shell_word
@@ -160,6 +161,8 @@ class Notification:
     info_digest: str = ""
     """SHA-256 of the lock's raw ``Info`` (a lockfile's body) as read (:func:`~tflock_reaper.domain.slack_actions.
     info_digest`): what the Slack app's buttons carry, so that *Reap now* acts on this very lock. Not shown."""
+    holds: tuple[Hold, ...] = field(default=(), compare=False)
+    """The people's holds on the acquisition in force (*Snooze*, *It's mine*): its Slack app message says who."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", NotificationKind(self.kind))
@@ -217,6 +220,7 @@ class Notification:
         deleted_item: dict[str, Any] | None = None,
         sequence: int = 0,
         age_basis: str = "",
+        holds: tuple[Hold, ...] = (),
     ) -> Notification:
         info = lock.info
         return cls(
@@ -239,6 +243,7 @@ class Notification:
             scope=lock.scope,
             age_basis=age_basis,
             info_digest=info_digest(lock.raw_info),
+            holds=holds,
         )
 
     # -- derived -----------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -55,11 +56,19 @@ from tflock_reaper.entrypoints.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from tflock_reaper.adapters.aws import AwsClients
+    from tflock_reaper.adapters.channels.slack_app import SlackAppNotifier
+    from tflock_reaper.adapters.slack_messages import SlackMessage
     from tflock_reaper.domain.lock import LockRecord
+    from tflock_reaper.domain.notifier import Notifier
+    from tflock_reaper.domain.policy import Channel, Policy
     from tflock_reaper.services.interactions import ActionResult, Collaborators, MessageUpdater, Press
+
+_logger = logging.getLogger(__name__)
 
 #: Slack's interaction payloads are a few kilobytes (the message's blocks included); anything far larger is not one.
 MAX_BODY_BYTES = 256 * 1024
+#: Block Kit: blocks in a message.
+MESSAGE_BLOCKS_MAX = 50
 #: What the presser's name may take in logs, holds, records and alerts.
 NAME_MAX = 80
 #: Seconds of the invocation kept for the presser's answer (its POST's total deadline, and a margin): the
@@ -216,6 +225,7 @@ def parse_press(body: str) -> Press:
     container = payload.get("container")
     container = container if isinstance(container, dict) else {}
     channel, ts = container.get("channel_id"), container.get("message_ts")
+    blocks, text = _message(payload.get("message"))
     return Press(
         action=kind,
         value=value,
@@ -224,7 +234,20 @@ def parse_press(body: str) -> Press:
         response_url=_text(payload.get("response_url"), "response_url"),
         channel_id=channel if isinstance(channel, str) and _SLACK_ID.match(channel) else None,
         message_ts=ts if isinstance(ts, str) and _TS.match(ts) else None,
+        message_blocks=blocks,
+        message_text=text,
     )
+
+
+def _message(message: object) -> tuple[tuple[dict[str, Any], ...], str]:
+    """The pressed message's blocks and fallback text, as Slack sends them back (nothing when they are not what a
+    message of Block Kit is: the message is then left as it is)."""
+    if not isinstance(message, dict):
+        return (), ""
+    blocks, text = message.get("blocks"), message.get("text")
+    if not isinstance(blocks, list) or len(blocks) > MESSAGE_BLOCKS_MAX or not all(isinstance(b, dict) for b in blocks):
+        return (), ""
+    return tuple(blocks), text if isinstance(text, str) else ""
 
 
 # -- the presser's answer ---------------------------------------------------------------------------------------
@@ -345,6 +368,56 @@ class PowertoolsActionLog:
         self._logger.exception("interaction failed")
 
 
+# -- the message ------------------------------------------------------------------------------------------------
+class SlackAppMessageUpdate:
+    """The :class:`~tflock_reaper.services.interactions.MessageUpdater` of the deployed function: after a *Snooze* or
+    *It's mine* press, the message pressed on shows who holds the lock, with a reply in its thread, through the
+    ``slack_app`` channel that posted it (its bot token, its lease on the message). A message this stack did not
+    post (no record of it in the state table for that acquisition) is left as it is. *Reap now* needs nothing
+    here: its ``reaped`` alert updates the message."""
+
+    def __init__(
+        self,
+        find: Callable[[str, str, str], SlackMessage | None],
+        notifier_for: Callable[[str], SlackAppNotifier | None],
+    ) -> None:
+        self._find = find
+        self._notifier_for = notifier_for
+
+    def update(self, result: ActionResult) -> None:
+        press, hold = result.press, result.hold
+        if hold is None or press.channel_id is None or press.message_ts is None or not press.message_blocks:
+            return
+        shown = self._find(press.value.pk, press.channel_id, press.message_ts)
+        notifier = self._notifier_for(shown.notifier) if shown is not None else None
+        if shown is None or shown.acquisition_sk != press.value.sk or notifier is None:
+            _logger.info(
+                "slack message not updated: not one this stack's slack_app channels posted about the acquisition",
+                extra={"lock_path": result.lock_path, "channel_id": press.channel_id},
+            )
+            return
+        notifier.show_holds(
+            shown, blocks=press.message_blocks, text=press.message_text, hold=hold, holds=result.holds or (hold,)
+        )
+
+
+def slack_app_notifiers(policy: Policy, factory: Callable[[str, Channel], Notifier]) -> Callable[[str], Any]:
+    """The policy's ``slack_app`` channel of a name, built by ``factory`` (once); ``None`` for another kind."""
+    built: dict[str, Any] = {}
+
+    def notifier_for(name: str) -> Any:
+        from tflock_reaper.domain.policy import SlackAppChannel  # noqa: PLC0415
+
+        channel = policy.channels.get(name)
+        if not isinstance(channel, SlackAppChannel):
+            return None
+        if name not in built:
+            built[name] = factory(name, channel)
+        return built[name]
+
+    return notifier_for
+
+
 # -- the wiring -------------------------------------------------------------------------------------------------
 @dataclass
 class Interactions:
@@ -382,10 +455,16 @@ class Interactions:
         """The real state table, lock tables, lockfiles, policy and alerts (the ``reaped`` alert's channels get
         the invocation's time less :data:`ANSWER_RESERVE_SECONDS`)."""
         # Imported here: only a press that passed every check needs them (cold start).
+        from tflock_reaper.adapters.slack_messages import DynamoSlackMessages  # noqa: PLC0415
         from tflock_reaper.adapters.state_table import StateTable  # noqa: PLC0415
         from tflock_reaper.domain.deadline import UNBOUNDED, Budget  # noqa: PLC0415
-        from tflock_reaper.entrypoints.wiring import load_deployed_policy, lock_sources, make_alerter  # noqa: PLC0415
-        from tflock_reaper.services.interactions import Collaborators, NoMessageUpdate  # noqa: PLC0415
+        from tflock_reaper.entrypoints.wiring import (  # noqa: PLC0415
+            channel_factory,
+            load_deployed_policy,
+            lock_sources,
+            make_alerter,
+        )
+        from tflock_reaper.services.interactions import Collaborators  # noqa: PLC0415
 
         settings = self.settings
         if not settings.state_table_name:
@@ -403,13 +482,20 @@ class Interactions:
             default_topic_arn=settings.alert_topic_arn,
             budget=budget,
         )
+        updater = self.updater or SlackAppMessageUpdate(
+            DynamoSlackMessages(self.clients.dynamodb(), settings.state_table_name).find,
+            slack_app_notifiers(
+                policy,
+                channel_factory(
+                    self.clients,
+                    default_topic_arn=settings.alert_topic_arn,
+                    state_table=settings.state_table_name,
+                    budget=budget,
+                ),
+            ),
+        )
         return Collaborators(
-            store=store,
-            tables=tables,
-            lockfiles=lockfiles,
-            policy=policy,
-            alerts=alerts,
-            updater=self.updater or NoMessageUpdate(),
+            store=store, tables=tables, lockfiles=lockfiles, policy=policy, alerts=alerts, updater=updater
         )
 
     def handle(

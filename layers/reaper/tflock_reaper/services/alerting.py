@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tflock_reaper.domain.decision import STALE_OUTCOMES, Outcome
-from tflock_reaper.domain.holds import CLAIM_RENOTIFY, Hold, claim_of, snoozed
+from tflock_reaper.domain.holds import CLAIM_RENOTIFY, Hold, active_holds, claim_of, snoozed
 from tflock_reaper.domain.lock import SkippedItem, workspace_of
 from tflock_reaper.domain.memory import StateStore
 from tflock_reaper.domain.notification import Notification, NotificationKind
@@ -69,6 +69,7 @@ def notifications_for(entry: LockReport, *, table: str, now: datetime) -> list[N
             rule=entry.verdict.rule.name,
             deleted_item=entry.deleted_item if kind is NotificationKind.REAPED else None,
             sequence=repetition,
+            holds=active_holds(entry.state.holds, now),
         )
         for kind, repetition in kinds
     ]

@@ -19,15 +19,15 @@ A refused press changes nothing. Every press ends in an :class:`ActionResult`, w
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from tflock_reaper.domain.decision import Outcome
 from tflock_reaper.domain.errors import AwsAccessError
-from tflock_reaper.domain.holds import Hold, HoldKind
+from tflock_reaper.domain.holds import Hold, HoldKind, active_holds
 from tflock_reaper.domain.lock import DigestRecord, LockRecord, SkippedItem
 from tflock_reaper.domain.memory import StateStore
 from tflock_reaper.domain.policy import EffectiveRule, Policy
@@ -72,6 +72,10 @@ class Press:
     channel_id: str | None = None
     message_ts: str | None = None
     """The message pressed on (``container.channel_id`` and ``container.message_ts``)."""
+    message_blocks: tuple[Mapping[str, Any], ...] = ()
+    message_text: str = ""
+    """That message's blocks and fallback text as Slack shows them (``message``): what an update after a hold
+    keeps, with a line saying who holds it."""
 
     def __post_init__(self) -> None:
         if (self.action is SlackAction.SNOOZE) != (self.snooze is not None):
@@ -117,6 +121,9 @@ class ActionResult:
     others: tuple[DigestRecord | SkippedItem, ...] = ()
     """What else is at the path (a digest, an unreadable lock), when it is why a press was refused."""
     hold: Hold | None = None
+    """The hold this press recorded (*Snooze*, *It's mine*)."""
+    holds: tuple[Hold, ...] = ()
+    """The acquisition's holds in force after it (this one among them): what its message shows."""
     report: LockReport | None = None
     """The reap's report (*Reap now* that got as far as the delete)."""
 
@@ -149,7 +156,9 @@ class InteractionStore(StateStore, Protocol):
 
     def acquisition_by_keys(self, pk: str, sk: str) -> AcquisitionRef | None: ...
 
-    def record_hold(self, scope: str, lock_path: str, lock_id: str, hold: Hold) -> None: ...
+    def record_hold(self, scope: str, lock_path: str, lock_id: str, hold: Hold) -> tuple[Hold, ...]:
+        """Record ``hold``; the acquisition's holds as written (this one among them)."""
+        ...
 
 
 class Table(LockSource, TableReader, Protocol):
@@ -257,6 +266,7 @@ def _result(
     *,
     found: Found | None = None,
     hold: Hold | None = None,
+    holds: tuple[Hold, ...] = (),
     report: LockReport | None = None,
 ) -> ActionResult:
     return ActionResult(
@@ -270,6 +280,7 @@ def _result(
         held_now=tuple(found.locks) if found is not None else (),
         others=tuple(found.others) if found is not None else (),
         hold=hold,
+        holds=holds,
         report=report,
     )
 
@@ -351,5 +362,5 @@ def _hold(press: Press, ref: AcquisitionRef, deps: Collaborators) -> ActionResul
         hold, outcome = Hold(HoldKind.SNOOZE, press.presser.label, now, until), ActionOutcome.SNOOZED
     else:
         hold, outcome = Hold(HoldKind.CLAIM, press.presser.label, now), ActionOutcome.CLAIMED
-    deps.store.record_hold(ref.scope, ref.lock_path, ref.lock_id, hold)
-    return _result(press, ref, outcome, hold.reason(now), rule, hold=hold)
+    holds = active_holds(deps.store.record_hold(ref.scope, ref.lock_path, ref.lock_id, hold), now)
+    return _result(press, ref, outcome, hold.reason(now), rule, hold=hold, holds=holds)

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from slack_sdk import WebClient
@@ -65,6 +66,7 @@ from tflock_reaper.adapters.secret_store import SecretUnavailableError
 from tflock_reaper.adapters.slack_messages import SlackMessage, SlackMessages, acquisition_sk
 from tflock_reaper.adapters.state_table import state_pk
 from tflock_reaper.domain.deadline import UNBOUNDED, Budget, Deadline
+from tflock_reaper.domain.holds import Hold, HoldKind
 from tflock_reaper.domain.notification import SEVERITIES, TITLES, Notification, NotificationKind
 from tflock_reaper.domain.notifier import HTTP_SERVER_ERRORS, HTTP_TOO_MANY_REQUESTS, NotifyError
 from tflock_reaper.domain.slack_actions import ButtonValue, SlackAction, SnoozeFor
@@ -84,6 +86,12 @@ CONFIRM_PATH_MAX = 140
 CONFIRM_ID_MAX = 60
 #: A thread reply: short, whatever the reasons say.
 REPLY_MAX = 1500
+#: The ``block_id`` of the line saying who holds the lock (Snooze, It's mine), just above the buttons.
+HOLD_BLOCK_ID = "tflock_hold"
+#: What of the presser's name a hold line shows.
+HOLDER_MAX = 100
+#: Block Kit: elements of a context block.
+CONTEXT_ELEMENTS_MAX = 10
 
 K = NotificationKind
 FINAL = frozenset({K.REAPED, K.RESOLVED})
@@ -211,6 +219,45 @@ def actions_block(n: Notification) -> dict[str, Any]:
     }
 
 
+def slack_time(at: datetime) -> str:
+    """A time as Slack shows it to each reader, in their own time zone (``<!date^...>``); UTC where it cannot."""
+    fallback = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def hold_text(hold: Hold) -> str:
+    """Who holds the lock and what that means, for the message (mrkdwn; the presser's name escaped)."""
+    by = fit(hold.by, HOLDER_MAX, escape_prose)
+    if hold.kind is HoldKind.CLAIM:
+        return (
+            f":raised_hand: *Claimed* by {by} {slack_time(hold.at)} (It's mine): no automatic reap of this "
+            "acquisition, reminders at most daily."
+        )
+    until = slack_time(hold.until) if hold.until is not None else "?"
+    return f":zzz: *Snoozed* by {by} until {until}: no reminders and no automatic reap until then."
+
+
+def hold_block(holds: Sequence[Hold]) -> dict[str, Any]:
+    """The line saying who holds the lock (one element per hold): a context block above the buttons."""
+    elements = [{"type": "mrkdwn", "text": hold_text(hold)} for hold in holds[:CONTEXT_ELEMENTS_MAX]]
+    return {"type": "context", "block_id": HOLD_BLOCK_ID, "elements": elements}
+
+
+def with_holds(blocks: Sequence[Mapping[str, Any]], holds: Sequence[Hold]) -> list[dict[str, Any]] | None:
+    """A message's blocks as Slack has them (an interaction's ``message``), with the hold line saying ``holds``
+    just above its buttons (an earlier one replaced); ``None`` for a message without buttons (final)."""
+    kept = [dict(block) for block in blocks if block.get("block_id") != HOLD_BLOCK_ID]
+    at = next((i for i, block in enumerate(kept) if block.get("type") == "actions"), None)
+    if at is None:
+        return None
+    return [*kept[:at], *([hold_block(holds)] if holds else []), *kept[at:]]
+
+
+def hold_reply(hold: Hold) -> str:
+    """The reply in the message's thread when someone snoozes or claims the lock."""
+    return fit(hold_text(hold), REPLY_MAX)
+
+
 def _fallback(n: Notification, state: NotificationKind) -> str:
     operation = n.operation or "(no operation)"
     who = n.who or "(unknown)"
@@ -230,6 +277,8 @@ def message_blocks(n: Notification, state: NotificationKind, *, buttons: bool) -
     facts = render_slack(n)["blocks"][1:-1]  # the webhook's header and context are replaced
     blocks = [header, *facts]
     if buttons:
+        if n.holds:
+            blocks.append(hold_block(n.holds))
         blocks.append(actions_block(n))
     context = f"tflock-reaper · state `{state}` · last event `{n.kind}` · severity {SEVERITIES[state]}"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context, "verbatim": True}]})
@@ -473,7 +522,7 @@ class SlackAppNotifier:
         if notification.kind is K.UNREADABLE_LOCK:  # no acquisition to follow: one message per unreadable item
             api.call("chat.postMessage", **render_message(notification, channel=self.channel))
             return
-        message = self._take(notification, deadline)
+        message = self._take(notification.scope, notification.lock_path, notification.lock_id, deadline)
         released = False
         try:
             released = self._deliver(api, notification, message)
@@ -487,13 +536,52 @@ class SlackAppNotifier:
         except AwsAccessError as err:  # the lease then expires by itself (LEASE)
             logger.warning("slack message lease not released", extra={"channel": self.name, "error": str(err)})
 
-    def _take(self, n: Notification, deadline: Deadline) -> SlackMessage:
+    def show_holds(
+        self,
+        shown: SlackMessage,
+        *,
+        blocks: Sequence[Mapping[str, Any]],
+        text: str,
+        hold: Hold,
+        holds: Sequence[Hold],
+    ) -> bool:
+        """After a Snooze or It's mine press on ``shown`` (as recorded): the message updated in place with who holds
+        the lock (``blocks``: the message as Slack has it), and ``hold`` said in its thread. Under the message's
+        lease, as every update; nothing is done to a message that is final, or is not the one recorded any more
+        (posted anew). Whether it was updated; a failure raises :class:`NotifyError`."""
+        if self.budget.spent(at_least=MIN_ATTEMPT_SECONDS):
+            raise NotifyError(self.name, "not sent: no time left for outbound requests", retryable=True)
+        deadline = self.budget.deadline(self.total)
+        api = _Api(self, self._token(), deadline)
+        message = self._take(shown.scope, shown.lock_path, shown.lock_id, deadline)
+        try:
+            updated = with_holds(blocks, holds)
+            if message.final or (message.channel, message.ts) != (shown.channel, shown.ts) or updated is None:
+                logger.info(
+                    "slack message not updated with its hold: final, or posted anew",
+                    extra={"channel": self.name, "lock_path": shown.lock_path},
+                )
+                return False
+            api.call("chat.update", channel=shown.channel, ts=shown.ts, text=text, blocks=updated)
+            api.call(
+                "chat.postMessage",
+                channel=shown.channel,
+                thread_ts=shown.ts,
+                text=hold_reply(hold),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            return True
+        finally:
+            self._release(message)
+
+    def _take(self, scope: str, lock_path: str, lock_id: str, deadline: Deadline) -> SlackMessage:
         """The acquisition's message with its lease, waiting (bounded) while another sender holds it."""
         waited = 0.0
         while True:
             message = self._store(
                 "take a Slack message",
-                lambda: self._messages.take(n.scope, n.lock_path, n.lock_id, self.name, channel=self.channel),
+                lambda: self._messages.take(scope, lock_path, lock_id, self.name, channel=self.channel),
             )
             if message is not None:
                 return message
@@ -589,7 +677,9 @@ __all__ = [
     "actions_block",
     "button_value",
     "headline",
+    "hold_block",
     "message_blocks",
     "render_message",
     "thread_reply",
+    "with_holds",
 ]
