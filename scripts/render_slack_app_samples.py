@@ -33,16 +33,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tflock_reaper.adapters.channels.slack import ZWSP
-from tflock_reaper.adapters.channels.slack_app import EMOJI, FINAL, headline, render_message, thread_reply
+from tflock_reaper.adapters.channels.slack_app import (
+    EMOJI,
+    FINAL,
+    HOLD_BLOCK_ID,
+    headline,
+    hold_reply,
+    render_message,
+    thread_reply,
+    with_holds,
+)
 from tflock_reaper.adapters.lock_table import DeleteResult
 from tflock_reaper.adapters.memory import MemoryStateStore
 from tflock_reaper.domain.audit import StreamChange
+from tflock_reaper.domain.holds import Hold, HoldKind
 from tflock_reaper.domain.lock import DynamoItem, LockRecord, classify_item
 from tflock_reaper.domain.memory import LockState, lock_key
 from tflock_reaper.domain.notification import Notification, NotificationKind
 from tflock_reaper.domain.policy import Policy, parse_policy
 from tflock_reaper.domain.records import ReleaseRecord
+from tflock_reaper.domain.slack_actions import SnoozeFor
 from tflock_reaper.services.alerting import channel_snapshot, notifications_for
+from tflock_reaper.services.interactions import snooze_until
 from tflock_reaper.services.recorder import record_change
 from tflock_reaper.services.sweep import sweep, unlock
 
@@ -55,6 +67,9 @@ TABLE_ARN = f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"
 CHANNEL = "C0123456789"
 #: Who presses *Reap now* in the sample: Slack's user ID and name, as the Slack app names a presser.
 PRESSER = "Dana Ortiz (U04DANA0RTZ)"
+#: Who snoozes the lock, and who claims it, in the hold sample.
+SNOOZER = "Sam Lee (U05SAMLEE01)"
+CLAIMER = "Priya Nair (U06PRIYANR1)"
 POLICY = """
 channels:
   chatops: {type: slack_app, bot_token: {secret: tflock-reaper/slack-bot-token}, channel_id: C0123456789}
@@ -78,6 +93,8 @@ GLYPHS = {
     ":red_circle:": "🔴",
     ":wastebasket:": "🗑️",
     ":white_check_mark:": "✅",
+    ":zzz:": "💤",
+    ":raised_hand:": "✋",
 }
 
 
@@ -286,8 +303,10 @@ def _glyphs(text: str) -> str:
 
 
 def as_read(mrkdwn: str) -> str:
-    """Slack mrkdwn as it displays: no bold marks, code fences or backticks, entities decoded, emoji drawn."""
-    text = re.sub(r"\*([^*\n]+)\*", r"\1", mrkdwn).replace("`", "")
+    """Slack mrkdwn as it displays: no bold marks, code fences or backticks, entities decoded, emoji drawn, dates
+    (``<!date^...|fallback>``, shown in each reader's time zone) as their UTC fallback."""
+    text = re.sub(r"<!date\^[^|>]*\|([^>]*)>", r"\1", mrkdwn)
+    text = re.sub(r"\*([^*\n]+)\*", r"\1", text).replace("`", "")
     return _glyphs(html.unescape(text).replace(ZWSP, ""))
 
 
@@ -389,6 +408,50 @@ def _section(number: int, step: Step, ts: str) -> str:
     return "\n".join(lines)
 
 
+def holds_shown(blocked: Step) -> list[tuple[str, Hold, list[dict[str, Any]], str]]:
+    """The ``reap_blocked`` message after a person's hold, as the interactions function updates it (the message as
+    Slack has it, with the hold line above its buttons) and the reply in its thread: a *Snooze* for 4 hours one
+    minute after the alert, or instead an *It's mine*."""
+    at = blocked.at + timedelta(minutes=1)
+    snoozed = Hold(HoldKind.SNOOZE, SNOOZER, at, snooze_until(SnoozeFor.FOUR_HOURS, at, "UTC"))
+    claimed = Hold(HoldKind.CLAIM, CLAIMER, at)
+    shown = []
+    presses = ((f"Snooze → For 4 hours, chosen by {SNOOZER}", snoozed), (f"It's mine, by {CLAIMER}", claimed))
+    for what, hold in presses:
+        blocks = with_holds(blocked.payload["blocks"], (hold,))
+        if blocks is None:
+            raise AssertionError("a held lock's message has its buttons")
+        shown.append((what, hold, blocks, hold_reply(hold)))
+    return shown
+
+
+def _held_section(blocked: Step) -> str:
+    at = _clock(blocked.at + timedelta(minutes=1))
+    intro = (
+        f"At {at}, instead of Reap now, someone presses **Snooze** or **It's mine** on the `reap_blocked` message. "
+        "The interactions function records the hold and updates the message in place (`chat.update`): one line "
+        "above the buttons says who holds the lock and until when, and the same line is posted in its thread. The "
+        "times are Slack dates (`<!date^...>`), which Slack shows in each reader's own time zone (UTC here). Later "
+        "updates of the message keep the line while the hold lasts. Each message is shown compact (header, age, "
+        "verdict, reasons, the hold line, the buttons):"
+    )
+    lines = ["## Held by a person: Snooze or It's mine", "", intro]
+    for what, _hold, blocks, reply in holds_shown(blocked):
+        line = next(block for block in blocks if block.get("block_id") == HOLD_BLOCK_ID)
+        lines += ["", f"{what}:", "", "```text", message_as_text(blocks, compact=True), "```", ""]
+        lines += ["The reply in its thread:", "", "```text", as_read(reply), "```", ""]
+        lines += [
+            "<details><summary>the hold line's block</summary>",
+            "",
+            "```json",
+            _json(line),
+            "```",
+            "",
+            "</details>",
+        ]
+    return "\n".join(lines)
+
+
 def _summary(steps: Sequence[Step]) -> str:
     rows = ["| state | when | header | controls | thread reply |", "|---|---|---|---|---|"]
     for step in steps:
@@ -426,6 +489,8 @@ While the lock is held the message carries **Reap now** (with a confirmation nam
 and **It's mine** (with a confirmation); each button's `value`, and the actions block's `block_id`, name the
 acquisition (`v1|<pk>|<sk>|<info digest>`, see [slack-app.md](slack-app.md#the-buttons)). {final} are
 final: their update removes the controls. The two endings are alternatives: each follows `reap_blocked`.
+
+{_held_section(steps[2])}
 
 {sections}
 """

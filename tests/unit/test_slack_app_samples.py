@@ -143,3 +143,21 @@ def test_the_slack_app_guide_links_the_samples():
     guide = (ROOT / "docs" / "slack-app.md").read_text(encoding="utf-8")
     section = guide.split("## What the message looks like", 1)[1].split("\n## ", 1)[0]
     assert "(slack-app-samples.md)" in section
+
+
+def test_the_document_shows_the_message_held_by_a_snooze_and_by_a_claim(script, steps):
+    shown = script["holds_shown"](steps[2])
+    assert [hold.kind.value for _, hold, _, _ in shown] == ["snooze", "claim"]
+    text = DOC.read_text(encoding="utf-8")
+    held = text[text.index("## Held by a person") : text.index("## 1. `stale`")]
+    for _, hold, blocks, reply in shown:
+        assert block_problems(blocks) == []
+        kinds = [block["type"] for block in blocks]
+        line = blocks[kinds.index("actions") - 1]
+        assert line["block_id"] == "tflock_hold"  # just above the buttons
+        assert [b for b in blocks if b is not line] == steps[2].payload["blocks"]  # nothing else changed
+        assert line["elements"][0]["text"] == reply
+        assert hold.by in held
+        assert script["as_read"](reply) in held
+    assert "Snoozed by Sam Lee (U05SAMLEE01) until 2026-11-26 15:51 UTC" in held  # 4 h after the press, at 11:51
+    assert "<!date^" not in script["as_read"](shown[0][3])
