@@ -576,7 +576,7 @@ def test_the_function_url_event_is_awss_and_the_form_arrives_base64_encoded(app:
     assert exchange.answer["statusCode"] == 200
 
 
-def test_a_press_without_a_signing_secret_to_check_it_is_a_500_that_changes_nothing(app: App, monkeypatch):
+def test_a_press_without_a_signing_secret_to_check_it_is_a_500_that_changes_nothing(app: App, monkeypatch, capsys):
     from tflock_reaper.entrypoints import interactions  # noqa: PLC0415
     from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
 
@@ -585,10 +585,14 @@ def test_a_press_without_a_signing_secret_to_check_it_is_a_500_that_changes_noth
     interactions.default_interactions.cache_clear()
     lock = app.hold(stale_item())
     before = app.snapshot()
+    capsys.readouterr()
     reply = app.press(SlackAction.REAP_NOW, lock)
     assert reply.status == 500
     assert app.snapshot() == before
     assert app.answers.requests == []
+    # Counted for the stack's interactions alarm (with the function's own errors).
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"InteractionFailures"' in line]
+    assert [e["InteractionFailures"] for e in emf] == [[1.0]]
 
 
 # -- pure: when a snooze ends ------------------------------------------------------------------------------------

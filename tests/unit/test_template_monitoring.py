@@ -104,6 +104,7 @@ def test_every_alarm_notifies_the_alarm_topic_and_is_named_for_its_key_policy(te
         "StreamIteratorAgeAlarm",
         "StreamFailureAlarm",
         "UnreadableLocksAlarm",
+        "InteractionsErrorsAlarm",
     }
     key_statements = template["Resources"]["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
     (cloudwatch,) = [s for s in key_statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
@@ -172,7 +173,7 @@ def test_the_dashboard_plots_the_metrics_the_functions_emit_under_their_namespac
     names = {m[1] for m in ours}
     assert names >= REQUIRED_ON_DASHBOARD
     # A name the code never emits would plot nothing, silently.
-    assert names - _emitted_by_the_sweeper(monkeypatch) <= _named_by_the_stream_function()
+    assert names - _emitted_by_the_sweeper(monkeypatch) <= _named_by_the_stream_function() | _named_by_interactions()
     for metric in ours:
         assert metric[2:4] == ["service", service], metric  # Powertools' only default dimension
 
@@ -192,6 +193,54 @@ def test_the_dashboard_shows_hold_time_percentiles_per_operation(template):
     body, _ = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["!Sub"]
     # Each series is labelled with its operation (a dynamic label; "${!" is Fn::Sub's escape of "${").
     assert body.count('"label": "${!PROP(\'Dim.operation\')}"') == len(HOLD_PERCENTILES)
+
+
+def _named_by_interactions() -> set[str]:
+    """The metric names the interactions function publishes: the PascalCase string literals of its handler and of
+    ``tflock_reaper.entrypoints.interactions`` (SlackRequests, SlackActions, SlackRequestsRefused, ...)."""
+    spec = find_spec("tflock_reaper.entrypoints.interactions")
+    assert spec is not None
+    assert spec.origin is not None
+    handler = Path(__file__).parents[2] / "functions" / "interactions" / "interactions_handler.py"
+    text = Path(spec.origin).read_text(encoding="utf-8") + handler.read_text(encoding="utf-8")
+    return set(re.findall(r'"([A-Z][a-z]+(?:[A-Z][a-z]+)+)"', text))
+
+
+def test_a_failing_slack_app_press_raises_an_alarm(template, alarms):
+    """Issue 18: the function's own errors and the presses it answered with a failure, summed; refusals are not."""
+    alarm = alarms["InteractionsErrorsAlarm"]
+    assert alarm["Condition"] == "HasSlackApp"
+    metrics = {m["Id"]: m for m in alarm["Properties"]["Metrics"]}
+    errors, failures = metrics["errors"]["MetricStat"]["Metric"], metrics["failures"]["MetricStat"]["Metric"]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"!Ref": "InteractionsFunction"}}]
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert (failures["Namespace"], failures["MetricName"]) == (
+        env["POWERTOOLS_METRICS_NAMESPACE"],
+        "InteractionFailures",
+    )
+    assert failures["Dimensions"] == [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}]
+    assert "InteractionFailures" in _named_by_interactions()
+    assert [m["Id"] for m in metrics.values() if m["ReturnData"]] == ["failed"]
+    assert metrics["failed"]["Expression"] == "FILL(errors, 0) + FILL(failures, 0)"
+    props = alarm["Properties"]
+    assert (props["ComparisonOperator"], props["Threshold"], props["TreatMissingData"]) == (
+        "GreaterThanThreshold",
+        0,
+        "notBreaching",
+    )
+
+
+def test_the_dashboard_shows_the_slack_apps_presses_and_its_function(template):
+    body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["!Sub"]
+    expressions = [m[0]["expression"] for m in _dashboard_metrics(template) if isinstance(m[0], dict)]
+    assert any('MetricName="SlackActions"' in e and "{TflockReaper,action,outcome,service}" in e for e in expressions)
+    assert any('MetricName="SlackRequestsRefused"' in e and "{TflockReaper,service,status}" in e for e in expressions)
+    names = {m[1] for m in _dashboard_metrics(template) if not isinstance(m[0], dict)}
+    assert {"SlackRequests", "InteractionFailures"} <= names
+    assert {"SlackActions", "SlackRequestsRefused", "SlackRequests"} <= _named_by_interactions()
+    assert '"FunctionName", "${InteractionsFunctionName}"' in body
+    assert variables["InteractionsFunctionName"]["!If"][:2] == ["HasSlackApp", {"!Ref": "InteractionsFunction"}]
 
 
 def test_the_dashboard_shows_the_locks_force_unlocked(template):

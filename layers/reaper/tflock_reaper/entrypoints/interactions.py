@@ -313,7 +313,8 @@ def answer(result: ActionResult, time_zone: str) -> dict[str, Any]:
 # -- the audit --------------------------------------------------------------------------------------------------
 class PowertoolsActionLog:
     """Every press as a ``slack_action`` log line and a ``SlackActions`` data point (by action and outcome); every
-    refused request as a ``slack request refused`` line and a ``SlackRequestsRefused`` data point (by status)."""
+    refused request as a ``slack request refused`` line and a ``SlackRequestsRefused`` data point (by status); a
+    press that AWS failed, and an error of ours, as an ``InteractionFailures`` data point too."""
 
     def __init__(self, logger: Logger, metrics: Metrics) -> None:
         self._logger = logger
@@ -334,7 +335,7 @@ class PowertoolsActionLog:
             self._logger.exception("metric not published", extra={"metric": name})
 
     def pressed(self, result: ActionResult) -> None:
-        from tflock_reaper.services.interactions import DONE  # noqa: PLC0415
+        from tflock_reaper.services.interactions import DONE, ActionOutcome  # noqa: PLC0415
 
         press = result.press
         fields: dict[str, Any] = {
@@ -358,14 +359,19 @@ class PowertoolsActionLog:
         level = "info" if result.outcome in DONE else "warning"
         getattr(self._logger, level)("slack_action", extra=fields)
         self._count("SlackActions", action=press.action.value, outcome=result.outcome.value)
+        if result.outcome is ActionOutcome.FAILED:
+            self._count("InteractionFailures")
 
     def refused(self, error: RefusedRequestError) -> None:
         self._logger.warning("slack request refused", extra={"status": error.status, "reason": error.reason})
         self._count("SlackRequestsRefused", status=str(error.status))
 
     def failed(self) -> None:
-        """An error of ours (settings, policy, secret, a bug), with its traceback."""
+        """An error of ours (settings, policy, secret, a bug), with its traceback, counted as an
+        ``InteractionFailures`` data point (what the stack's interactions alarm watches, with the function's
+        errors)."""
         self._logger.exception("interaction failed")
+        self._count("InteractionFailures")
 
 
 # -- the message ------------------------------------------------------------------------------------------------
