@@ -27,6 +27,7 @@ import pytest
 from factories import digest_item, go_time, lock_info, lock_item
 from function_url import FunctionUrl, Reply, Slack, http
 from http_stub import StubServer
+from streams import stream_record
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
 from tflock_reaper.adapters.lock_table import LockTable
 from tflock_reaper.adapters.lockfiles import BucketLocation, LockfileBuckets
@@ -38,6 +39,7 @@ from tflock_reaper.domain.memory import lock_key
 from tflock_reaper.domain.policy import parse_policy
 from tflock_reaper.domain.slack_actions import ButtonValue, SlackAction, SnoozeFor, info_digest
 from tflock_reaper.services.interactions import snooze_until
+from tflock_reaper.services.recorder import audit_stream_record
 from tflock_reaper.services.sweep import sweep
 
 REGION = "us-east-1"
@@ -163,6 +165,22 @@ class App:
         messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
         envelopes = [json.loads(m["Body"]) for m in messages]
         return [(e["MessageAttributes"]["event"]["Value"], e["Message"]) for e in envelopes]
+
+
+class AuditEvents:
+    """The stream function's audit log, kept for the test."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def publish(self, event: Any) -> None:
+        self.events.append(event)
+
+    def unreadable(self, reason: str) -> None:
+        raise AssertionError(reason)
+
+    def count(self, metric: str, value: int) -> None:
+        pass
 
 
 def button(lock: LockRecord, shown: str | None = None) -> ButtonValue:
@@ -311,10 +329,16 @@ def test_reap_now_reaps_the_lock_shown_as_the_cli_would_and_history_says_by_hand
     assert (answer["response_type"], answer["replace_original"]) == ("ephemeral", False)
     assert answer["text"].startswith(":white_check_mark: Reaped the lock on ")
 
-    # The stream then records the release (by a Terraform principal, as a DeleteItem's REMOVE reads): the history
-    # takes the reap record over it, and counts it as released by hand.
-    released = app.store.record_released(lock, datetime.now(UTC), "200")
-    assert released.by_hand("tflock-reaper")
+    # The stream function then records the release (a DeleteItem's REMOVE): its lock_released line says the reaper
+    # released it, approved by whom, by hand; the history takes the reap record over it.
+    audit = AuditEvents()
+    audit_stream_record(stream_record("REMOVE", old=item, at=datetime.now(UTC)), app.store, None, audit)
+    (released,) = [e.log_fields() for e in audit.events if e.event.value == "lock_released"]
+    assert (released["released_by"], released["reaped_by"], released["by_hand"]) == (
+        "tflock-reaper",
+        f"slack by {APPROVER_NAME} ({APPROVER})",
+        True,
+    )
     [history] = app.store.state_history(lock.scope, PATH)
     assert (history.released_by, history.reaped_by, history.by_hand) == (
         "tflock-reaper",

@@ -248,6 +248,9 @@ class AuditEvent:
     reason: str | None = None
     by_hand: bool = False
     """A release by a person (see ``ReleaseRecord.by_hand``): counted as ``ForceUnlocks``."""
+    reaped_by: str | None = None
+    """For the reaper's own release (``released_by: tflock-reaper``): who asked for the reap, from its record
+    (``sweep``, ``unlock by <user@host>``, ``slack by <name> (<user ID>)``)."""
 
     def log_fields(self) -> dict[str, Any]:
         """The structured log line's fields (``lock_created``: ``created`` is a LogRecord attribute)."""
@@ -264,6 +267,8 @@ class AuditEvent:
             fields["held_seconds"] = self.held_seconds
             fields["released_by"] = self.released_by
             fields["by_hand"] = self.by_hand
+            if self.reaped_by is not None:
+                fields["reaped_by"] = self.reaped_by
         if self.reason is not None:
             fields["reason"] = self.reason
         return fields
@@ -300,6 +305,13 @@ def released_event(
     base = acquired_event(lock, server_time) if lock else AuditEvent(EventKind.LOCK_RELEASED, lock_path, server_time)
     held = round((server_time - since).total_seconds(), 3) if since else None
     by_hand = record is not None and record.by_hand(by)
+    reaped_by = record.reaped_by if record is not None and by == "tflock-reaper" else None
     return replace(
-        base, event=EventKind.LOCK_RELEASED, held_seconds=held, released_by=by, reason=reason, by_hand=by_hand
+        base,
+        event=EventKind.LOCK_RELEASED,
+        held_seconds=held,
+        released_by=by,
+        reason=reason,
+        by_hand=by_hand,
+        reaped_by=reaped_by,
     )
