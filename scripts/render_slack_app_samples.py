@@ -488,7 +488,8 @@ shortcodes in the payload (`{EMOJI[K.STALE]}`), drawn here as Slack draws them.
 While the lock is held the message carries **Reap now** (with a confirmation naming the lock), **Snooze** (a menu)
 and **It's mine** (with a confirmation); each button's `value`, and the actions block's `block_id`, name the
 acquisition (`v1|<pk>|<sk>|<info digest>`, see
-[slack-app.md](slack-app.md#its-buttons-and-what-they-carry)). {final} are final: their update removes the controls. The two endings are alternatives: each follows `reap_blocked`.
+[slack-app.md](slack-app.md#its-buttons-and-what-they-carry)). {final} are final: their update removes the controls.
+The two endings are alternatives: each follows `reap_blocked`.
 
 {_held_section(steps[2])}
 
