@@ -13,10 +13,12 @@ text (``text/*``, JSON, JavaScript, XML) is base64-encoded, as Slack's form post
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -25,6 +27,7 @@ from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlencode, urlsplit
 from urllib.request import Request, urlopen
 
+import pytest
 from fakes import FakeLambdaContext
 from http_stub import serve_loopback
 from tflock_reaper.adapters.slack_interactions import sign
@@ -136,6 +139,37 @@ class FunctionUrl:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+@contextmanager
+def deployed_interactions(
+    monkeypatch: pytest.MonkeyPatch, environment: Mapping[str, str]
+) -> Iterator[tuple[FunctionUrl, io.StringIO]]:
+    """The interactions function as deployed (its handler imported after ``environment`` is set, as Lambda does, and
+    the Powertools settings of the stack) behind a loopback function URL, and what it logs. Its settings and warm
+    wiring are made afresh, and dropped afterwards."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    deployed = {"POWERTOOLS_SERVICE_NAME": "tflock-reaper", "POWERTOOLS_METRICS_NAMESPACE": "TflockReaper"}
+    for name, value in {**deployed, **environment}.items():
+        monkeypatch.setenv(name, value)
+    import interactions_handler  # noqa: PLC0415 - imported after the environment is set, as Lambda does
+    from tflock_reaper.entrypoints import interactions  # noqa: PLC0415
+    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
+
+    monkeypatch.setattr(interactions_handler.metrics, "namespace", deployed["POWERTOOLS_METRICS_NAMESPACE"])
+    monkeypatch.setattr(interactions_handler.metrics, "service", deployed["POWERTOOLS_SERVICE_NAME"])
+    logs = io.StringIO()
+    previous = interactions_handler.logger.registered_handler.setStream(logs)
+    get_settings.cache_clear()
+    interactions.default_interactions.cache_clear()
+    try:
+        with FunctionUrl(interactions_handler.lambda_handler) as url:
+            yield url, logs
+    finally:
+        interactions_handler.logger.registered_handler.setStream(previous)
+        get_settings.cache_clear()
+        interactions.default_interactions.cache_clear()
 
 
 @dataclass(frozen=True)

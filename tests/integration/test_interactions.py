@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 import pytest
 from factories import digest_item, go_time, lock_info, lock_item
-from function_url import FunctionUrl, Reply, Slack, http
+from function_url import FunctionUrl, Reply, Slack, deployed_interactions, http
 from http_stub import StubServer
 from streams import stream_record
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
@@ -247,8 +247,6 @@ def payload(
 
 @pytest.fixture
 def app(dynamodb, monkeypatch, tmp_path) -> Iterator[App]:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
     boto3.client("secretsmanager", region_name=REGION).create_secret(Name=SECRET_NAME, SecretString=SIGNING_SECRET)
@@ -260,7 +258,7 @@ def app(dynamodb, monkeypatch, tmp_path) -> Iterator[App]:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.format(topic_arn=topic_arn, approver=APPROVER, time_zone=TIME_ZONE))
     answers = StubServer().start()
-    for name, value in {
+    environment = {
         "LOCK_TABLE_NAMES": LOCK_TABLE,
         "STATE_BUCKETS": BUCKET,
         "STATE_TABLE_NAME": STATE_TABLE,
@@ -268,27 +266,11 @@ def app(dynamodb, monkeypatch, tmp_path) -> Iterator[App]:
         "ALERT_TOPIC_ARN": topic_arn,
         "SLACK_SIGNING_SECRET_NAME": SECRET_NAME,
         "SLACK_RESPONSE_URL_PREFIX": answers.url("/"),
-        "POWERTOOLS_SERVICE_NAME": "tflock-reaper",
-        "POWERTOOLS_METRICS_NAMESPACE": "TflockReaper",
-    }.items():
-        monkeypatch.setenv(name, value)
-    import interactions_handler  # noqa: PLC0415 - imported after the environment is set, as Lambda does
-    from tflock_reaper.entrypoints import interactions  # noqa: PLC0415
-    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
-
-    monkeypatch.setattr(interactions_handler.metrics, "namespace", "TflockReaper")
-    monkeypatch.setattr(interactions_handler.metrics, "service", "tflock-reaper")
-    logs = io.StringIO()
-    previous = interactions_handler.logger.registered_handler.setStream(logs)
-    get_settings.cache_clear()
-    interactions.default_interactions.cache_clear()
+    }
     try:
-        with FunctionUrl(interactions_handler.lambda_handler) as url:
+        with deployed_interactions(monkeypatch, environment) as (url, logs):
             yield App(url, Slack(SIGNING_SECRET, url.url), answers, dynamodb, s3, queue_url, policy, logs)
     finally:
-        interactions_handler.logger.registered_handler.setStream(previous)
-        get_settings.cache_clear()
-        interactions.default_interactions.cache_clear()
         answers.stop()
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 from factories import lock_item
-from function_url import FunctionUrl, Reply, Slack
+from function_url import FunctionUrl, Reply, Slack, deployed_interactions
 from http_stub import StubServer
 from slack_api import CHANNEL, TOKEN, SlackApi
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
@@ -164,8 +164,6 @@ class Stack:
 
 @pytest.fixture
 def stack(dynamodb: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Stack]:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
     secrets = boto3.client("secretsmanager", region_name=REGION)
     secrets.create_secret(Name=SIGNING_SECRET_NAME, SecretString=SIGNING_SECRET)
     secrets.create_secret(Name=TOKEN_SECRET, SecretString=TOKEN)
@@ -174,33 +172,17 @@ def stack(dynamodb: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
     text = POLICY.format(token_secret=TOKEN_SECRET, channel=CHANNEL, api_url=api.base_url, approver=APPROVER)
     policy = tmp_path / "policy.yaml"
     policy.write_text(text)
-    for name, value in {
+    environment = {
         "LOCK_TABLE_NAMES": LOCK_TABLE,
         "STATE_TABLE_NAME": STATE_TABLE,
         "POLICY_PATH": str(policy),
         "SLACK_SIGNING_SECRET_NAME": SIGNING_SECRET_NAME,
         "SLACK_RESPONSE_URL_PREFIX": answers.url("/"),
-        "POWERTOOLS_SERVICE_NAME": "tflock-reaper",
-        "POWERTOOLS_METRICS_NAMESPACE": "TflockReaper",
-    }.items():
-        monkeypatch.setenv(name, value)
-    import interactions_handler  # noqa: PLC0415 - imported after the environment is set, as Lambda does
-    from tflock_reaper.entrypoints import interactions  # noqa: PLC0415
-    from tflock_reaper.entrypoints.settings import get_settings  # noqa: PLC0415
-
-    monkeypatch.setattr(interactions_handler.metrics, "namespace", "TflockReaper")
-    monkeypatch.setattr(interactions_handler.metrics, "service", "tflock-reaper")
-    logs = io.StringIO()
-    previous = interactions_handler.logger.registered_handler.setStream(logs)
-    get_settings.cache_clear()
-    interactions.default_interactions.cache_clear()
+    }
     try:
-        with FunctionUrl(interactions_handler.lambda_handler) as url:
+        with deployed_interactions(monkeypatch, environment) as (url, logs):
             yield Stack(url, Slack(SIGNING_SECRET, url.url), api, answers, dynamodb, text, logs)
     finally:
-        interactions_handler.logger.registered_handler.setStream(previous)
-        get_settings.cache_clear()
-        interactions.default_interactions.cache_clear()
         answers.stop()
         api.stop()
 
