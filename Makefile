@@ -49,11 +49,12 @@ demo: venv ## Local demo: moto server + real Terraform, a live and a stale lock,
 	PYTHONPATH=tests $(PY) scripts/demo.py
 
 .PHONY: bench
-bench: venv dynalite sam-build ## Benchmarks: sweep, stream, backtest, cold start and package sizes, as ratios to baselines of the same run
+bench: venv dynalite sam-build ## Benchmarks: sweep, stream, backtest, Slack app presses, cold start and package sizes, as ratios to baselines of the same run
 	PYTHONPATH=tests $(PY) scripts/bench_stream.py --server
 	PYTHONPATH=tests $(PY) scripts/bench_sweep.py
 	PYTHONPATH=tests $(PY) scripts/bench_alert_delay.py
 	PYTHONPATH=tests $(PY) scripts/bench_backtest.py
+	PYTHONPATH=tests $(PY) scripts/bench_interactions.py
 	$(PY) scripts/bench_coldstart.py
 
 .PHONY: soak

@@ -213,3 +213,37 @@ class Slack:
     def post(self, payload: dict[str, Any], **signing: Any) -> Reply:
         body = self.form(payload)
         return http(self.url, body=body, headers=self.headers(body, **signing))
+
+
+def press_on(
+    message: Mapping[str, Any],
+    action_id: str,
+    *,
+    channel: str,
+    ts: str,
+    user: str,
+    name: str,
+    response_url: str,
+    option: str | None = None,
+) -> dict[str, Any]:
+    """The ``block_actions`` payload Slack sends for a press on ``message`` (as Slack keeps it: its ``text`` and
+    ``blocks``) posted in ``channel`` at ``ts``: the element of ``action_id`` in its actions block, pressed by
+    ``user``; for a menu, its ``option`` (the option's value) chosen."""
+    actions = next(block for block in message["blocks"] if block["type"] == "actions")
+    element = next(e for e in actions["elements"] if e["action_id"] == action_id)
+    pressed: dict[str, Any] = {**element, "block_id": actions["block_id"], "action_ts": f"{time.time():.6f}"}
+    if option is not None:
+        pressed["selected_option"] = next(o for o in element["options"] if o["value"] == option)
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": name, "name": name, "team_id": "T0TEAM001"},
+        "api_app_id": "A0APP000001",
+        "container": {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": "1764158400123.1234567890.abcdef0123456789",
+        "team": {"id": "T0TEAM001", "domain": "acme"},
+        "channel": {"id": channel, "name": "terraform"},
+        "message": {"type": "message", "ts": ts, "text": message["text"], "blocks": message["blocks"]},
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [pressed],
+    }

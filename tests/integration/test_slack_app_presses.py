@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 from factories import lock_item
-from function_url import FunctionUrl, Reply, Slack, deployed_interactions
+from function_url import FunctionUrl, Reply, Slack, deployed_interactions, press_on
 from http_stub import StubServer
 from slack_api import CHANNEL, TOKEN, SlackApi
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
@@ -134,25 +134,16 @@ class Stack:
     ) -> Reply:
         """A press on the message as Slack shows it, with Slack's ``block_actions`` payload for it."""
         shown_ts, message = self.the_message()
-        actions = next(block for block in message["blocks"] if block["type"] == "actions")
-        element = next(e for e in actions["elements"] if e["action_id"] == action.value)
-        pressed: dict[str, Any] = {**element, "block_id": actions["block_id"], "action_ts": "1764158401.000200"}
-        if action is SlackAction.SNOOZE:
-            pressed["selected_option"] = next(o for o in element["options"] if o["value"] == snooze.value)
-        ts = ts or shown_ts
-        payload = {
-            "type": "block_actions",
-            "user": {"id": user, "username": name, "name": name, "team_id": "T0TEAM001"},
-            "api_app_id": "A0APP000001",
-            "container": {"type": "message", "message_ts": ts, "channel_id": CHANNEL, "is_ephemeral": False},
-            "trigger_id": "1764158400123.1234567890.abcdef0123456789",
-            "team": {"id": "T0TEAM001", "domain": "acme"},
-            "channel": {"id": CHANNEL, "name": "terraform"},
-            "message": {"type": "message", "ts": ts, "text": message["text"], "blocks": message["blocks"]},
-            "state": {"values": {}},
-            "response_url": self.answers.url(ANSWER_PATH),
-            "actions": [pressed],
-        }
+        payload = press_on(
+            message,
+            action.value,
+            channel=CHANNEL,
+            ts=ts or shown_ts,
+            user=user,
+            name=name,
+            response_url=self.answers.url(ANSWER_PATH),
+            option=snooze.value if action is SlackAction.SNOOZE else None,
+        )
         return self.slack.post(payload)
 
     def answered(self) -> list[str]:
