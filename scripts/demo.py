@@ -30,7 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # scripts/, this script's directory, is first on sys.path: the Slack app's message states, as docs/ renders them.
-from render_slack_app_samples import as_read, lifecycle, message_as_text
+from render_slack_app_samples import Step, as_read, holds_shown, lifecycle, message_as_text
+from tflock_reaper.adapters.channels.slack_app import HOLD_BLOCK_ID
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "functions" / "stream"))
@@ -327,11 +328,27 @@ def show_slack_app(lock: HeldLock) -> None:
             reply = step.reply()
             if reply is not None:
                 print(f"   thread: {textwrap.shorten(as_read(reply), WIDTH - 11, placeholder=' ...')}")
+            if step.state.value == "reap_blocked":
+                show_holds(step)
         states = [step.state.value for step in steps]
         if states != ["stale", "still_stale", "reap_blocked", "reaped", "resolved"]:
             raise DemoError(f"the Slack app's message went through {states}")
         if [step.controls for step in steps] != [True, True, True, False, False]:
             raise DemoError("the Slack app's buttons must be there while the lock is held, and only then")
+
+
+def show_holds(blocked: Step) -> None:
+    """What a Snooze or an It's mine pressed on the blocked message adds to it: the line above its buttons (the
+    message updated in place), which is also its thread reply."""
+    print("\n   or, held by a person instead: a line above the buttons (updated in place) and in the thread")
+    for what, _hold, blocks, _reply in holds_shown(blocked):
+        (line,) = [block for block in blocks if block.get("block_id") == HOLD_BLOCK_ID]
+        print(f"   {what}:")
+        text = as_read(line["elements"][0]["text"])
+        for part in textwrap.wrap(text, WIDTH - 6):
+            print(f"   | {part}")
+    if len(holds_shown(blocked)) != 2:  # noqa: PLR2004 - a snooze and a claim
+        raise DemoError("the Slack app's message must show a snooze and a claim")
 
 
 def cleanup(server: MotoServer, workspaces: list[TerraformWorkspace]) -> None:
