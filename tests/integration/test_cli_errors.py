@@ -122,10 +122,24 @@ def test_no_credentials_says_how_to_log_in(env):
 
 @pytest.fixture
 def silent_endpoint() -> Iterator[tuple[str, threading.Event]]:
-    """An endpoint that accepts connections and never answers: the CLI waits in botocore's read and retries."""
+    """An endpoint that accepts connections and never answers: the CLI waits in botocore's read and retries.
+    ``connected`` is set once a DynamoDB request has come in, not on any connection: a client of another test that
+    is still retrying against a port the system has since handed to this listener must not pass for the CLI."""
     listener = socket.create_server(("127.0.0.1", 0))
     connected = threading.Event()
     held: list[socket.socket] = []
+
+    def read(conn: socket.socket) -> None:
+        received = b""
+        while b"DynamoDB_20120810." not in received:
+            try:
+                chunk = conn.recv(4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            received = received[-64:] + chunk
+        connected.set()
 
     def accept() -> None:
         while True:
@@ -134,7 +148,7 @@ def silent_endpoint() -> Iterator[tuple[str, threading.Event]]:
             except OSError:
                 return
             held.append(conn)
-            connected.set()
+            threading.Thread(target=read, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
     yield f"http://127.0.0.1:{listener.getsockname()[1]}", connected
