@@ -131,11 +131,12 @@ class Stack:
         user: str = APPROVER,
         name: str = APPROVER_NAME,
         ts: str | None = None,
+        shown: dict[str, Any] | None = None,
     ) -> Reply:
-        """A press on the message as Slack shows it, with Slack's ``block_actions`` payload for it."""
+        """A press on the message as Slack shows it (or as ``shown``), with Slack's ``block_actions`` payload."""
         shown_ts, message = self.the_message()
         payload = press_on(
-            message,
+            shown or message,
             action.value,
             channel=CHANNEL,
             ts=ts or shown_ts,
@@ -314,3 +315,26 @@ def test_a_press_on_a_message_this_stack_did_not_post_is_answered_and_the_messag
     assert [h.kind for h in stack.holds(lock)] == [HoldKind.CLAIM]  # the claim itself is recorded
     assert stack.answered()[0].startswith(":raised_hand: ")
     assert any(line.get("message", "").startswith("slack message not updated") for line in stack.log_lines())
+
+
+def test_a_press_on_an_outdated_display_of_the_message_never_puts_the_old_state_back(stack: Stack):
+    """A sweep updated the message after the presser's Slack showed it: the blocks in the press are not the
+    message's any more. The hold is recorded and said in the thread; the message keeps its newer state."""
+    now = datetime.now(UTC)
+    lock = stack.acquire(now - timedelta(minutes=35))
+    stack.sweep(now)
+    ts, displayed = stack.the_message()
+    stack.sweep(now + timedelta(hours=1, minutes=5))  # still_stale: the message is updated
+    _, current = stack.the_message()
+    assert current["blocks"][0]["text"]["text"].startswith(":large_orange_circle: ")
+    updates = len(stack.api.calls_to("chat.update"))
+
+    reply = stack.press(SlackAction.SNOOZE, shown=displayed)
+
+    assert reply.status == 200
+    assert len(stack.api.calls_to("chat.update")) == updates  # not put back to "stale"
+    _, message = stack.the_message()
+    assert message == current
+    (hold,) = stack.holds(lock)
+    assert stack.api.thread(ts)[-1]["text"].startswith(":zzz: *Snoozed* by ")
+    assert hold.kind is HoldKind.SNOOZE

@@ -88,6 +88,9 @@ CONFIRM_ID_MAX = 60
 REPLY_MAX = 1500
 #: The ``block_id`` of the line saying who holds the lock (Snooze, It's mine), just above the buttons.
 HOLD_BLOCK_ID = "tflock_hold"
+#: The ``block_id`` of the context block starts with this, followed by the state the message shows: so that the
+#: message as Slack sends it back in a press can be told current (its state recorded) or outdated.
+STATE_BLOCK_PREFIX = "tflock_state:"
 #: What of the presser's name a hold line shows.
 HOLDER_MAX = 100
 #: Block Kit: elements of a context block.
@@ -281,8 +284,23 @@ def message_blocks(n: Notification, state: NotificationKind, *, buttons: bool) -
             blocks.append(hold_block(n.holds))
         blocks.append(actions_block(n))
     context = f"tflock-reaper · state `{state}` · last event `{n.kind}` · severity {SEVERITIES[state]}"
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context, "verbatim": True}]})
+    blocks.append(
+        {
+            "type": "context",
+            "block_id": f"{STATE_BLOCK_PREFIX}{state}",
+            "elements": [{"type": "mrkdwn", "text": context, "verbatim": True}],
+        }
+    )
     return blocks
+
+
+def shown_state(blocks: Sequence[Mapping[str, Any]]) -> str | None:
+    """The state a message's blocks show (its context block's ``block_id``), as Slack sent them back."""
+    for block in blocks:
+        block_id = block.get("block_id")
+        if isinstance(block_id, str) and block_id.startswith(STATE_BLOCK_PREFIX):
+            return block_id.removeprefix(STATE_BLOCK_PREFIX)
+    return None
 
 
 def render_message(n: Notification, *, channel: str, state: NotificationKind | None = None) -> dict[str, Any]:
@@ -546,9 +564,11 @@ class SlackAppNotifier:
         holds: Sequence[Hold],
     ) -> bool:
         """After a Snooze or It's mine press on ``shown`` (as recorded): the message updated in place with who holds
-        the lock (``blocks``: the message as Slack has it), and ``hold`` said in its thread. Under the message's
-        lease, as every update; nothing is done to a message that is final, or is not the one recorded any more
-        (posted anew). Whether it was updated; a failure raises :class:`NotifyError`."""
+        the lock (``blocks``: the message as Slack sent it in the press), and ``hold`` said in its thread. Under the
+        message's lease, as every update; nothing is done to a message that is final, or is not the one recorded
+        any more (posted anew). Blocks that show another state than the one recorded (a sweep updated the message
+        after it was displayed) are not put back: only the thread reply is posted, and the next update shows the
+        hold. Whether the message was updated; a failure raises :class:`NotifyError`."""
         if self.budget.spent(at_least=MIN_ATTEMPT_SECONDS):
             raise NotifyError(self.name, "not sent: no time left for outbound requests", retryable=True)
         deadline = self.budget.deadline(self.total)
@@ -562,7 +582,14 @@ class SlackAppNotifier:
                     extra={"channel": self.name, "lock_path": shown.lock_path},
                 )
                 return False
-            api.call("chat.update", channel=shown.channel, ts=shown.ts, text=text, blocks=updated)
+            current = message.state is None or shown_state(blocks) == message.state
+            if current:
+                api.call("chat.update", channel=shown.channel, ts=shown.ts, text=text, blocks=updated)
+            else:
+                logger.info(
+                    "slack message outdated in the press: only its thread says who holds it",
+                    extra={"channel": self.name, "lock_path": shown.lock_path, "state": message.state},
+                )
             api.call(
                 "chat.postMessage",
                 channel=shown.channel,
@@ -571,7 +598,7 @@ class SlackAppNotifier:
                 unfurl_links=False,
                 unfurl_media=False,
             )
-            return True
+            return current
         finally:
             self._release(message)
 
