@@ -159,8 +159,23 @@ def silent_endpoint() -> Iterator[tuple[str, threading.Event]]:
 
 def test_ctrl_c_while_aws_does_not_answer_exits_130_with_one_line(env, silent_endpoint):
     endpoint, connected = silent_endpoint
+    # Started with SIGINT at its default, as a terminal starts it: a suite run in the background of a shell without
+    # job control (`make test &` in a script) inherits SIGINT ignored, and Python then leaves it ignored.
+    as_in_a_terminal = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    )
     proc = subprocess.Popen(
-        [str(CONSOLE_SCRIPT), "locks", "--table", "tf-locks", "--endpoint-url", endpoint],
+        [
+            sys.executable,
+            "-c",
+            as_in_a_terminal,
+            str(CONSOLE_SCRIPT),
+            "locks",
+            "--table",
+            "tf-locks",
+            "--endpoint-url",
+            endpoint,
+        ],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
