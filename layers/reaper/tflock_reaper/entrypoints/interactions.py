@@ -479,6 +479,14 @@ class Interactions:
         store = StateTable(self.clients.dynamodb(), settings.state_table_name)
         tables, lockfiles = lock_sources(self.clients, tables=settings.lock_table_names, buckets=settings.state_buckets)
         budget = UNBOUNDED if remaining_seconds is None else Budget.keeping(remaining_seconds, ANSWER_RESERVE_SECONDS)
+        # One factory for the reaped alert's channels and the hold's message update: one secret resolver (the bot
+        # token read once) and one store of the Slack messages.
+        factory = channel_factory(
+            self.clients,
+            default_topic_arn=settings.alert_topic_arn,
+            state_table=settings.state_table_name,
+            budget=budget,
+        )
         alerts = make_alerter(
             policy,
             table=", ".join(settings.lock_table_names or settings.state_buckets),
@@ -486,19 +494,11 @@ class Interactions:
             state=store,
             state_table=settings.state_table_name,
             default_topic_arn=settings.alert_topic_arn,
-            budget=budget,
+            factory=factory,
         )
         updater = self.updater or SlackAppMessageUpdate(
             DynamoSlackMessages(self.clients.dynamodb(), settings.state_table_name).find,
-            slack_app_notifiers(
-                policy,
-                channel_factory(
-                    self.clients,
-                    default_topic_arn=settings.alert_topic_arn,
-                    state_table=settings.state_table_name,
-                    budget=budget,
-                ),
-            ),
+            slack_app_notifiers(policy, factory),
         )
         return Collaborators(
             store=store, tables=tables, lockfiles=lockfiles, policy=policy, alerts=alerts, updater=updater

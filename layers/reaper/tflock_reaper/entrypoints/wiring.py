@@ -114,9 +114,12 @@ def make_alerter(
     default_topic_arn: str | None,
     send: bool = True,
     budget: Budget = UNBOUNDED,
+    factory: ChannelFactory | None = None,
 ) -> Alerter:
-    """Alerts through the policy's channels, exactly once per event (:func:`notification_ledger`)."""
-    factory = channel_factory(clients, default_topic_arn=default_topic_arn, state_table=state_table, budget=budget)
+    """Alerts through the policy's channels, exactly once per event (:func:`notification_ledger`); ``factory``:
+    the channels' (default: :func:`channel_factory`'s, with ``budget``), for a caller that builds channels too."""
+    if factory is None:
+        factory = channel_factory(clients, default_topic_arn=default_topic_arn, state_table=state_table, budget=budget)
     ledger = notification_ledger(clients, state_table)
     return Alerter(policy, table=table, factory=factory, ledger=ledger, state=state, send=send)
 
