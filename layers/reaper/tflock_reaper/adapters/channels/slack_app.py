@@ -532,11 +532,16 @@ class SlackAppNotifier:
             self._redaction.add(token)
         return token
 
-    def send(self, notification: Notification) -> None:
+    def _session(self) -> tuple[_Api, Deadline]:
+        """The Web API for one send (or one hold's update), and its deadline: ``total``, or what is left of the
+        budget for outbound requests (none left: a retryable failure, nothing called)."""
         if self.budget.spent(at_least=MIN_ATTEMPT_SECONDS):
             raise NotifyError(self.name, "not sent: no time left in this sweep for outbound requests", retryable=True)
         deadline = self.budget.deadline(self.total)
-        api = _Api(self, self._token(), deadline)
+        return _Api(self, self._token(), deadline), deadline
+
+    def send(self, notification: Notification) -> None:
+        api, deadline = self._session()
         if notification.kind is K.UNREADABLE_LOCK:  # no acquisition to follow: one message per unreadable item
             api.call("chat.postMessage", **render_message(notification, channel=self.channel))
             return
@@ -569,10 +574,7 @@ class SlackAppNotifier:
         any more (posted anew). Blocks that show another state than the one recorded (a sweep updated the message
         after it was displayed) are not put back: only the thread reply is posted, and the next update shows the
         hold. Whether the message was updated; a failure raises :class:`NotifyError`."""
-        if self.budget.spent(at_least=MIN_ATTEMPT_SECONDS):
-            raise NotifyError(self.name, "not sent: no time left for outbound requests", retryable=True)
-        deadline = self.budget.deadline(self.total)
-        api = _Api(self, self._token(), deadline)
+        api, deadline = self._session()
         message = self._take(shown.scope, shown.lock_path, shown.lock_id, deadline)
         try:
             updated = with_holds(blocks, holds)
