@@ -81,6 +81,7 @@ def _line(label: str, samples: list[float], baseline: float) -> str:
 
 def run(locks: int) -> int:  # noqa: PLR0915 - one scenario, in order
     # The test lab's helpers (tests/ on the path): the moto server, the stand-ins, the tables, the lock items.
+    from alert_stack import sweep_with_alerts  # noqa: PLC0415
     from factories import lock_item  # noqa: PLC0415
     from function_url import FunctionUrl, Slack, press_on  # noqa: PLC0415
     from http_stub import StubServer  # noqa: PLC0415
@@ -108,15 +109,12 @@ def run(locks: int) -> int:  # noqa: PLR0915 - one scenario, in order
             SLACK_RESPONSE_URL_PREFIX=answers.url("/"),
         )
         import interactions_handler  # noqa: PLC0415 - after the environment is set, as Lambda imports it
-        from tflock_reaper.adapters.aws import AwsClients  # noqa: PLC0415
         from tflock_reaper.adapters.lock_table import LockTable  # noqa: PLC0415
         from tflock_reaper.adapters.state_table import StateTable  # noqa: PLC0415
         from tflock_reaper.domain.lock import LockRecord, classify_item  # noqa: PLC0415
         from tflock_reaper.domain.policy import parse_policy  # noqa: PLC0415
         from tflock_reaper.domain.slack_actions import SlackAction, SnoozeFor  # noqa: PLC0415
         from tflock_reaper.entrypoints import interactions  # noqa: PLC0415
-        from tflock_reaper.entrypoints.wiring import make_alerter  # noqa: PLC0415
-        from tflock_reaper.services.sweep import sweep  # noqa: PLC0415
 
         interactions_handler.logger.registered_handler.setStream(io.StringIO())  # the lines are not the figure
         state = StateTable(dynamodb, STATE_TABLE)
@@ -129,16 +127,7 @@ def run(locks: int) -> int:  # noqa: PLR0915 - one scenario, in order
             if not isinstance(lock, LockRecord):
                 raise TypeError(f"not a lock: {lock}")
             state.record_acquired(lock, now - timedelta(hours=1), f"{index + 1}")
-        policy = parse_policy(policy_text)
-        alerts = make_alerter(
-            policy,
-            table=LOCK_TABLE,
-            clients=AwsClients(region=REGION),
-            state=state,
-            state_table=STATE_TABLE,
-            default_topic_arn=None,
-        )
-        sweep(lock_table=table, state=state, policy=policy, mode="enforce", alerts=alerts, clock=lambda: now)
+        sweep_with_alerts(dynamodb, parse_policy(policy_text), now)
         posts = [call for call in api.top_level() if call.ok]
         print(f"{locks} stale locks, one message each ({len(posts)} posted by a sweep through the slack_app channel)")
 

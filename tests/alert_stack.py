@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 from http_stub import Reply, StubServer
+from tables import LOCK_TABLE, STATE_TABLE
+from tflock_reaper.adapters.aws import AwsClients
+from tflock_reaper.adapters.lock_table import LockTable
+from tflock_reaper.adapters.state_table import StateTable
+from tflock_reaper.domain.policy import Policy
+from tflock_reaper.domain.report import SweepReport
+from tflock_reaper.entrypoints.wiring import make_alerter
+from tflock_reaper.services.sweep import sweep
 
 REGION = "us-east-1"
 SLACK_SECRET = "tflock-reaper/slack-webhook"
@@ -98,3 +107,25 @@ def start_alert_stack(directory: Path) -> AlertStack:
         )
     )
     return AlertStack(topic_arn, queue_url, slack, pagerduty, policy_path)
+
+
+def sweep_with_alerts(dynamodb: Any, policy: Policy, at: datetime) -> SweepReport:
+    """One enforce sweep of the tests' lock table at ``at``, its alerts through the deployed wiring (a new alerter
+    each, as each invocation has; the ledger and the Slack app's messages in the tests' state table)."""
+    state = StateTable(dynamodb, STATE_TABLE)
+    alerts = make_alerter(
+        policy,
+        table=LOCK_TABLE,
+        clients=AwsClients(region=REGION),
+        state=state,
+        state_table=STATE_TABLE,
+        default_topic_arn=None,
+    )
+    return sweep(
+        lock_table=LockTable(dynamodb, LOCK_TABLE),
+        state=state,
+        policy=policy,
+        mode="enforce",
+        alerts=alerts,
+        clock=lambda: at,
+    )

@@ -20,6 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
+from alert_stack import sweep_with_alerts
 from factories import lock_item
 from slack_api import CHANNEL, TOKEN, SlackApi, error, ratelimited, slow
 from streams import stream_record
@@ -27,7 +28,6 @@ from tables import LOCK_TABLE, STATE_TABLE, put, table_items
 from tflock_reaper.adapters.aws import AwsClients
 from tflock_reaper.adapters.channels.factory import make_channel_factory
 from tflock_reaper.adapters.channels.slack_app import SlackAppNotifier
-from tflock_reaper.adapters.lock_table import LockTable
 from tflock_reaper.adapters.log_redaction import LogRedaction, install_log_redaction
 from tflock_reaper.adapters.slack_messages import DynamoSlackMessages
 from tflock_reaper.adapters.state_table import StateTable
@@ -37,10 +37,9 @@ from tflock_reaper.domain.policy import Policy, parse_policy
 from tflock_reaper.domain.report import SweepReport
 from tflock_reaper.domain.slack_actions import ButtonValue, SlackAction, SnoozeFor, info_digest
 from tflock_reaper.entrypoints.settings import Settings
-from tflock_reaper.entrypoints.wiring import make_alerter, send_resolved
+from tflock_reaper.entrypoints.wiring import send_resolved
 from tflock_reaper.services.dispatch import DispatchResult
 from tflock_reaper.services.recorder import audit_stream_record
-from tflock_reaper.services.sweep import sweep
 
 REGION = "us-east-1"
 TOKEN_SECRET = "tflock-reaper/slack-bot-token"
@@ -110,22 +109,7 @@ class Reaper:
 
     def sweep(self, at: datetime) -> SweepReport:
         """One sweep, its alerter built by the deployed wiring (each sweep a new one, as each invocation is)."""
-        alerts = make_alerter(
-            self.policy,
-            table=LOCK_TABLE,
-            clients=self.clients,
-            state=self.state,
-            state_table=STATE_TABLE,
-            default_topic_arn=None,
-        )
-        return sweep(
-            lock_table=LockTable(self.dynamodb, LOCK_TABLE),
-            state=self.state,
-            policy=self.policy,
-            mode="enforce",
-            alerts=alerts,
-            clock=lambda: at,
-        )
+        return sweep_with_alerts(self.dynamodb, self.policy, at)
 
     def acquire(self, path: str, *, at: datetime = T0, **kwargs: Any) -> dict[str, Any]:
         """Terraform takes the lock at ``at``: its item, and the INSERT on the stream."""

@@ -22,12 +22,12 @@ from typing import Any
 
 import boto3
 import pytest
+from alert_stack import sweep_with_alerts
 from factories import lock_item
 from function_url import FunctionUrl, Reply, Slack, deployed_interactions, press_on
 from http_stub import StubServer
 from slack_api import CHANNEL, TOKEN, SlackApi
 from tables import LOCK_TABLE, STATE_TABLE, put, table_items
-from tflock_reaper.adapters.aws import AwsClients
 from tflock_reaper.adapters.lock_table import LockTable
 from tflock_reaper.adapters.state_table import StateTable
 from tflock_reaper.domain.holds import Hold, HoldKind
@@ -36,8 +36,6 @@ from tflock_reaper.domain.memory import lock_key
 from tflock_reaper.domain.policy import parse_policy
 from tflock_reaper.domain.report import SweepReport
 from tflock_reaper.domain.slack_actions import SlackAction, SnoozeFor
-from tflock_reaper.entrypoints.wiring import make_alerter
-from tflock_reaper.services.sweep import sweep
 
 REGION = "us-east-1"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -96,26 +94,8 @@ class Stack:
         return StateTable(self.dynamodb, STATE_TABLE).observe([lock], datetime.now(UTC))[lock_key(lock)].holds
 
     def sweep(self, at: datetime) -> SweepReport:
-        """One enforce sweep at ``at``, its alerts through the deployed wiring (a new alerter each, as each
-        invocation has)."""
-        policy = parse_policy(self.policy_text)
-        state = StateTable(self.dynamodb, STATE_TABLE)
-        alerts = make_alerter(
-            policy,
-            table=LOCK_TABLE,
-            clients=AwsClients(region=REGION),
-            state=state,
-            state_table=STATE_TABLE,
-            default_topic_arn=None,
-        )
-        return sweep(
-            lock_table=LockTable(self.dynamodb, LOCK_TABLE),
-            state=state,
-            policy=policy,
-            mode="enforce",
-            alerts=alerts,
-            clock=lambda: at,
-        )
+        """One enforce sweep at ``at``, its alerts through the deployed wiring."""
+        return sweep_with_alerts(self.dynamodb, parse_policy(self.policy_text), at)
 
     def the_message(self) -> tuple[str, dict[str, Any]]:
         """The one top-level message posted, as Slack keeps it now: its ``ts`` and the message."""
