@@ -340,14 +340,15 @@ def show_slack_app(lock: HeldLock) -> None:
 def show_holds(blocked: Step) -> None:
     """What a Snooze or an It's mine pressed on the blocked message adds to it: the line above its buttons (the
     message updated in place), which is also its thread reply."""
+    shown = holds_shown(blocked)
     print("\n   or, held by a person instead: a line above the buttons (updated in place) and in the thread")
-    for what, _hold, blocks, _reply in holds_shown(blocked):
+    for what, _hold, blocks, _reply in shown:
         (line,) = [block for block in blocks if block.get("block_id") == HOLD_BLOCK_ID]
         print(f"   {what}:")
         text = as_read(line["elements"][0]["text"])
         for part in textwrap.wrap(text, WIDTH - 6):
             print(f"   | {part}")
-    if len(holds_shown(blocked)) != 2:  # noqa: PLR2004 - a snooze and a claim
+    if len(shown) != 2:  # noqa: PLR2004 - a snooze and a claim
         raise DemoError("the Slack app's message must show a snooze and a claim")
 
 
